@@ -32,7 +32,11 @@ fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 }
 
 fn futures_noop_waker() -> std::task::Waker {
-    std::task::Waker::noop().clone()
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+    std::task::Waker::from(Arc::new(Noop))
 }
 
 #[tokio::test(start_paused = true)]
