@@ -1,0 +1,622 @@
+//! The breaker itself: shared state, admission, recording, control.
+
+use crate::config::{BreakerBuilder, Config, WindowKind};
+use crate::error::CallError;
+use crate::event::{BreakerEvent, BreakerEventKind};
+use crate::state::{State, Transition, TransitionReason};
+use crate::window::{CountWindow, TimeWindow, Window};
+use bulwark_core::backoff::{Delays, Random};
+use bulwark_core::classify::Outcome;
+use bulwark_core::clock::{Instant, TimeBase};
+use bulwark_core::error::CircuitOpen;
+use bulwark_core::event::Listeners;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A circuit breaker: the shared state behind every clone of a
+/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer)'s services, and the
+/// handle to watch and control it.
+///
+/// A `Breaker` is a cheap clone (one `Arc`); every clone is the same breaker.
+/// Use it three ways:
+///
+/// - as a tower layer: [`CircuitBreakerLayer::new(breaker)`](crate::CircuitBreakerLayer::new);
+/// - on its own, to guard any future or closure: [`call`](Breaker::call),
+///   [`call_sync`](Breaker::call_sync), or [`try_acquire`](Breaker::try_acquire)
+///   and [`Permit::record`] by hand;
+/// - as a handle: [`state`](Breaker::state), [`snapshot`](Breaker::snapshot),
+///   [`force_open`](Breaker::force_open), [`disable`](Breaker::disable),
+///   [`metrics_only`](Breaker::metrics_only), [`reset`](Breaker::reset).
+///
+/// ```
+/// use bulwark_breaker::{Breaker, CallError, State};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let breaker = Breaker::builder()
+///     .consecutive_failures(2)
+///     .build()
+///     .unwrap();
+///
+/// for _ in 0..2 {
+///     let r: Result<(), _> = breaker.call(async { Err::<(), _>("upstream down") }).await;
+///     assert!(matches!(r, Err(CallError::Inner(_))));
+/// }
+/// assert_eq!(breaker.state(), State::Open);
+///
+/// // Open: the future is not even polled.
+/// let r = breaker.call(async { Ok::<_, &str>(()) }).await;
+/// assert!(matches!(r, Err(CallError::Open(_))));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Breaker {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: Option<Arc<str>>,
+    /// `epoch << 3 | state`: read without the lock on every admission.
+    hint: AtomicU64,
+    /// When an open breaker admits a probe, in nanoseconds since `base`.
+    open_until: AtomicU64,
+    rejected: AtomicU64,
+    base: TimeBase,
+    slow_threshold: Option<Duration>,
+    /// Whether recording needs the time (time window or slow calls).
+    needs_now: bool,
+    listeners: Listeners<BreakerEvent>,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    state: State,
+    epoch: u64,
+    since: Instant,
+    window: Window,
+    consecutive_failures: u32,
+    trips: u32,
+    probes_in_flight: u32,
+    probe_successes: u32,
+    open_until: Instant,
+    open_delays: Delays,
+    random: Random,
+    history: VecDeque<Transition>,
+}
+
+/// The right to make one call, given by [`Breaker::try_acquire`].
+///
+/// Report how the call ended with [`record`](Permit::record). A permit dropped
+/// without a record (a cancelled call) counts for nothing, and a half-open
+/// probe slot it held is given back at once.
+#[must_use = "a permit records nothing unless `record` is called"]
+pub struct Permit {
+    breaker: Option<Breaker>,
+    epoch: u64,
+    probe: bool,
+    start: Option<Instant>,
+}
+
+/// A point-in-time view of a breaker, from [`Breaker::snapshot`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The breaker's name.
+    pub name: Option<Arc<str>>,
+    /// The current state.
+    pub state: State,
+    /// Calls in the window (successes and failures; ignored outcomes are not
+    /// recorded).
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// Failures over calls in the window, once the window holds the minimum
+    /// number of calls.
+    pub failure_rate: Option<f64>,
+    /// Slow calls over calls in the window, once the window holds the minimum
+    /// number of calls.
+    pub slow_call_rate: Option<f64>,
+    /// Failures in a row, most recent last.
+    pub consecutive_failures: u32,
+    /// Trips since the breaker was last closed after probing (drives a
+    /// growing open duration).
+    pub consecutive_trips: u32,
+    /// Probes in flight, including probes of an earlier half-open period
+    /// that have not finished yet (they count against the limit).
+    pub probes_in_flight: u32,
+    /// Successful probes so far (half-open).
+    pub probe_successes: u32,
+    /// How long the breaker has been in its state.
+    pub time_in_state: Duration,
+    /// How long until an open breaker admits a probe.
+    pub next_probe_in: Option<Duration>,
+    /// Calls rejected since the breaker was built.
+    pub rejected: u64,
+    /// The last transitions, oldest first.
+    pub history: Vec<Transition>,
+}
+
+impl Breaker {
+    /// A builder with the defaults (see [`BreakerBuilder`]).
+    pub fn builder() -> BreakerBuilder {
+        BreakerBuilder::new()
+    }
+
+    pub(crate) fn from_parts(
+        name: Option<Arc<str>>,
+        config: Config,
+        listeners: Listeners<BreakerEvent>,
+    ) -> Breaker {
+        let base = TimeBase::new();
+        let now = base.start();
+        let window = match config.window {
+            WindowKind::Count { size } => Window::Count(CountWindow::new(size as usize)),
+            WindowKind::Time { length, buckets } => Window::Time(TimeWindow::new(length, buckets)),
+        };
+        let mut random = config.seed.map_or_else(Random::new, Random::seeded);
+        let open_delays = config.open.delays(random.fork());
+        let shared = Shared {
+            name,
+            hint: AtomicU64::new(State::Closed.to_bits()),
+            open_until: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            base,
+            slow_threshold: config.slow_call.map(|(d, _)| d),
+            needs_now: config.slow_call.is_some() || matches!(config.window, WindowKind::Time { .. }),
+            listeners,
+            inner: Mutex::new(Inner {
+                history: VecDeque::with_capacity(config.history),
+                config,
+                state: State::Closed,
+                epoch: 0,
+                since: now,
+                window,
+                consecutive_failures: 0,
+                trips: 0,
+                probes_in_flight: 0,
+                probe_successes: 0,
+                open_until: now,
+                open_delays,
+                random,
+            }),
+        };
+        Breaker {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> Option<&str> {
+        self.shared.name.as_deref()
+    }
+
+    /// The current state, without taking the lock.
+    ///
+    /// An open breaker whose open duration has elapsed still reads `Open`
+    /// until the next call moves it to half-open; the
+    /// [`snapshot`](Breaker::snapshot) says when (`next_probe_in` of zero).
+    pub fn state(&self) -> State {
+        State::from_bits(self.shared.hint.load(Ordering::Acquire))
+    }
+
+    /// Asks for the right to make one call.
+    ///
+    /// Closed (or disabled, or metrics-only): always granted. Open: refused
+    /// with the time until a probe, until the open duration has elapsed; the
+    /// first call after that moves the breaker to half-open. Half-open:
+    /// granted while fewer than the permitted number of probes are in flight.
+    pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
+        let s = &*self.shared;
+        let hint = s.hint.load(Ordering::Acquire);
+        let epoch = hint >> 3;
+        match State::from_bits(hint) {
+            State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
+            State::Disabled => Ok(Permit::untracked()),
+            State::ForcedOpen => Err(self.reject(State::ForcedOpen, None)),
+            State::Open => {
+                let until = s.open_until.load(Ordering::Acquire);
+                let now = s.base.now_nanos();
+                if now < until {
+                    return Err(self.reject(State::Open, Some(Duration::from_nanos(until - now))));
+                }
+                self.acquire_locked()
+            }
+            State::HalfOpen => self.acquire_locked(),
+        }
+    }
+
+    #[inline]
+    fn permit(&self, epoch: u64, probe: bool) -> Permit {
+        Permit {
+            breaker: Some(self.clone()),
+            epoch,
+            probe,
+            start: self.shared.slow_threshold.map(|_| Instant::now()),
+        }
+    }
+
+    #[cold]
+    fn acquire_locked(&self) -> Result<Permit, CircuitOpen> {
+        let s = &*self.shared;
+        let mut transition = None;
+        let result = {
+            let mut inner = s.inner.lock();
+            if inner.state == State::Open {
+                let now = Instant::now();
+                if now < inner.open_until {
+                    let left = inner.open_until - now;
+                    drop(inner);
+                    return Err(self.reject(State::Open, Some(left)));
+                }
+                transition = Some(inner.transition(s, State::HalfOpen, TransitionReason::OpenElapsed, now));
+            }
+            let epoch = inner.epoch;
+            match inner.state {
+                State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
+                State::Disabled => Ok(Permit::untracked()),
+                State::HalfOpen if inner.probes_in_flight < inner.config.probes => {
+                    inner.probes_in_flight += 1;
+                    Ok(self.permit(epoch, true))
+                }
+                state => Err(state),
+            }
+        };
+        if let Some(t) = transition {
+            self.emit_transition(t);
+        }
+        // Half-open with every probe slot taken: when a probe completes is
+        // unknown.
+        result.map_err(|state| self.reject(state, None))
+    }
+
+    #[cold]
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
+        let s = &*self.shared;
+        s.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            target: "bulwark::breaker",
+            breaker = s.name.as_deref().unwrap_or(""),
+            state = state.as_str(),
+            retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
+            "call rejected"
+        );
+        s.listeners.emit(|| BreakerEvent {
+            name: s.name.clone(),
+            kind: BreakerEventKind::Rejected { state, retry_after },
+        });
+        let err = CircuitOpen::new(retry_after);
+        match &s.name {
+            Some(name) => err.with_name(name.clone()),
+            None => err,
+        }
+    }
+
+    fn on_outcome(&self, epoch: u64, probe: bool, outcome: Outcome, start: Option<Instant>) {
+        let s = &*self.shared;
+        let counted = matches!(outcome, Outcome::Success | Outcome::Failure);
+        if !probe && !counted {
+            return;
+        }
+        let now = if s.needs_now { Some(Instant::now()) } else { None };
+        let slow = match (s.slow_threshold, start, now) {
+            (Some(threshold), Some(start), Some(now)) => now.saturating_duration_since(start) >= threshold,
+            _ => false,
+        };
+        let transition = {
+            let mut inner = s.inner.lock();
+            if probe {
+                // Probes in flight are counted across states, so that at most
+                // the permitted number are ever in flight at once.
+                inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
+            }
+            if inner.epoch != epoch {
+                // Admitted in an earlier state: its outcome no longer counts.
+                return;
+            }
+            if probe {
+                let now = now.unwrap_or_else(Instant::now);
+                match outcome {
+                    Outcome::Failure => Some(inner.transition(s, State::Open, TransitionReason::ProbeFailed, now)),
+                    Outcome::Success if slow => Some(inner.transition(s, State::Open, TransitionReason::ProbeSlow, now)),
+                    Outcome::Success => {
+                        inner.probe_successes += 1;
+                        let n = inner.probe_successes;
+                        (n >= inner.config.successes_to_close)
+                            .then(|| inner.transition(s, State::Closed, TransitionReason::ProbesSucceeded(n), now))
+                    }
+                    _ => None,
+                }
+            } else {
+                let now_nanos = now.map_or(0, |n| s.base.nanos(n));
+                let failed = outcome == Outcome::Failure;
+                inner.window.record(now_nanos, failed, slow);
+                inner.consecutive_failures = if failed { inner.consecutive_failures + 1 } else { 0 };
+                if inner.state == State::Closed {
+                    inner
+                        .trip_reason(now_nanos)
+                        .map(|reason| inner.transition(s, State::Open, reason, now.unwrap_or_else(Instant::now)))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(t) = transition {
+            self.emit_transition(t);
+        }
+    }
+
+    fn release_probe(&self) {
+        let mut inner = self.shared.inner.lock();
+        inner.probes_in_flight = inner.probes_in_flight.saturating_sub(1);
+    }
+
+    fn emit_transition(&self, t: Transition) {
+        let s = &*self.shared;
+        let name = s.name.as_deref().unwrap_or("");
+        if t.to == State::Open {
+            tracing::warn!(target: "bulwark::breaker", breaker = name, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "circuit breaker opened");
+        } else {
+            tracing::info!(target: "bulwark::breaker", breaker = name, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "circuit breaker state changed");
+        }
+        s.listeners.emit(|| BreakerEvent {
+            name: s.name.clone(),
+            kind: BreakerEventKind::StateChanged(t),
+        });
+    }
+
+    fn manual(&self, to: State) {
+        let s = &*self.shared;
+        let t = {
+            let mut inner = s.inner.lock();
+            if inner.state == to && to != State::Closed {
+                return;
+            }
+            inner.transition(s, to, TransitionReason::Manual, Instant::now())
+        };
+        self.emit_transition(t);
+    }
+
+    /// Opens the breaker until an operator says otherwise: every call is
+    /// rejected (with no probe time) until [`reset`](Breaker::reset),
+    /// [`disable`](Breaker::disable) or [`metrics_only`](Breaker::metrics_only).
+    pub fn force_open(&self) {
+        self.manual(State::ForcedOpen);
+    }
+
+    /// Forces the breaker closed: every call passes and nothing is recorded,
+    /// until [`reset`](Breaker::reset) or another manual transition.
+    pub fn disable(&self) {
+        self.manual(State::Disabled);
+    }
+
+    /// Lets every call pass while still recording outcomes: the rates stay
+    /// visible in the snapshot, but the breaker never trips.
+    pub fn metrics_only(&self) {
+        self.manual(State::MetricsOnly);
+    }
+
+    /// Closes the breaker and forgets every recorded outcome and trip.
+    pub fn reset(&self) {
+        self.manual(State::Closed);
+    }
+
+    /// Calls rejected since the breaker was built.
+    pub fn rejected(&self) -> u64 {
+        self.shared.rejected.load(Ordering::Relaxed)
+    }
+
+    /// A consistent view of the breaker's state, counts and recent history.
+    pub fn snapshot(&self) -> Snapshot {
+        let s = &*self.shared;
+        let now = Instant::now();
+        let mut inner = s.inner.lock();
+        let counts = inner.window.counts(s.base.nanos(now));
+        let judged = counts.calls >= inner.config.minimum_calls && counts.calls > 0;
+        let rate = |n: u32| judged.then(|| f64::from(n) / f64::from(counts.calls));
+        Snapshot {
+            name: s.name.clone(),
+            state: inner.state,
+            calls: counts.calls,
+            failures: counts.failures,
+            slow_calls: counts.slow,
+            failure_rate: rate(counts.failures),
+            slow_call_rate: inner.config.slow_call.and(rate(counts.slow)),
+            consecutive_failures: inner.consecutive_failures,
+            consecutive_trips: inner.trips,
+            probes_in_flight: inner.probes_in_flight,
+            probe_successes: inner.probe_successes,
+            time_in_state: now.saturating_duration_since(inner.since),
+            next_probe_in: (inner.state == State::Open)
+                .then(|| inner.open_until.saturating_duration_since(now)),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            history: inner.history.iter().copied().collect(),
+        }
+    }
+
+    /// Runs `fut` if the breaker admits it, counting `Ok` as a success and
+    /// `Err` as a failure. When the breaker refuses, `fut` is dropped without
+    /// being polled. If the returned future is dropped before it completes,
+    /// nothing is recorded and a probe slot is given back.
+    pub async fn call<T, E, F>(&self, fut: F) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        self.call_classified(fut, |r| match r {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        })
+        .await
+    }
+
+    /// Like [`call`](Breaker::call), with your own classification of the
+    /// result (e.g. an `Ok` response with a 503 status is a failure).
+    pub async fn call_classified<T, E, F, C>(&self, fut: F, classify: C) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+        C: FnOnce(&Result<T, E>) -> Outcome,
+    {
+        let permit = self.try_acquire().map_err(CallError::Open)?;
+        let result = fut.await;
+        permit.record(classify(&result));
+        result.map_err(CallError::Inner)
+    }
+
+    /// Runs a blocking closure if the breaker admits it, counting `Ok` as a
+    /// success and `Err` as a failure.
+    ///
+    /// ```
+    /// use bulwark_breaker::Breaker;
+    ///
+    /// let breaker = Breaker::builder().build().unwrap();
+    /// let parsed = breaker.call_sync(|| "42".parse::<u32>());
+    /// assert_eq!(parsed.unwrap(), 42);
+    /// ```
+    pub fn call_sync<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
+        let permit = self.try_acquire().map_err(CallError::Open)?;
+        let result = f();
+        permit.record(if result.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        });
+        result.map_err(CallError::Inner)
+    }
+
+    /// Whether two handles are the same breaker.
+    pub fn ptr_eq(&self, other: &Breaker) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}
+
+impl Inner {
+    fn trip_reason(&mut self, now_nanos: u64) -> Option<TransitionReason> {
+        if let Some(n) = self.config.consecutive_failures {
+            if self.consecutive_failures >= n {
+                return Some(TransitionReason::ConsecutiveFailures(self.consecutive_failures));
+            }
+        }
+        let counts = self.window.counts(now_nanos);
+        if counts.calls == 0 || counts.calls < self.config.minimum_calls {
+            return None;
+        }
+        let calls = f64::from(counts.calls);
+        if let Some(threshold) = self.config.failure_rate {
+            let rate = f64::from(counts.failures) / calls;
+            if rate >= threshold {
+                return Some(TransitionReason::FailureRate(rate));
+            }
+        }
+        if let Some((_, threshold)) = self.config.slow_call {
+            let rate = f64::from(counts.slow) / calls;
+            if rate >= threshold {
+                return Some(TransitionReason::SlowCallRate(rate));
+            }
+        }
+        None
+    }
+
+    fn transition(&mut self, s: &Shared, to: State, reason: TransitionReason, now: Instant) -> Transition {
+        let from = self.state;
+        self.state = to;
+        self.epoch += 1;
+        self.since = now;
+        self.probe_successes = 0;
+        match to {
+            State::Open => {
+                self.trips = self.trips.saturating_add(1);
+                let delay = self.open_delays.next_delay();
+                // A delay too long to represent means "until reset".
+                self.open_until = now
+                    .checked_add(delay)
+                    .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+                s.open_until.store(s.base.nanos(self.open_until), Ordering::Release);
+            }
+            State::Closed => {
+                self.window.clear();
+                self.consecutive_failures = 0;
+                self.trips = 0;
+                self.open_delays = self.config.open.delays(self.random.fork());
+            }
+            _ => {}
+        }
+        s.hint.store(self.epoch << 3 | to.to_bits(), Ordering::Release);
+        let t = Transition { from, to, reason, at: now };
+        if self.config.history > 0 {
+            if self.history.len() == self.config.history {
+                self.history.pop_front();
+            }
+            self.history.push_back(t);
+        }
+        t
+    }
+}
+
+impl Permit {
+    fn untracked() -> Permit {
+        Permit {
+            breaker: None,
+            epoch: 0,
+            probe: false,
+            start: None,
+        }
+    }
+
+    /// Whether this permit is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// Reports how the call ended. Only successes and failures are counted in
+    /// the window; any other outcome just gives a probe slot back. A call
+    /// admitted before the breaker last changed state counts for nothing.
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(breaker) = self.breaker.take() {
+            breaker.on_outcome(self.epoch, self.probe, outcome, self.start);
+        }
+    }
+
+    /// Whether the breaker changed state since this permit was given: a
+    /// service holding one from `poll_ready` asks for a new one.
+    pub(crate) fn is_stale(&self) -> bool {
+        match &self.breaker {
+            Some(b) => b.shared.hint.load(Ordering::Relaxed) >> 3 != self.epoch,
+            None => false,
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.probe {
+            if let Some(breaker) = self.breaker.take() {
+                breaker.release_probe();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("probe", &self.probe)
+            .field("epoch", &self.epoch)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Breaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Breaker")
+            .field("name", &self.shared.name)
+            .field("state", &self.state())
+            .finish()
+    }
+}

@@ -1,0 +1,399 @@
+//! Building a breaker: the builder, its defaults and its validation.
+
+use crate::event::BreakerEvent;
+use crate::Breaker;
+use bulwark_core::backoff::Backoff;
+use bulwark_core::event::{Listener, Listeners};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which recent calls the rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// The last `size` recorded calls.
+    Count {
+        /// How many calls.
+        size: u32,
+    },
+    /// The calls of the last `length`, kept in `buckets` buckets that leave
+    /// the window one at a time.
+    Time {
+        /// How far back.
+        length: Duration,
+        /// How many buckets (the window slides in steps of
+        /// `length / buckets`).
+        buckets: u32,
+    },
+}
+
+/// A breaker's whole configuration, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) window: WindowKind,
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_call: Option<(Duration, f64)>,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) minimum_calls: u32,
+    pub(crate) open: Backoff,
+    pub(crate) probes: u32,
+    pub(crate) successes_to_close: u32,
+    pub(crate) history: usize,
+    pub(crate) seed: Option<u64>,
+}
+
+/// Builds a [`Breaker`].
+///
+/// The defaults: a count window of the last 100 calls; trip when at least
+/// half of them failed, once at least 10 calls were recorded; no slow-call
+/// rule; open for 30 s; in half-open, up to 3 probes at a time and 3
+/// successes to close; the last 32 transitions kept.
+///
+/// ```
+/// use bulwark_breaker::Breaker;
+/// use std::time::Duration;
+///
+/// let breaker = Breaker::builder()
+///     .name("payments")
+///     .time_window(Duration::from_secs(60), 12)
+///     .failure_rate(0.25)
+///     .slow_calls(Duration::from_millis(500), 0.5)
+///     .minimum_calls(20)
+///     .open_for(Duration::from_secs(10))
+///     .build()
+///     .expect("valid configuration");
+/// assert_eq!(breaker.name(), Some("payments"));
+///
+/// // Bad input is a typed error, never a panic.
+/// let err = Breaker::builder().failure_rate(1.5).build().unwrap_err();
+/// assert_eq!(err.field(), "failure_rate");
+/// ```
+#[derive(Debug, Clone)]
+pub struct BreakerBuilder {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) config: Config,
+    pub(crate) listeners: Listeners<BreakerEvent>,
+}
+
+impl Default for BreakerBuilder {
+    fn default() -> Self {
+        BreakerBuilder {
+            name: None,
+            config: Config {
+                window: WindowKind::Count { size: 100 },
+                failure_rate: Some(0.5),
+                slow_call: None,
+                consecutive_failures: None,
+                minimum_calls: 10,
+                open: Backoff::constant(Duration::from_secs(30)),
+                probes: 3,
+                successes_to_close: 3,
+                history: 32,
+                seed: None,
+            },
+            listeners: Listeners::new(),
+        }
+    }
+}
+
+impl BreakerBuilder {
+    /// A builder with the defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Names the breaker; the name is in every event, log line and
+    /// rejection.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Judges rates over the last `size` recorded calls.
+    pub fn count_window(mut self, size: u32) -> Self {
+        self.config.window = WindowKind::Count { size };
+        self
+    }
+
+    /// Judges rates over the calls of the last `length`, kept in `buckets`
+    /// buckets (more buckets slide more smoothly; each costs 12 bytes).
+    pub fn time_window(mut self, length: Duration, buckets: u32) -> Self {
+        self.config.window = WindowKind::Time { length, buckets };
+        self
+    }
+
+    /// Trips when the share of failures in the window reaches `threshold`
+    /// (in `(0, 1]`).
+    pub fn failure_rate(mut self, threshold: f64) -> Self {
+        self.config.failure_rate = Some(threshold);
+        self
+    }
+
+    /// Never trips on the failure rate (e.g. to trip on consecutive failures
+    /// or slow calls only).
+    pub fn without_failure_rate(mut self) -> Self {
+        self.config.failure_rate = None;
+        self
+    }
+
+    /// Counts calls that take at least `duration` as slow (whether they
+    /// succeed or fail), and trips when the share of slow calls in the window
+    /// reaches `rate_threshold` (in `(0, 1]`). A slow probe in half-open
+    /// opens the breaker again.
+    pub fn slow_calls(mut self, duration: Duration, rate_threshold: f64) -> Self {
+        self.config.slow_call = Some((duration, rate_threshold));
+        self
+    }
+
+    /// Also trips after `count` failures in a row, whatever the window says.
+    pub fn consecutive_failures(mut self, count: u32) -> Self {
+        self.config.consecutive_failures = Some(count);
+        self
+    }
+
+    /// Judges no rate before the window holds at least `count` calls.
+    pub fn minimum_calls(mut self, count: u32) -> Self {
+        self.config.minimum_calls = count;
+        self
+    }
+
+    /// Stays open for `duration` after every trip.
+    pub fn open_for(mut self, duration: Duration) -> Self {
+        self.config.open = Backoff::constant(duration);
+        self
+    }
+
+    /// Stays open longer after each consecutive trip (a trip from half-open
+    /// before the breaker closed again), following `backoff`: e.g.
+    /// `Backoff::exponential(5s, 2.0).with_max(5min).with_jitter(Jitter::Equal)`.
+    /// Closing the breaker starts the sequence over.
+    pub fn open_backoff(mut self, backoff: Backoff) -> Self {
+        self.config.open = backoff;
+        self
+    }
+
+    /// Lets at most `count` probes be in flight at once in half-open, across
+    /// all clones.
+    pub fn permitted_probes(mut self, count: u32) -> Self {
+        self.config.probes = count;
+        self
+    }
+
+    /// Closes after `count` successful probes.
+    pub fn successes_to_close(mut self, count: u32) -> Self {
+        self.config.successes_to_close = count;
+        self
+    }
+
+    /// Keeps the last `count` transitions for the snapshot.
+    pub fn history(mut self, count: usize) -> Self {
+        self.config.history = count;
+        self
+    }
+
+    /// Seeds the jitter of the open duration, for exact tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = Some(seed);
+        self
+    }
+
+    /// Adds a listener for the breaker's events (transitions, rejections).
+    pub fn on_event(mut self, listener: impl Listener<BreakerEvent>) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Turns this configuration into the template of a set of keyed breakers
+    /// (one per host, say): see [`keyed`](crate::keyed).
+    pub fn keyed(self) -> crate::keyed::KeyedBreakersBuilder {
+        crate::keyed::KeyedBreakersBuilder::new(self)
+    }
+
+    /// Validates the configuration and builds the breaker.
+    pub fn build(self) -> Result<Breaker, ConfigError> {
+        self.validate()?;
+        Ok(Breaker::from_parts(self.name, self.config, self.listeners))
+    }
+
+    /// Checks the configuration without building.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        let rate_ok = |r: f64| r > 0.0 && r <= 1.0;
+        match c.window {
+            WindowKind::Count { size } => {
+                if size == 0 {
+                    return Err(ConfigError::new("window", "a count window needs at least one call"));
+                }
+                if size > 1_000_000 {
+                    return Err(ConfigError::new(
+                        "window",
+                        format!("a count window of {size} calls is too large (at most 1,000,000)"),
+                    ));
+                }
+                if c.minimum_calls > size {
+                    return Err(ConfigError::new(
+                        "minimum_calls",
+                        format!(
+                            "{} is more than the window of {size} calls can hold, so no rate would ever be judged",
+                            c.minimum_calls
+                        ),
+                    ));
+                }
+            }
+            WindowKind::Time { length, buckets } => {
+                if buckets == 0 || buckets > 10_000 {
+                    return Err(ConfigError::new(
+                        "window",
+                        format!("a time window needs between 1 and 10,000 buckets, got {buckets}"),
+                    ));
+                }
+                if length.as_nanos() < u128::from(buckets) {
+                    return Err(ConfigError::new(
+                        "window",
+                        format!("a time window of {length:?} is too short for {buckets} buckets"),
+                    ));
+                }
+            }
+        }
+        if let Some(r) = c.failure_rate {
+            if !rate_ok(r) {
+                return Err(ConfigError::new(
+                    "failure_rate",
+                    format!("must be in (0, 1], got {r}"),
+                ));
+            }
+        }
+        if let Some((d, r)) = c.slow_call {
+            if !rate_ok(r) {
+                return Err(ConfigError::new(
+                    "slow_call_rate",
+                    format!("must be in (0, 1], got {r}"),
+                ));
+            }
+            if d.is_zero() {
+                return Err(ConfigError::new(
+                    "slow_call_duration",
+                    "must be longer than zero, or every call would be slow",
+                ));
+            }
+        }
+        if c.consecutive_failures == Some(0) {
+            return Err(ConfigError::new(
+                "consecutive_failures",
+                "must be at least 1",
+            ));
+        }
+        if c.failure_rate.is_none() && c.slow_call.is_none() && c.consecutive_failures.is_none() {
+            return Err(ConfigError::new(
+                "failure_rate",
+                "no trip policy is set: set a failure rate, a slow-call rate or consecutive failures",
+            ));
+        }
+        if c.minimum_calls == 0 {
+            return Err(ConfigError::new("minimum_calls", "must be at least 1"));
+        }
+        if c.probes == 0 {
+            return Err(ConfigError::new(
+                "permitted_probes",
+                "must be at least 1, or the breaker could never close again",
+            ));
+        }
+        if c.successes_to_close == 0 {
+            return Err(ConfigError::new("successes_to_close", "must be at least 1"));
+        }
+        c.open
+            .validate()
+            .map_err(|e| ConfigError::new("open_duration", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// A breaker configuration that cannot work: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    pub(crate) fn keyed(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::new(field, reason)
+    }
+
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The offending setting.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why it cannot work.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid circuit breaker configuration: `{}` {}",
+            self.field, self.reason
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(b: BreakerBuilder) -> &'static str {
+        b.build().expect_err("must be rejected").field()
+    }
+
+    #[test]
+    fn every_bad_setting_is_a_typed_error() {
+        let b = BreakerBuilder::new;
+        assert_eq!(field(b().failure_rate(0.0)), "failure_rate");
+        assert_eq!(field(b().failure_rate(f64::NAN)), "failure_rate");
+        assert_eq!(field(b().failure_rate(1.01)), "failure_rate");
+        assert_eq!(field(b().count_window(0)), "window");
+        assert_eq!(field(b().count_window(5).minimum_calls(6)), "minimum_calls");
+        assert_eq!(field(b().minimum_calls(0)), "minimum_calls");
+        assert_eq!(field(b().time_window(Duration::from_secs(1), 0)), "window");
+        assert_eq!(field(b().time_window(Duration::from_nanos(5), 10)), "window");
+        assert_eq!(field(b().slow_calls(Duration::from_secs(1), 2.0)), "slow_call_rate");
+        assert_eq!(field(b().slow_calls(Duration::ZERO, 0.5)), "slow_call_duration");
+        assert_eq!(field(b().consecutive_failures(0)), "consecutive_failures");
+        assert_eq!(field(b().without_failure_rate()), "failure_rate");
+        assert_eq!(field(b().permitted_probes(0)), "permitted_probes");
+        assert_eq!(field(b().successes_to_close(0)), "successes_to_close");
+        assert_eq!(
+            field(b().open_backoff(Backoff::exponential(Duration::from_secs(1), 0.5))),
+            "open_duration"
+        );
+        let msg = b().failure_rate(2.0).build().unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "invalid circuit breaker configuration: `failure_rate` must be in (0, 1], got 2"
+        );
+    }
+
+    #[test]
+    fn good_settings_build() {
+        assert!(BreakerBuilder::new().build().is_ok());
+        assert!(BreakerBuilder::new()
+            .without_failure_rate()
+            .consecutive_failures(3)
+            .open_for(Duration::ZERO)
+            .build()
+            .is_ok());
+    }
+}

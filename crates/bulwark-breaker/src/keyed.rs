@@ -1,0 +1,388 @@
+//! Keyed breakers: one independent breaker per key taken from the request
+//! (a host, an authority, a tenant), with bounded memory.
+//!
+//! A failing host should not open the breaker for every other host. A
+//! [`KeyedCircuitBreakerLayer`] asks a key function for each request's key
+//! and guards the call with that key's breaker, made on first use from a
+//! template [`BreakerBuilder`].
+//!
+//! Memory is bounded: at most [`max_keys`](KeyedBreakersBuilder::max_keys)
+//! breakers are kept. Breakers idle for longer than
+//! [`idle_timeout`](KeyedBreakersBuilder::idle_timeout) are dropped first;
+//! when none is idle, the least recently used one goes. A flood of distinct
+//! keys therefore costs a bounded map, at worst forgetting the state of the
+//! least recently used hosts.
+//!
+//! ```
+//! use bulwark_breaker::keyed::KeyedCircuitBreakerLayer;
+//! use bulwark_breaker::Breaker;
+//! use bulwark_core::BoxError;
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), BoxError> {
+//! let breakers = Breaker::builder()
+//!     .name("upstream")
+//!     .consecutive_failures(3)
+//!     .keyed()
+//!     .max_keys(1_000)
+//!     .idle_timeout(Duration::from_secs(600))
+//!     .build()?;
+//!
+//! // Requests are (host, path) pairs here; the key is the host.
+//! let svc = ServiceBuilder::new()
+//!     .layer(KeyedCircuitBreakerLayer::new(breakers.clone(), |req: &(String, String)| req.0.clone()))
+//!     .service_fn(|req: (String, String)| async move { Ok::<_, BoxError>(req.1) });
+//!
+//! svc.oneshot(("a.example".into(), "/".into())).await?;
+//! assert_eq!(breakers.len(), 1);
+//! assert_eq!(breakers.get(&"a.example".to_string()).unwrap().name(), Some("upstream/a.example"));
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::config::{BreakerBuilder, ConfigError};
+use crate::future::ResponseFuture;
+use crate::Breaker;
+use bulwark_core::classify::{Classify, DefaultClassifier};
+use bulwark_core::clock::Instant;
+use bulwark_core::BoxError;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// A bounded set of breakers, one per key, made from one template.
+///
+/// Cheap to clone; clones share the set. Use it as a handle too: look up a
+/// key's breaker, list keys, snapshot them.
+pub struct KeyedBreakers<K> {
+    inner: Arc<KeyedInner<K>>,
+}
+
+struct KeyedInner<K> {
+    template: BreakerBuilder,
+    max_keys: usize,
+    idle_timeout: Option<Duration>,
+    map: Mutex<Map<K>>,
+    evicted: AtomicU64,
+}
+
+struct Map<K> {
+    entries: HashMap<K, Entry>,
+    inserts: u64,
+}
+
+struct Entry {
+    breaker: Breaker,
+    last_used: Instant,
+}
+
+/// Builds [`KeyedBreakers`].
+#[derive(Debug)]
+pub struct KeyedBreakersBuilder {
+    template: BreakerBuilder,
+    max_keys: usize,
+    idle_timeout: Option<Duration>,
+}
+
+impl KeyedBreakersBuilder {
+    /// A builder whose breakers follow `template`; each key's breaker is
+    /// named `"{template name}/{key}"` (or just the key). Same as
+    /// [`BreakerBuilder::keyed`].
+    pub fn new(template: BreakerBuilder) -> Self {
+        KeyedBreakersBuilder {
+            template,
+            max_keys: 1024,
+            idle_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+
+    /// Keeps at most `max` breakers (default 1,024).
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max;
+        self
+    }
+
+    /// Drops a key's breaker once unused for `idle` (default: 10 minutes).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
+    }
+
+    /// Never drops a breaker for being idle (only for room).
+    pub fn no_idle_timeout(mut self) -> Self {
+        self.idle_timeout = None;
+        self
+    }
+
+    /// Validates the template and the bounds.
+    pub fn build<K>(self) -> Result<KeyedBreakers<K>, ConfigError>
+    where
+        K: Hash + Eq + Clone + fmt::Display,
+    {
+        self.template.validate()?;
+        if self.max_keys == 0 {
+            return Err(ConfigError::keyed("max_keys", "must be at least 1"));
+        }
+        Ok(KeyedBreakers {
+            inner: Arc::new(KeyedInner {
+                template: self.template,
+                max_keys: self.max_keys,
+                idle_timeout: self.idle_timeout,
+                map: Mutex::new(Map {
+                    entries: HashMap::new(),
+                    inserts: 0,
+                }),
+                evicted: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+impl<K> KeyedBreakers<K>
+where
+    K: Hash + Eq + Clone + fmt::Display,
+{
+    /// The breaker for `key`, made now if there is none.
+    pub fn get_or_create(&self, key: &K) -> Breaker {
+        let now = Instant::now();
+        let mut map = self.inner.map.lock();
+        if let Some(entry) = map.entries.get_mut(key) {
+            entry.last_used = now;
+            return entry.breaker.clone();
+        }
+        self.make_room(&mut map, now);
+        let breaker = self.make(key);
+        map.entries.insert(
+            key.clone(),
+            Entry {
+                breaker: breaker.clone(),
+                last_used: now,
+            },
+        );
+        map.inserts += 1;
+        breaker
+    }
+
+    fn make(&self, key: &K) -> Breaker {
+        let t = &self.inner.template;
+        let name: Arc<str> = match &t.name {
+            Some(prefix) => format!("{prefix}/{key}").into(),
+            None => key.to_string().into(),
+        };
+        Breaker::from_parts(Some(name), t.config.clone(), t.listeners.clone())
+    }
+
+    fn make_room(&self, map: &mut Map<K>, now: Instant) {
+        let full = map.entries.len() >= self.inner.max_keys;
+        // Sweep idle breakers when out of room, and now and then anyway so
+        // idle ones do not linger.
+        if full || map.inserts % 64 == 63 {
+            if let Some(idle) = self.inner.idle_timeout {
+                let before = map.entries.len();
+                map.entries
+                    .retain(|_, e| now.saturating_duration_since(e.last_used) < idle);
+                let gone = before - map.entries.len();
+                self.inner.evicted.fetch_add(gone as u64, Ordering::Relaxed);
+            }
+        }
+        while map.entries.len() >= self.inner.max_keys {
+            let lru = map
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(k, _)| k.clone());
+            match lru {
+                Some(k) => {
+                    map.entries.remove(&k);
+                    self.inner.evicted.fetch_add(1, Ordering::Relaxed);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The breaker for `key`, if there is one.
+    pub fn get(&self, key: &K) -> Option<Breaker> {
+        self.inner.map.lock().entries.get(key).map(|e| e.breaker.clone())
+    }
+
+    /// Every key and its breaker.
+    pub fn entries(&self) -> Vec<(K, Breaker)> {
+        self.inner
+            .map
+            .lock()
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.breaker.clone()))
+            .collect()
+    }
+
+    /// How many breakers are kept.
+    pub fn len(&self) -> usize {
+        self.inner.map.lock().entries.len()
+    }
+
+    /// Whether no breaker is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many breakers were dropped for room or idleness.
+    pub fn evicted(&self) -> u64 {
+        self.inner.evicted.load(Ordering::Relaxed)
+    }
+}
+
+impl<K> Clone for KeyedBreakers<K> {
+    fn clone(&self) -> Self {
+        KeyedBreakers {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for KeyedBreakers<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedBreakers")
+            .field("keys", &self.inner.map.lock().entries.len())
+            .field("max_keys", &self.inner.max_keys)
+            .finish()
+    }
+}
+
+/// Guards every request with the breaker of its key; see the
+/// [module docs](self).
+#[derive(Clone)]
+pub struct KeyedCircuitBreakerLayer<K, F, C = DefaultClassifier> {
+    breakers: KeyedBreakers<K>,
+    key: F,
+    classifier: C,
+}
+
+impl<K, F> KeyedCircuitBreakerLayer<K, F> {
+    /// A layer keyed by `key(&request)`, with the default classifier.
+    pub fn new(breakers: KeyedBreakers<K>, key: F) -> Self {
+        KeyedCircuitBreakerLayer {
+            breakers,
+            key,
+            classifier: DefaultClassifier,
+        }
+    }
+}
+
+impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C> {
+    /// Uses `classifier` to decide what counts as a success or a failure.
+    pub fn classifier<C2>(self, classifier: C2) -> KeyedCircuitBreakerLayer<K, F, C2> {
+        KeyedCircuitBreakerLayer {
+            breakers: self.breakers,
+            key: self.key,
+            classifier,
+        }
+    }
+
+    /// The breakers, as a handle.
+    pub fn breakers(&self) -> &KeyedBreakers<K> {
+        &self.breakers
+    }
+}
+
+impl<K, F: Clone, C: Clone, S> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
+    type Service = KeyedCircuitBreaker<S, K, F, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedCircuitBreaker {
+            inner,
+            breakers: self.breakers.clone(),
+            key: self.key.clone(),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreakerLayer")
+            .field("breakers", &self.breakers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A service guarded by one breaker per request key; made by
+/// [`KeyedCircuitBreakerLayer`].
+///
+/// The key is only known in `call`, so `poll_ready` waits for the inner
+/// service alone, and the key's breaker decides in `call`: a refusal is an
+/// immediately ready [`CircuitOpen`](crate::error::CircuitOpen) error and the
+/// inner service is not called.
+#[derive(Clone)]
+pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier> {
+    inner: S,
+    breakers: KeyedBreakers<K>,
+    key: F,
+    classifier: C,
+}
+
+impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
+    /// The breakers, as a handle.
+    pub fn breakers(&self) -> &KeyedBreakers<K> {
+        &self.breakers
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, K, F, C, Req> Service<Req> for KeyedCircuitBreaker<S, K, F, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    K: Hash + Eq + Clone + fmt::Display,
+    F: Fn(&Req) -> K,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let key = (self.key)(&req);
+        match self.breakers.get_or_create(&key).try_acquire() {
+            Ok(permit) => ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone()),
+            Err(open) => ResponseFuture::rejected(open),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, F, C> fmt::Debug for KeyedCircuitBreaker<S, K, F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedCircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breakers", &self.breakers)
+            .finish_non_exhaustive()
+    }
+}

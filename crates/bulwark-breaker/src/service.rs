@@ -1,0 +1,140 @@
+//! The tower service.
+
+use crate::breaker::Permit;
+use crate::future::ResponseFuture;
+use crate::Breaker;
+use bulwark_core::classify::{Classify, DefaultClassifier};
+use bulwark_core::error::CircuitOpen;
+use bulwark_core::BoxError;
+use std::fmt;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// A service guarded by a circuit breaker; made by
+/// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer).
+///
+/// `poll_ready` asks the breaker first. Admitted: it reserves the admission
+/// (a half-open probe slot, if half-open) and then waits for the inner
+/// service. Refused: it is ready at once without polling the inner service,
+/// and `call` returns a [`CircuitOpen`] error right away, so a caller is never
+/// kept waiting on a service the breaker will not call. Policy decisions never
+/// make `poll_ready` fail.
+///
+/// A clone shares the breaker but starts without an admission. An admission
+/// that is never used (the service is dropped after `poll_ready`) is given
+/// back.
+pub struct CircuitBreaker<S, C = DefaultClassifier> {
+    inner: S,
+    breaker: Breaker,
+    classifier: C,
+    admission: Option<Result<Permit, CircuitOpen>>,
+}
+
+impl<S> CircuitBreaker<S> {
+    /// Guards `inner` with `breaker` and the default classifier.
+    pub fn new(inner: S, breaker: Breaker) -> Self {
+        Self::with_classifier(inner, breaker, DefaultClassifier)
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    /// Guards `inner` with `breaker`, classifying outcomes with `classifier`.
+    pub fn with_classifier(inner: S, breaker: Breaker, classifier: C) -> Self {
+        CircuitBreaker {
+            inner,
+            breaker,
+            classifier,
+            admission: None,
+        }
+    }
+
+    /// The breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, dropping the breaker's admission if any.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // An admission from an earlier state (say, closed before the breaker
+        // opened while we waited for the inner service) is asked again.
+        if let Some(Ok(permit)) = &self.admission {
+            if permit.is_stale() {
+                self.admission = None;
+            }
+        }
+        let admission = self.admission.get_or_insert_with(|| self.breaker.try_acquire());
+        match admission {
+            Err(_) => Poll::Ready(Ok(())),
+            Ok(_) => match self.inner.poll_ready(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    // The inner service is broken: that is a failure too.
+                    let result: Result<S::Response, BoxError> = Err(e.into());
+                    if let Some(Ok(permit)) = self.admission.take() {
+                        permit.record(self.classifier.classify(&result));
+                    }
+                    Poll::Ready(result.map(|_| ()))
+                }
+            },
+        }
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // Without `poll_ready` first (a caller's bug), decide now.
+        let admission = self
+            .admission
+            .take()
+            .unwrap_or_else(|| self.breaker.try_acquire());
+        match admission {
+            Ok(permit) => ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone()),
+            Err(open) => ResponseFuture::rejected(open),
+        }
+    }
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        CircuitBreaker {
+            inner: self.inner.clone(),
+            breaker: self.breaker.clone(),
+            classifier: self.classifier.clone(),
+            admission: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("inner", &self.inner)
+            .field("breaker", &self.breaker)
+            .field("admitted", &self.admission.as_ref().map(|a| a.is_ok()))
+            .finish()
+    }
+}
