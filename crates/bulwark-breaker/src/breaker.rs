@@ -170,7 +170,8 @@ impl Breaker {
             rejected: AtomicU64::new(0),
             base,
             slow_threshold: config.slow_call.map(|(d, _)| d),
-            needs_now: config.slow_call.is_some() || matches!(config.window, WindowKind::Time { .. }),
+            needs_now: config.slow_call.is_some()
+                || matches!(config.window, WindowKind::Time { .. }),
             listeners,
             inner: Mutex::new(Inner {
                 history: VecDeque::with_capacity(config.history),
@@ -256,7 +257,8 @@ impl Breaker {
                     drop(inner);
                     return Err(self.reject(State::Open, Some(left)));
                 }
-                transition = Some(inner.transition(s, State::HalfOpen, TransitionReason::OpenElapsed, now));
+                transition =
+                    Some(inner.transition(s, State::HalfOpen, TransitionReason::OpenElapsed, now));
             }
             let epoch = inner.epoch;
             match inner.state {
@@ -305,9 +307,15 @@ impl Breaker {
         if !probe && !counted {
             return;
         }
-        let now = if s.needs_now { Some(Instant::now()) } else { None };
+        let now = if s.needs_now {
+            Some(Instant::now())
+        } else {
+            None
+        };
         let slow = match (s.slow_threshold, start, now) {
-            (Some(threshold), Some(start), Some(now)) => now.saturating_duration_since(start) >= threshold,
+            (Some(threshold), Some(start), Some(now)) => {
+                now.saturating_duration_since(start) >= threshold
+            }
             _ => false,
         };
         let transition = {
@@ -324,13 +332,23 @@ impl Breaker {
             if probe {
                 let now = now.unwrap_or_else(Instant::now);
                 match outcome {
-                    Outcome::Failure => Some(inner.transition(s, State::Open, TransitionReason::ProbeFailed, now)),
-                    Outcome::Success if slow => Some(inner.transition(s, State::Open, TransitionReason::ProbeSlow, now)),
+                    Outcome::Failure => {
+                        Some(inner.transition(s, State::Open, TransitionReason::ProbeFailed, now))
+                    }
+                    Outcome::Success if slow => {
+                        Some(inner.transition(s, State::Open, TransitionReason::ProbeSlow, now))
+                    }
                     Outcome::Success => {
                         inner.probe_successes += 1;
                         let n = inner.probe_successes;
-                        (n >= inner.config.successes_to_close)
-                            .then(|| inner.transition(s, State::Closed, TransitionReason::ProbesSucceeded(n), now))
+                        (n >= inner.config.successes_to_close).then(|| {
+                            inner.transition(
+                                s,
+                                State::Closed,
+                                TransitionReason::ProbesSucceeded(n),
+                                now,
+                            )
+                        })
                     }
                     _ => None,
                 }
@@ -338,11 +356,15 @@ impl Breaker {
                 let now_nanos = now.map_or(0, |n| s.base.nanos(n));
                 let failed = outcome == Outcome::Failure;
                 inner.window.record(now_nanos, failed, slow);
-                inner.consecutive_failures = if failed { inner.consecutive_failures + 1 } else { 0 };
+                inner.consecutive_failures = if failed {
+                    inner.consecutive_failures + 1
+                } else {
+                    0
+                };
                 if inner.state == State::Closed {
-                    inner
-                        .trip_reason(now_nanos)
-                        .map(|reason| inner.transition(s, State::Open, reason, now.unwrap_or_else(Instant::now)))
+                    inner.trip_reason(now_nanos).map(|reason| {
+                        inner.transition(s, State::Open, reason, now.unwrap_or_else(Instant::now))
+                    })
                 } else {
                     None
                 }
@@ -500,7 +522,9 @@ impl Inner {
     fn trip_reason(&mut self, now_nanos: u64) -> Option<TransitionReason> {
         if let Some(n) = self.config.consecutive_failures {
             if self.consecutive_failures >= n {
-                return Some(TransitionReason::ConsecutiveFailures(self.consecutive_failures));
+                return Some(TransitionReason::ConsecutiveFailures(
+                    self.consecutive_failures,
+                ));
             }
         }
         let counts = self.window.counts(now_nanos);
@@ -523,7 +547,13 @@ impl Inner {
         None
     }
 
-    fn transition(&mut self, s: &Shared, to: State, reason: TransitionReason, now: Instant) -> Transition {
+    fn transition(
+        &mut self,
+        s: &Shared,
+        to: State,
+        reason: TransitionReason,
+        now: Instant,
+    ) -> Transition {
         let from = self.state;
         self.state = to;
         self.epoch += 1;
@@ -537,7 +567,8 @@ impl Inner {
                 self.open_until = now
                     .checked_add(delay)
                     .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
-                s.open_until.store(s.base.nanos(self.open_until), Ordering::Release);
+                s.open_until
+                    .store(s.base.nanos(self.open_until), Ordering::Release);
             }
             State::Closed => {
                 self.window.clear();
@@ -547,8 +578,14 @@ impl Inner {
             }
             _ => {}
         }
-        s.hint.store(self.epoch << 3 | to.to_bits(), Ordering::Release);
-        let t = Transition { from, to, reason, at: now };
+        s.hint
+            .store(self.epoch << 3 | to.to_bits(), Ordering::Release);
+        let t = Transition {
+            from,
+            to,
+            reason,
+            at: now,
+        };
         if self.config.history > 0 {
             if self.history.len() == self.config.history {
                 self.history.pop_front();

@@ -222,7 +222,10 @@ impl BreakerBuilder {
         match c.window {
             WindowKind::Count { size } => {
                 if size == 0 {
-                    return Err(ConfigError::new("window", "a count window needs at least one call"));
+                    return Err(ConfigError::new(
+                        "window",
+                        "a count window needs at least one call",
+                    ));
                 }
                 if size > 1_000_000 {
                     return Err(ConfigError::new(
@@ -368,9 +371,18 @@ mod tests {
         assert_eq!(field(b().count_window(5).minimum_calls(6)), "minimum_calls");
         assert_eq!(field(b().minimum_calls(0)), "minimum_calls");
         assert_eq!(field(b().time_window(Duration::from_secs(1), 0)), "window");
-        assert_eq!(field(b().time_window(Duration::from_nanos(5), 10)), "window");
-        assert_eq!(field(b().slow_calls(Duration::from_secs(1), 2.0)), "slow_call_rate");
-        assert_eq!(field(b().slow_calls(Duration::ZERO, 0.5)), "slow_call_duration");
+        assert_eq!(
+            field(b().time_window(Duration::from_nanos(5), 10)),
+            "window"
+        );
+        assert_eq!(
+            field(b().slow_calls(Duration::from_secs(1), 2.0)),
+            "slow_call_rate"
+        );
+        assert_eq!(
+            field(b().slow_calls(Duration::ZERO, 0.5)),
+            "slow_call_duration"
+        );
         assert_eq!(field(b().consecutive_failures(0)), "consecutive_failures");
         assert_eq!(field(b().without_failure_rate()), "failure_rate");
         assert_eq!(field(b().permitted_probes(0)), "permitted_probes");

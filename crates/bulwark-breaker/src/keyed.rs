@@ -212,7 +212,12 @@ where
 
     /// The breaker for `key`, if there is one.
     pub fn get(&self, key: &K) -> Option<Breaker> {
-        self.inner.map.lock().entries.get(key).map(|e| e.breaker.clone())
+        self.inner
+            .map
+            .lock()
+            .entries
+            .get(key)
+            .map(|e| e.breaker.clone())
     }
 
     /// Every key and its breaker.
@@ -372,7 +377,9 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.key)(&req);
         match self.breakers.get_or_create(&key).try_acquire() {
-            Ok(permit) => ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone()),
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
+            }
             Err(open) => ResponseFuture::rejected(open),
         }
     }

@@ -87,7 +87,9 @@ where
                 self.admission = None;
             }
         }
-        let admission = self.admission.get_or_insert_with(|| self.breaker.try_acquire());
+        let admission = self
+            .admission
+            .get_or_insert_with(|| self.breaker.try_acquire());
         match admission {
             Err(_) => Poll::Ready(Ok(())),
             Ok(_) => match self.inner.poll_ready(cx) {
@@ -112,7 +114,9 @@ where
             .take()
             .unwrap_or_else(|| self.breaker.try_acquire());
         match admission {
-            Ok(permit) => ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone()),
+            Ok(permit) => {
+                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
+            }
             Err(open) => ResponseFuture::rejected(open),
         }
     }

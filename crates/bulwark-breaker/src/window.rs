@@ -176,15 +176,36 @@ mod tests {
         for _ in 0..1000 {
             w.record(false, false);
         }
-        assert_eq!(w.counts(), Counts { calls: 10, failures: 0, slow: 0 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 10,
+                failures: 0,
+                slow: 0
+            }
+        );
         for _ in 0..5 {
             w.record(true, false);
         }
-        assert_eq!(w.counts(), Counts { calls: 10, failures: 5, slow: 0 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 10,
+                failures: 5,
+                slow: 0
+            }
+        );
         for _ in 0..10 {
             w.record(false, true);
         }
-        assert_eq!(w.counts(), Counts { calls: 10, failures: 0, slow: 10 });
+        assert_eq!(
+            w.counts(),
+            Counts {
+                calls: 10,
+                failures: 0,
+                slow: 10
+            }
+        );
     }
 
     #[test]
@@ -194,9 +215,23 @@ mod tests {
         w.record(0, true, false);
         w.record(s / 2, false, false);
         w.record(5 * s, false, true);
-        assert_eq!(w.counts(9 * s), Counts { calls: 3, failures: 1, slow: 1 });
+        assert_eq!(
+            w.counts(9 * s),
+            Counts {
+                calls: 3,
+                failures: 1,
+                slow: 1
+            }
+        );
         // At 10 s the bucket [0, 1 s) leaves.
-        assert_eq!(w.counts(10 * s), Counts { calls: 1, failures: 0, slow: 1 });
+        assert_eq!(
+            w.counts(10 * s),
+            Counts {
+                calls: 1,
+                failures: 0,
+                slow: 1
+            }
+        );
         assert_eq!(w.counts(15 * s), Counts::default());
         // A long gap clears everything in one pass.
         w.record(16 * s, true, true);
