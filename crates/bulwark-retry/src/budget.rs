@@ -1,0 +1,477 @@
+//! Retry budgets: how many retries (and hedges) the recent traffic allows.
+//!
+//! A retry budget keeps retries from turning a partial outage into a storm. A
+//! [`RetryBudget`] is a cheap handle (one `Arc`): every clone of a retry
+//! layer's service shares the layer's budget, and several layers may be given
+//! the same budget so they draw on one pool.
+//!
+//! Two kinds are offered:
+//!
+//! - [`RetryBudget::ratio`] (Finagle, Envoy, linkerd): over a sliding time
+//!   window, retries may add at most a fraction of the requests seen, plus a
+//!   small floor per second so that low traffic can still retry. Every
+//!   request deposits `ratio` of a retry; every retry withdraws one. The
+//!   arithmetic is exact integer arithmetic in millionths of a retry, so a
+//!   ratio of 0.3 allows 3 retries per 10 requests, not 3.33 (the rounding of
+//!   `1 / ratio` in tower's `TpsBudget`, tower issue #857, is not repeated).
+//! - [`RetryBudget::token_bucket`] (gRPC retry throttling): a bucket of
+//!   `max_tokens` tokens; every failed attempt takes one, every successful one
+//!   gives back `token_ratio`; retries and hedges are allowed only while the
+//!   bucket is more than half full.
+//!
+//! ```
+//! use bulwark_retry::budget::RetryBudget;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // 20% of the requests, plus 1 retry per second, over 10 seconds.
+//! let budget = RetryBudget::ratio(0.2, 1, Duration::from_secs(10));
+//! assert_eq!(budget.available(), 10); // the floor: 1/s over 10 s
+//! for _ in 0..100 {
+//!     budget.deposit();
+//! }
+//! assert_eq!(budget.available(), 30); // + 20% of 100 requests
+//! assert!(budget.withdraw());
+//! assert_eq!(budget.available(), 29);
+//! # }
+//! ```
+//!
+//! # Window accuracy
+//!
+//! The window is kept in ten slots. Requests are counted with one relaxed
+//! atomic add and no clock read; they are assigned to a slot when the budget
+//! next reads the clock (on every withdrawal and every 64th request), and
+//! always to the slot of the *previous* reading. Both approximations make the
+//! budget stricter, never looser: a request is never counted for longer than
+//! the window, and a retry always for at least the window.
+
+use bulwark_core::clock::{duration_nanos, TimeBase};
+use bulwark_core::Outcome;
+use parking_lot::Mutex;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One retry, in the budget's fixed-point unit (millionths).
+const UNIT: u64 = 1_000_000;
+/// Slots in the sliding window.
+const SLOTS: usize = 10;
+/// Requests between two clock readings made for bookkeeping alone.
+const TICK_EVERY: u64 = 64;
+
+/// A pool of retries shared by every service that holds a clone of it.
+///
+/// See the [module documentation](self).
+#[derive(Clone)]
+pub struct RetryBudget {
+    kind: Arc<Kind>,
+}
+
+enum Kind {
+    Unlimited,
+    Ratio(RatioBudget),
+    Tokens(TokenBucket),
+}
+
+impl RetryBudget {
+    /// A sliding-window budget: over the last `window`, retries may be at most
+    /// `ratio` × requests + `min_per_sec` × `window` (in seconds).
+    ///
+    /// `ratio` is kept to the nearest millionth.
+    ///
+    /// # Panics
+    ///
+    /// When `ratio` is negative, not finite or above 1000, or `window` is
+    /// shorter than 10 ms or longer than an hour.
+    pub fn ratio(ratio: f64, min_per_sec: u32, window: Duration) -> Self {
+        assert!(
+            ratio.is_finite() && (0.0..=1000.0).contains(&ratio),
+            "retry budget ratio must be between 0 and 1000, got {ratio}"
+        );
+        assert!(
+            window >= Duration::from_millis(10) && window <= Duration::from_secs(3600),
+            "retry budget window must be between 10 ms and 1 hour, got {window:?}"
+        );
+        let ratio_ppm = (ratio * UNIT as f64).round() as u64;
+        // min_per_sec × window in millionths of a retry: per-second × ns / 1e3.
+        let reserve = (u128::from(min_per_sec) * window.as_nanos() / 1_000) as u64;
+        let slot_nanos = duration_nanos(window) / SLOTS as u64;
+        RetryBudget {
+            kind: Arc::new(Kind::Ratio(RatioBudget {
+                ratio_ppm,
+                reserve,
+                slot_nanos,
+                pending: AtomicU64::new(0),
+                base: TimeBase::new(),
+                window: Mutex::new(Window {
+                    current: 0,
+                    deposits: [0; SLOTS],
+                    withdrawals: [0; SLOTS + 1],
+                }),
+            })),
+        }
+    }
+
+    /// gRPC retry throttling: a bucket of `max_tokens` tokens, full at first;
+    /// each failed or throttled attempt removes one token, each successful
+    /// attempt adds `token_ratio` (up to `max_tokens`); retries and hedges are
+    /// allowed only while more than `max_tokens / 2` tokens remain.
+    ///
+    /// Tokens are kept to the thousandth, as gRPC specifies.
+    ///
+    /// # Panics
+    ///
+    /// When `max_tokens` is 0 or above 1000, or `token_ratio` is not in
+    /// `(0, max_tokens]`.
+    pub fn token_bucket(max_tokens: u32, token_ratio: f64) -> Self {
+        assert!(
+            (1..=1000).contains(&max_tokens),
+            "max_tokens must be between 1 and 1000, got {max_tokens}"
+        );
+        assert!(
+            token_ratio.is_finite() && token_ratio > 0.0 && token_ratio <= f64::from(max_tokens),
+            "token_ratio must be in (0, max_tokens], got {token_ratio}"
+        );
+        let max = u64::from(max_tokens) * 1000;
+        RetryBudget {
+            kind: Arc::new(Kind::Tokens(TokenBucket {
+                max,
+                ratio: ((token_ratio * 1000.0).round() as u64).max(1),
+                tokens: AtomicU64::new(max),
+            })),
+        }
+    }
+
+    /// No limit: every retry and hedge is allowed. Use with care.
+    pub fn unlimited() -> Self {
+        RetryBudget {
+            kind: Arc::new(Kind::Unlimited),
+        }
+    }
+
+    /// Records a new request (not a retry). Called by the layers once per
+    /// call; call it yourself only when driving a budget by hand.
+    #[inline]
+    pub fn deposit(&self) {
+        if let Kind::Ratio(r) = &*self.kind {
+            r.deposit();
+        }
+    }
+
+    /// Takes one retry (or hedge) from the budget; `false` when none is left.
+    pub fn withdraw(&self) -> bool {
+        match &*self.kind {
+            Kind::Unlimited => true,
+            Kind::Ratio(r) => r.withdraw(),
+            Kind::Tokens(t) => t.allows(),
+        }
+    }
+
+    /// Records how an attempt ended (used by the gRPC token bucket).
+    #[inline]
+    pub fn record(&self, outcome: Outcome) {
+        if let Kind::Tokens(t) = &*self.kind {
+            t.record(outcome);
+        }
+    }
+
+    /// How many retries the budget would allow right now (`u64::MAX` when
+    /// unlimited). For a token bucket: how many failures it takes to stop
+    /// retries.
+    pub fn available(&self) -> u64 {
+        match &*self.kind {
+            Kind::Unlimited => u64::MAX,
+            Kind::Ratio(r) => r.available(),
+            Kind::Tokens(t) => {
+                let tokens = t.tokens.load(Ordering::Relaxed);
+                let half = t.max / 2;
+                // Retries are allowed while tokens > half.
+                tokens.saturating_sub(half).div_ceil(1000)
+            }
+        }
+    }
+
+    /// Whether two handles share the same pool.
+    pub fn same_as(&self, other: &RetryBudget) -> bool {
+        Arc::ptr_eq(&self.kind, &other.kind)
+    }
+}
+
+impl Default for RetryBudget {
+    /// 20% of requests plus 10 retries per second over 10 seconds (Finagle's
+    /// and linkerd's default).
+    fn default() -> Self {
+        RetryBudget::ratio(0.2, 10, Duration::from_secs(10))
+    }
+}
+
+impl fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.kind {
+            Kind::Unlimited => f.write_str("RetryBudget::Unlimited"),
+            Kind::Ratio(r) => f
+                .debug_struct("RetryBudget::Ratio")
+                .field("ratio_ppm", &r.ratio_ppm)
+                .field("window", &Duration::from_nanos(r.slot_nanos * SLOTS as u64))
+                .field("available", &r.available())
+                .finish(),
+            Kind::Tokens(t) => f
+                .debug_struct("RetryBudget::TokenBucket")
+                .field("max_tokens", &(t.max as f64 / 1000.0))
+                .field("tokens", &(t.tokens.load(Ordering::Relaxed) as f64 / 1000.0))
+                .finish(),
+        }
+    }
+}
+
+struct RatioBudget {
+    /// Millionths of a retry deposited per request.
+    ratio_ppm: u64,
+    /// The floor over one window, in millionths.
+    reserve: u64,
+    slot_nanos: u64,
+    /// Requests not yet assigned to a slot.
+    pending: AtomicU64,
+    base: TimeBase,
+    window: Mutex<Window>,
+}
+
+struct Window {
+    /// Absolute number of the slot of the last clock reading.
+    current: u64,
+    /// Requests per slot, for the current slot and the 9 before it: a
+    /// request counts for at most the window.
+    deposits: [u64; SLOTS],
+    /// Retries per slot, for the current slot and the 10 before it: a retry
+    /// counts for at least the window.
+    withdrawals: [u64; SLOTS + 1],
+}
+
+impl RatioBudget {
+    #[inline]
+    fn deposit(&self) {
+        let before = self.pending.fetch_add(1, Ordering::Relaxed);
+        if before % TICK_EVERY == TICK_EVERY - 1 {
+            // Bookkeeping only: skip it if someone else holds the lock.
+            if let Some(mut window) = self.window.try_lock() {
+                self.advance(&mut window);
+            }
+        }
+    }
+
+    /// Assigns pending requests to the slot of the last reading, then moves
+    /// the window to now.
+    fn advance(&self, w: &mut Window) {
+        let pending = self.pending.swap(0, Ordering::Relaxed);
+        let i = (w.current % SLOTS as u64) as usize;
+        w.deposits[i] = w.deposits[i].saturating_add(pending);
+        let now = self.base.now_nanos() / self.slot_nanos;
+        let steps = now.saturating_sub(w.current).min(SLOTS as u64 + 1);
+        for s in 1..=steps {
+            let slot = w.current + s;
+            w.deposits[(slot % SLOTS as u64) as usize] = 0;
+            w.withdrawals[(slot % (SLOTS as u64 + 1)) as usize] = 0;
+        }
+        w.current = w.current.max(now);
+    }
+
+    fn balance(&self, w: &Window) -> i128 {
+        let deposits: u64 = w.deposits.iter().sum();
+        let withdrawals: u64 = w.withdrawals.iter().sum();
+        i128::from(self.ratio_ppm) * i128::from(deposits) + i128::from(self.reserve)
+            - i128::from(UNIT) * i128::from(withdrawals)
+    }
+
+    fn withdraw(&self) -> bool {
+        let mut w = self.window.lock();
+        self.advance(&mut w);
+        if self.balance(&w) >= i128::from(UNIT) {
+            let i = (w.current % (SLOTS as u64 + 1)) as usize;
+            w.withdrawals[i] += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn available(&self) -> u64 {
+        let mut w = self.window.lock();
+        self.advance(&mut w);
+        let balance = self.balance(&w);
+        if balance <= 0 {
+            0
+        } else {
+            u64::try_from(balance / i128::from(UNIT)).unwrap_or(u64::MAX)
+        }
+    }
+}
+
+struct TokenBucket {
+    /// Capacity, in thousandths of a token.
+    max: u64,
+    /// Thousandths of a token given back per success.
+    ratio: u64,
+    tokens: AtomicU64,
+}
+
+impl TokenBucket {
+    #[inline]
+    fn record(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => {
+                // The common case, a full bucket, costs one load.
+                if self.tokens.load(Ordering::Relaxed) < self.max {
+                    let _ = self.tokens.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                        Some((t + self.ratio).min(self.max))
+                    });
+                }
+            }
+            Outcome::Failure | Outcome::Throttled => {
+                let _ = self.tokens.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    Some(t.saturating_sub(1000))
+                });
+            }
+            Outcome::Rejected | Outcome::Ignored => {}
+        }
+    }
+
+    fn allows(&self) -> bool {
+        self.tokens.load(Ordering::Relaxed) > self.max / 2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::advance;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ratio_arithmetic_is_exact() {
+        // 0.3 must allow exactly 3 retries per 10 requests (tower #857 would
+        // allow one per 3 requests).
+        let b = RetryBudget::ratio(0.3, 0, secs(10));
+        for _ in 0..10 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), 3);
+        assert!(b.withdraw() && b.withdraw() && b.withdraw());
+        assert!(!b.withdraw());
+        // 0.1: 9 requests are not enough for one retry, 10 are.
+        let b = RetryBudget::ratio(0.1, 0, secs(10));
+        for _ in 0..9 {
+            b.deposit();
+        }
+        assert!(!b.withdraw());
+        b.deposit();
+        assert!(b.withdraw());
+        assert!(!b.withdraw());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn floor_alone_allows_min_per_sec_over_the_window() {
+        let b = RetryBudget::ratio(0.0, 2, secs(5));
+        assert_eq!(b.available(), 10);
+        for _ in 0..10 {
+            assert!(b.withdraw());
+        }
+        assert!(!b.withdraw());
+        // Retries count for at least the window (here 5.5 s with slots).
+        advance(secs(5)).await;
+        assert!(!b.withdraw());
+        advance(Duration::from_millis(500)).await;
+        assert_eq!(b.available(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deposits_expire_within_the_window() {
+        let b = RetryBudget::ratio(1.0, 0, secs(10));
+        for _ in 0..5 {
+            b.deposit();
+        }
+        assert_eq!(b.available(), 5);
+        advance(Duration::from_millis(9_999)).await;
+        assert_eq!(b.available(), 5);
+        advance(Duration::from_millis(1)).await;
+        assert_eq!(b.available(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_between_readings_count_from_the_previous_reading() {
+        let b = RetryBudget::ratio(1.0, 0, secs(10));
+        assert_eq!(b.available(), 0); // a reading at t = 0
+        advance(secs(9)).await;
+        b.deposit(); // made at 9 s, no reading: assigned to the slot of t = 0
+        advance(secs(1)).await;
+        assert_eq!(b.available(), 0, "stricter, never looser");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_64th_request_reads_the_clock() {
+        let b = RetryBudget::ratio(1.0, 0, secs(10));
+        assert_eq!(b.available(), 0); // a reading at t = 0
+        advance(secs(9)).await;
+        // The 64th request reads the clock: these 64 go to the slot of t = 0,
+        // and the window moves to 9 s...
+        for _ in 0..64 {
+            b.deposit();
+        }
+        // ...so the next 64 go to the slot of 9 s.
+        for _ in 0..64 {
+            b.deposit();
+        }
+        advance(secs(1)).await;
+        assert_eq!(b.available(), 64);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ratio_above_one_and_clones_share() {
+        let b = RetryBudget::ratio(1.5, 0, secs(1));
+        let c = b.clone();
+        assert!(b.same_as(&c));
+        b.deposit();
+        b.deposit();
+        assert_eq!(c.available(), 3);
+        assert!(!b.same_as(&RetryBudget::default()));
+    }
+
+    #[test]
+    fn token_bucket_follows_grpc() {
+        let b = RetryBudget::token_bucket(10, 0.1);
+        assert!(b.withdraw());
+        // 10 tokens: retries allowed while > 5 remain.
+        for _ in 0..4 {
+            b.record(Outcome::Failure);
+        }
+        assert!(b.withdraw()); // 6 tokens
+        b.record(Outcome::Throttled); // 5 tokens
+        assert!(!b.withdraw());
+        b.record(Outcome::Rejected);
+        b.record(Outcome::Ignored);
+        assert!(!b.withdraw());
+        b.record(Outcome::Success); // 5.1
+        assert!(b.withdraw());
+        for _ in 0..100 {
+            b.record(Outcome::Success);
+        }
+        assert_eq!(b.available(), 5);
+    }
+
+    #[test]
+    #[should_panic(expected = "ratio")]
+    fn negative_ratio_panics() {
+        let _ = RetryBudget::ratio(-0.1, 0, secs(1));
+    }
+
+    #[test]
+    fn unlimited() {
+        let b = RetryBudget::unlimited();
+        assert!((0..1000).all(|_| b.withdraw()));
+        assert_eq!(b.available(), u64::MAX);
+    }
+}

@@ -1,0 +1,128 @@
+//! What retry and hedging report: [`RetryEvent`].
+//!
+//! Register listeners with [`RetryLayer::on_event`](crate::RetryLayer::on_event)
+//! or [`HedgeLayer::on_event`](crate::hedge::HedgeLayer::on_event). Events are
+//! built only when a listener is registered. The same facts go to `tracing`
+//! (target `bulwark_retry`) at `debug` level.
+//!
+//! ```
+//! use bulwark_retry::event::{GiveUpReason, RetryEvent};
+//! use bulwark_retry::RetryLayer;
+//! use std::sync::{Arc, Mutex};
+//!
+//! let seen = Arc::new(Mutex::new(Vec::new()));
+//! let sink = seen.clone();
+//! let layer = RetryLayer::new().on_event(move |e: &RetryEvent| {
+//!     if let RetryEvent::GaveUp { reason: GiveUpReason::BudgetExhausted, .. } = e {
+//!         sink.lock().unwrap().push(e.clone());
+//!     }
+//! });
+//! # drop(layer);
+//! ```
+
+use bulwark_core::Outcome;
+use std::fmt;
+use std::time::Duration;
+
+/// Why a call that could have been retried was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GiveUpReason {
+    /// Every allowed attempt was made.
+    AttemptsExhausted,
+    /// The retry budget (or gRPC retry throttling) refused another attempt.
+    BudgetExhausted,
+    /// The next attempt could not start before the call's deadline.
+    Deadline,
+    /// The server's pushback said not to retry.
+    Pushback,
+    /// The request could not be copied for another attempt (see
+    /// [`Replay`](crate::replay::Replay)).
+    NotReplayable,
+}
+
+impl GiveUpReason {
+    /// The lowercase name used in logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            GiveUpReason::AttemptsExhausted => "attempts exhausted",
+            GiveUpReason::BudgetExhausted => "budget exhausted",
+            GiveUpReason::Deadline => "deadline",
+            GiveUpReason::Pushback => "pushback",
+            GiveUpReason::NotReplayable => "not replayable",
+        }
+    }
+}
+
+impl fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something a retry or hedge layer did.
+///
+/// Attempt numbers count from 1 (the original attempt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RetryEvent {
+    /// Attempt `attempt` will be sent after `delay`, because the previous one
+    /// ended as `outcome`.
+    RetryScheduled {
+        /// The number of the attempt that will be sent.
+        attempt: u32,
+        /// How long the layer waits before sending it.
+        delay: Duration,
+        /// The outcome of the previous attempt.
+        outcome: Outcome,
+        /// Whether the server's pushback set the delay (instead of the
+        /// backoff).
+        pushback: bool,
+    },
+    /// The call succeeded after `attempts` attempts.
+    Succeeded {
+        /// How many attempts ran (1 when no retry was needed).
+        attempts: u32,
+    },
+    /// The call ended with an outcome that is not retried (ignored or
+    /// rejected, by default).
+    NotRetried {
+        /// How many attempts ran.
+        attempts: u32,
+        /// The final outcome.
+        outcome: Outcome,
+    },
+    /// The last attempt's outcome would have been retried, but was returned
+    /// as it was.
+    GaveUp {
+        /// How many attempts ran.
+        attempts: u32,
+        /// The outcome returned.
+        outcome: Outcome,
+        /// Why no other attempt was made.
+        reason: GiveUpReason,
+    },
+    /// A hedge (a speculative extra attempt) was sent because no answer came
+    /// within `after`.
+    HedgeSent {
+        /// The number of the attempt that was sent (2 for the first hedge).
+        attempt: u32,
+        /// How long the call had waited for an answer.
+        after: Duration,
+    },
+    /// A hedge that was due was not sent.
+    HedgeSkipped {
+        /// The number the attempt would have had.
+        attempt: u32,
+        /// Why it was not sent.
+        reason: GiveUpReason,
+    },
+    /// The first acceptable answer came from attempt `attempt`; every other
+    /// attempt still in flight was dropped.
+    HedgeWon {
+        /// The winning attempt (1 is the original).
+        attempt: u32,
+        /// How many attempts had been sent.
+        attempts: u32,
+    },
+}

@@ -1,0 +1,1 @@
+//! Hedging (in progress).
