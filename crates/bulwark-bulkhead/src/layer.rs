@@ -1,0 +1,239 @@
+//! The [`BulkheadLayer`] and its [`BulkheadBuilder`].
+
+use crate::adaptive::LimitAlgorithm;
+use crate::keyed::KeyedBulkheadLayer;
+use crate::limiter::{BulkheadHandle, Limiter};
+use crate::{Bulkhead, BulkheadEvent};
+use bulwark_core::{Listener, Listeners};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_layer::Layer;
+
+type MakeAlgorithm = Arc<dyn Fn() -> Box<dyn LimitAlgorithm> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) max_concurrent: usize,
+    max_wait: Duration,
+    max_queued: usize,
+    pub(crate) name: Option<Arc<str>>,
+    listeners: Listeners<BulkheadEvent>,
+    adaptive: Option<MakeAlgorithm>,
+}
+
+impl Config {
+    pub(crate) fn fail_fast(&self) -> Config {
+        Config {
+            max_wait: Duration::ZERO,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn limiter(&self) -> Arc<Limiter> {
+        let max_queued = if self.max_wait.is_zero() {
+            0
+        } else {
+            self.max_queued
+        };
+        Arc::new(Limiter::new(
+            self.max_concurrent,
+            max_queued,
+            self.max_wait,
+            self.name.clone(),
+            self.listeners.clone(),
+            self.adaptive.as_ref().map(|make| make()),
+        ))
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_wait", &self.max_wait)
+            .field("max_queued", &self.max_queued)
+            .field("name", &self.name)
+            .field("listeners", &self.listeners)
+            .field("adaptive", &self.adaptive.is_some())
+            .finish()
+    }
+}
+
+/// Applies a [`Bulkhead`] to services.
+///
+/// A layer from [`new`](BulkheadLayer::new) or
+/// [`BulkheadBuilder::build`] gives each service it wraps a limit of its own;
+/// one from [`BulkheadBuilder::build_shared`] makes every service it wraps
+/// share one limit (a global bulkhead, e.g. for several clients of one
+/// database).
+///
+/// ```
+/// use bulwark_bulkhead::BulkheadLayer;
+/// use std::time::Duration;
+///
+/// // At most 10 in flight; fail at once when full.
+/// let fail_fast = BulkheadLayer::new(10);
+///
+/// // At most 10 in flight; up to 50 callers wait, each at most 200 ms.
+/// let waiting = BulkheadLayer::builder()
+///     .name("db")
+///     .max_concurrent(10)
+///     .max_wait(Duration::from_millis(200))
+///     .max_queued(50)
+///     .build_shared();
+/// let handle = waiting.handle().expect("shared layers have one limit");
+/// assert_eq!(handle.limit(), 10);
+/// # let _ = fail_fast;
+/// ```
+///
+/// # Where it goes
+///
+/// Innermost, next to the transport: it limits what actually reaches the
+/// upstream. A timeout above it with a readiness limit
+/// (`TimeoutLayer::readiness_timeout`) bounds the whole wait; the breaker
+/// above it does not count its rejections (they are
+/// [`Outcome::Rejected`](bulwark_core::Outcome::Rejected)), and retry does not
+/// retry them.
+#[derive(Clone, Debug)]
+pub struct BulkheadLayer {
+    config: Config,
+    shared: Option<Arc<Limiter>>,
+}
+
+impl BulkheadLayer {
+    /// A fail-fast bulkhead of `max_concurrent` permits per service.
+    pub fn new(max_concurrent: usize) -> Self {
+        Self::builder().max_concurrent(max_concurrent).build()
+    }
+
+    /// A builder with the defaults: 64 permits, fail fast, no name, static
+    /// limit.
+    pub fn builder() -> BulkheadBuilder {
+        BulkheadBuilder {
+            config: Config {
+                max_concurrent: 64,
+                max_wait: Duration::ZERO,
+                max_queued: 64,
+                name: None,
+                listeners: Listeners::new(),
+                adaptive: None,
+            },
+        }
+    }
+
+    /// The handle of the shared limit (`None` for a per-service layer: ask
+    /// each [`Bulkhead::handle`] instead).
+    pub fn handle(&self) -> Option<BulkheadHandle> {
+        self.shared.as_ref().map(|limiter| BulkheadHandle {
+            limiter: limiter.clone(),
+        })
+    }
+
+    pub(crate) fn wrap<S>(&self, inner: S) -> Bulkhead<S> {
+        let limiter = match &self.shared {
+            Some(shared) => shared.clone(),
+            None => self.config.limiter(),
+        };
+        Bulkhead::with_limiter(inner, limiter)
+    }
+}
+
+impl<S> Layer<S> for BulkheadLayer {
+    type Service = Bulkhead<S>;
+
+    fn layer(&self, inner: S) -> Bulkhead<S> {
+        self.wrap(inner)
+    }
+}
+
+/// Builds a [`BulkheadLayer`] (or a [`KeyedBulkheadLayer`]).
+///
+/// ```
+/// use bulwark_bulkhead::{adaptive::Vegas, BulkheadEvent, BulkheadLayer};
+///
+/// let layer = BulkheadLayer::builder()
+///     .name("search")
+///     .adaptive(Vegas::new(20).min_limit(4).max_limit(200))
+///     .on_event(|e: &BulkheadEvent| tracing::info!(?e, "bulkhead"))
+///     .build();
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct BulkheadBuilder {
+    config: Config,
+}
+
+impl BulkheadBuilder {
+    /// At most `n` calls in flight (at least 1). With
+    /// [`adaptive`](Self::adaptive), the algorithm's own bounds apply instead.
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.config.max_concurrent = n.max(1);
+        self
+    }
+
+    /// When full, wait up to `max_wait` for a permit in a bounded FIFO queue
+    /// instead of failing at once. `Duration::ZERO` (the default) fails fast.
+    pub fn max_wait(mut self, max_wait: Duration) -> Self {
+        self.config.max_wait = max_wait;
+        self
+    }
+
+    /// How many callers may wait at once (64 by default); when the queue is
+    /// full, callers are rejected with
+    /// [`QueueFull`](crate::error::BulkheadFullReason::QueueFull). Only used
+    /// with [`max_wait`](Self::max_wait); 0 fails fast.
+    pub fn max_queued(mut self, n: usize) -> Self {
+        self.config.max_queued = n;
+        self
+    }
+
+    /// Names the bulkhead in its errors, events and traces.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+
+    /// Registers a listener for [`BulkheadEvent`]s.
+    pub fn on_event(mut self, listener: impl Listener<BulkheadEvent>) -> Self {
+        self.config.listeners = self.config.listeners.with(listener);
+        self
+    }
+
+    /// Moves the limit with `algorithm` (see [`adaptive`](crate::adaptive)):
+    /// each limit built from this builder starts from a copy of it.
+    pub fn adaptive<A>(mut self, algorithm: A) -> Self
+    where
+        A: LimitAlgorithm + Clone + Sync,
+    {
+        self.config.adaptive = Some(Arc::new(move || Box::new(algorithm.clone())));
+        self
+    }
+
+    /// A layer giving each service it wraps a limit of its own.
+    pub fn build(self) -> BulkheadLayer {
+        BulkheadLayer {
+            config: self.config,
+            shared: None,
+        }
+    }
+
+    /// A layer whose services all share one limit.
+    pub fn build_shared(self) -> BulkheadLayer {
+        let shared = self.config.limiter();
+        BulkheadLayer {
+            config: self.config,
+            shared: Some(shared),
+        }
+    }
+
+    /// A layer with one limit per key taken from each request by `key`
+    /// (e.g. the host), keeping at most `max_keys` partitions; see
+    /// [`KeyedBulkheadLayer`]. Keyed partitions fail fast.
+    ///
+    /// The key type `K` is usually inferred from `key`'s use; name it with
+    /// `build_keyed::<K, _>` when it is not.
+    pub fn build_keyed<K, F>(self, key: F, max_keys: usize) -> KeyedBulkheadLayer<F, K> {
+        KeyedBulkheadLayer::new(self.config, key, max_keys)
+    }
+}
