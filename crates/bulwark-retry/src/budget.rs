@@ -69,6 +69,8 @@ pub struct RetryBudget {
     kind: Arc<Kind>,
 }
 
+// Allocated once per budget, behind an `Arc`: the size difference is moot.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Unlimited,
     Ratio(RatioBudget),
@@ -220,7 +222,10 @@ impl fmt::Debug for RetryBudget {
             Kind::Tokens(t) => f
                 .debug_struct("RetryBudget::TokenBucket")
                 .field("max_tokens", &(t.max as f64 / 1000.0))
-                .field("tokens", &(t.tokens.load(Ordering::Relaxed) as f64 / 1000.0))
+                .field(
+                    "tokens",
+                    &(t.tokens.load(Ordering::Relaxed) as f64 / 1000.0),
+                )
                 .finish(),
         }
     }
@@ -323,15 +328,19 @@ impl TokenBucket {
             Outcome::Success => {
                 // The common case, a full bucket, costs one load.
                 if self.tokens.load(Ordering::Relaxed) < self.max {
-                    let _ = self.tokens.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                        Some((t + self.ratio).min(self.max))
-                    });
+                    let _ = self
+                        .tokens
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                            Some((t + self.ratio).min(self.max))
+                        });
                 }
             }
             Outcome::Failure | Outcome::Throttled => {
-                let _ = self.tokens.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                    Some(t.saturating_sub(1000))
-                });
+                let _ = self
+                    .tokens
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                        Some(t.saturating_sub(1000))
+                    });
             }
             Outcome::Rejected | Outcome::Ignored => {}
         }

@@ -1,9 +1,9 @@
 //! [`ResponseFuture`]: one call through [`Retry`](crate::Retry), all its
 //! attempts included.
 
-use crate::service::{CallState, Shared};
 use crate::policy::Pushback;
 use crate::replay::Replay;
+use crate::service::{CallState, Shared};
 use bulwark_core::backoff::Delays;
 use bulwark_core::clock::Instant;
 use bulwark_core::{BoxError, Classify};
