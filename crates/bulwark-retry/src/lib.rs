@@ -67,6 +67,7 @@ mod service;
 pub use budget::RetryBudget;
 pub use bulwark_core::backoff::{Backoff, Jitter};
 pub use event::{GiveUpReason, RetryEvent};
+pub use hedge::{Hedge, HedgeLayer};
 
 pub use layer::RetryLayer;
 pub use policy::{Pushback, PushbackHint, RetryOn};
