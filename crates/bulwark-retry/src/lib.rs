@@ -7,15 +7,15 @@
 //!   independently for every call, and can be seeded for exact tests;
 //! - **which outcomes retry** is decided by the classifier shared with the
 //!   other Bulwark layers ([`Classify`](bulwark_core::Classify)) and a
-//!   [`RetryOn`](policy::RetryOn) set: failures and throttled answers by
+//!   [`RetryOn`] set: failures and throttled answers by
 //!   default, never a local rejection by Bulwark's breaker or bulkhead;
 //! - a **retry budget** shared by every clone of the layer, and optionally by
 //!   several layers ([`budget`]), so retries can never become a storm;
-//! - **server pushback** ([`Pushback`](policy::Pushback)): the result of an
+//! - **server pushback** ([`Pushback`]): the result of an
 //!   attempt may set the next delay (`Retry-After`) or forbid retries;
 //! - an optional **deadline** for the whole call;
 //! - **readiness** polled again before every attempt, and requests copied only
-//!   when another attempt may be needed ([`Replay`](replay::Replay)).
+//!   when another attempt may be needed ([`Replay`]).
 //!
 //! When no other attempt is made, the last result is returned as it was: an
 //! HTTP 503 stays a response. [`event`]s (and `tracing`) tell how many

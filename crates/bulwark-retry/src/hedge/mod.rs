@@ -9,7 +9,7 @@
 //!
 //! The delay is fixed ([`HedgeLayer::fixed`]) or a percentile of the latencies
 //! recently observed ([`HedgeLayer::percentile`]), so that only the slowest
-//! calls are hedged. Every hedge withdraws from a [`RetryBudget`](crate::RetryBudget)
+//! calls are hedged. Every hedge withdraws from a [`RetryBudget`]
 //! (by default 10% of requests plus 1/s), so hedging cannot multiply the load
 //! without limit; give the hedge and retry layers the same budget to share
 //! one pool. The inner service is polled ready before every hedge.
