@@ -4,7 +4,7 @@
 //! The key is only known in `call`, so a keyed bulkhead cannot reserve its
 //! permit in `poll_ready` and does not wait: `poll_ready` waits for the inner
 //! service only, and `call` takes a permit of the request's partition or fails
-//! at once with [`BulkheadFull`](crate::error::BulkheadFull). When `max_keys`
+//! at once with [`BulkheadFull`]. When `max_keys`
 //! partitions exist, idle ones (nothing in flight) are forgotten to make room;
 //! if every partition is busy, a call with a new key is rejected, so memory
 //! stays bounded.

@@ -4,7 +4,7 @@
 //!
 //! A [`Bulkhead`] keeps a slow upstream from taking every task, connection
 //! and buffer of its caller: past its limit, calls are refused locally with
-//! [`BulkheadFull`](error::BulkheadFull) instead of piling up.
+//! [`BulkheadFull`] instead of piling up.
 //!
 //! ```
 //! use bulwark_bulkhead::{error::{BulkheadFull, BulkheadFullReason}, BulkheadLayer};

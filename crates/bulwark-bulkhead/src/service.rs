@@ -20,7 +20,7 @@ use tower_service::Service;
 /// which gives it back when it completes or is dropped. A service made ready
 /// and dropped without a call gives its permit back too. When no permit can
 /// be had, `poll_ready` still returns `Ready(Ok(()))` and `call` fails at
-/// once with [`BulkheadFull`](crate::error::BulkheadFull), saying why.
+/// once with [`BulkheadFull`], saying why.
 ///
 /// Clones share the limit; a clone starts without a permit.
 pub struct Bulkhead<S> {

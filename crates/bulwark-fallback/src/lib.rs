@@ -52,7 +52,7 @@
 //! # The fallback's own failure
 //!
 //! Is reported, not hidden: the caller gets a
-//! [`FallbackFailed`](error::FallbackFailed) carrying both the primary error
+//! [`FallbackFailed`] carrying both the primary error
 //! (also its `source()`) and the fallback's.
 //!
 //! # Where it goes

@@ -15,7 +15,7 @@ use tower_service::Service;
 /// [`Source`] of fallback responses, `T` the [`Trigger`] deciding when to use
 /// it. Errors that do not trigger the fallback pass through unchanged (as a
 /// `BoxError`); a fallback that fails itself yields a
-/// [`FallbackFailed`](crate::error::FallbackFailed) carrying both errors.
+/// [`FallbackFailed`](crate::FallbackFailed) carrying both errors.
 #[derive(Clone)]
 pub struct Fallback<S, P, T> {
     inner: S,

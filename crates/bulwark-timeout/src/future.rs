@@ -18,25 +18,21 @@ pin_project! {
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
-        state: State<F>,
+        response: Inner<F>,
+        #[pin]
+        sleep: Option<Sleep>,
+        limit: Duration,
+        listeners: Listeners<TimeoutEvent>,
     }
 }
 
 pin_project! {
-    #[project = StateProj]
+    #[project = InnerProj]
     #[derive(Debug)]
-    enum State<F> {
-        Limited {
+    enum Inner<F> {
+        Response {
             #[pin]
-            response: F,
-            #[pin]
-            sleep: Sleep,
-            limit: Duration,
-            listeners: Listeners<TimeoutEvent>,
-        },
-        Unlimited {
-            #[pin]
-            response: F,
+            future: F,
         },
         Failed {
             error: Option<Elapsed>,
@@ -46,31 +42,31 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(crate) fn limited(
-        response: F,
-        limit: Duration,
-        listeners: Listeners<TimeoutEvent>,
-    ) -> Self {
+    pub(crate) fn limited(future: F, limit: Duration, listeners: Listeners<TimeoutEvent>) -> Self {
         ResponseFuture {
-            state: State::Limited {
-                response,
-                sleep: tokio::time::sleep(limit),
-                limit,
-                listeners,
-            },
+            response: Inner::Response { future },
+            sleep: Some(tokio::time::sleep(limit)),
+            limit,
+            listeners,
         }
     }
 
     #[inline]
-    pub(crate) fn unlimited(response: F) -> Self {
+    pub(crate) fn unlimited(future: F) -> Self {
         ResponseFuture {
-            state: State::Unlimited { response },
+            response: Inner::Response { future },
+            sleep: None,
+            limit: Duration::ZERO,
+            listeners: Listeners::new(),
         }
     }
 
     pub(crate) fn failed(error: Elapsed) -> Self {
         ResponseFuture {
-            state: State::Failed { error: Some(error) },
+            response: Inner::Failed { error: Some(error) },
+            sleep: None,
+            limit: Duration::ZERO,
+            listeners: Listeners::new(),
         }
     }
 }
@@ -84,33 +80,29 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Limited {
-                response,
-                sleep,
-                limit,
-                listeners,
-            } => {
-                // The response first: one that is ready when the limit is
-                // reached still counts.
-                if let Poll::Ready(result) = response.poll(cx) {
+        let this = self.project();
+        // The response first: one that is ready when the limit is reached
+        // still counts.
+        match this.response.project() {
+            InnerProj::Response { future } => {
+                if let Poll::Ready(result) = future.poll(cx) {
                     return Poll::Ready(result.map_err(Into::into));
                 }
-                match sleep.poll(cx) {
-                    Poll::Ready(()) => {
-                        let elapsed = Elapsed::new(Limit::Request, *limit);
-                        tracing::debug!(limit = ?*limit, "request timed out");
-                        listeners.emit(|| TimeoutEvent::Elapsed(elapsed.clone()));
-                        Poll::Ready(Err(Box::new(elapsed)))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
             }
-            StateProj::Unlimited { response } => response.poll(cx).map_err(Into::into),
-            StateProj::Failed { error } => {
+            InnerProj::Failed { error } => {
                 let error = error.take().expect("polled after completion");
-                Poll::Ready(Err(Box::new(error)))
+                return Poll::Ready(Err(Box::new(error)));
             }
+        }
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => {
+                let elapsed = Elapsed::new(Limit::Request, *this.limit);
+                tracing::debug!(limit = ?*this.limit, "request timed out");
+                this.listeners
+                    .emit(|| TimeoutEvent::Elapsed(elapsed.clone()));
+                Poll::Ready(Err(Box::new(elapsed)))
+            }
+            _ => Poll::Pending,
         }
     }
 }

@@ -61,7 +61,7 @@ impl<P> TimeoutLayer<P> {
     /// Also limits the wait for the inner service's readiness to `limit`.
     ///
     /// When it elapses, the next `call` fails at once with
-    /// [`Elapsed`](crate::error::Elapsed) for
+    /// [`Elapsed`](crate::Elapsed) for
     /// [`Limit::Readiness`](crate::error::Limit::Readiness).
     pub fn readiness_timeout(mut self, limit: Duration) -> Self {
         self.readiness = Some(limit);

@@ -2,7 +2,7 @@
 //! an option to cover the wait for the inner service's readiness.
 //!
 //! A [`Timeout`] races each response future against its limit and fails with
-//! [`Elapsed`](error::Elapsed) when the limit is reached. The error says which
+//! [`Elapsed`] when the limit is reached. The error says which
 //! limit fired ([`Limit::Request`](error::Limit::Request) or
 //! [`Limit::Readiness`](error::Limit::Readiness)) and how long it was. Like
 //! every Bulwark layer that adds a way to fail, the service's error type is

@@ -14,7 +14,7 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 /// Fails requests that take longer than their limit with
-/// [`Elapsed`](crate::error::Elapsed), and optionally also a wait for the
+/// [`Elapsed`], and optionally also a wait for the
 /// inner service's readiness that takes too long.
 ///
 /// Built by [`TimeoutLayer`](crate::TimeoutLayer); see the crate docs for
