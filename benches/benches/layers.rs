@@ -41,7 +41,9 @@ fn main() {
     let mut noop = Noop;
     let mut tower_timeout = tower::timeout::Timeout::new(Noop, NEVER);
     let mut timeout = TimeoutLayer::new(NEVER).layer(Noop);
-    let mut timeout_ready = TimeoutLayer::new(NEVER).readiness_timeout(NEVER).layer(Noop);
+    let mut timeout_ready = TimeoutLayer::new(NEVER)
+        .readiness_timeout(NEVER)
+        .layer(Noop);
     Group::new("timeout (success path)")
         .bench("Noop (baseline)", || keep(call_now(&mut noop, 1)))
         .bench("tower Timeout", || keep(call_now(&mut tower_timeout, 1)))
@@ -61,7 +63,9 @@ fn main() {
         .layer(Noop);
     Group::new("bulkhead (success path)")
         .bench("Noop (baseline)", || keep(call_now(&mut noop, 1)))
-        .bench("tower ConcurrencyLimit", || keep(call_now(&mut tower_limit, 1)))
+        .bench("tower ConcurrencyLimit", || {
+            keep(call_now(&mut tower_limit, 1))
+        })
         .bench("bulwark Bulkhead", || keep(call_now(&mut bulkhead, 1)))
         .bench("bulwark Bulkhead (adaptive Vegas)", || {
             keep(call_now(&mut adaptive, 1))
@@ -96,6 +100,8 @@ fn main() {
         .bench("tower Retry (never retries)", || {
             keep(call_now(&mut tower_retry, 1))
         })
-        .bench("bulwark Fallback (value)", || keep(call_now(&mut fallback, 1)))
+        .bench("bulwark Fallback (value)", || {
+            keep(call_now(&mut fallback, 1))
+        })
         .run(&GLOBAL);
 }

@@ -169,8 +169,13 @@ impl<'a> Group<'a> {
     }
 
     /// Runs the group, prints a table and returns the results (baseline
-    /// first).
+    /// first). A group whose title does not contain the filter given on the
+    /// command line (`cargo bench --bench NAME -- FILTER`) is skipped and
+    /// returns nothing.
     pub fn run(mut self, alloc: Counting) -> Vec<Measured> {
+        if !selected(&self.title) {
+            return Vec::new();
+        }
         // Warm up and count allocations, one candidate at a time.
         let mut allocs = Vec::with_capacity(self.candidates.len());
         for c in &mut self.candidates {
@@ -213,6 +218,15 @@ impl<'a> Group<'a> {
     }
 }
 
+/// Whether a benchmark titled `title` is selected by the command line's
+/// filter (the first argument that is not a flag), if any.
+pub fn selected(title: &str) -> bool {
+    match std::env::args().skip(1).find(|a| !a.starts_with('-')) {
+        Some(filter) => title.contains(&filter),
+        None => true,
+    }
+}
+
 /// The median of some samples (0 when empty).
 pub fn median(mut samples: Vec<f64>) -> f64 {
     if samples.is_empty() {
@@ -234,7 +248,9 @@ fn print_table(title: &str, results: &[Measured]) {
         "candidate", "median ns", "ratio", "allocs/call"
     );
     println!("|{:-<54}|{:->12}|{:->11}|{:->14}|", "", "", "", "");
-    let base = results.first().map_or(1.0, |r| r.median_ns.max(f64::EPSILON));
+    let base = results
+        .first()
+        .map_or(1.0, |r| r.median_ns.max(f64::EPSILON));
     for r in results {
         println!(
             "| {:<52} | {:>10.1} | {:>8.2}x | {:>12.2} |",
@@ -286,7 +302,10 @@ where
 /// Prints a throughput comparison table (first entry is the baseline).
 pub fn print_throughput(title: &str, rows: &[(&str, f64)]) {
     println!("\n## {title}\n");
-    println!("| {:<52} | {:>14} | {:>9} |", "candidate", "calls/s", "ratio");
+    println!(
+        "| {:<52} | {:>14} | {:>9} |",
+        "candidate", "calls/s", "ratio"
+    );
     println!("|{:-<54}|{:->16}|{:->11}|", "", "", "");
     let base = rows.first().map_or(1.0, |r| r.1.max(f64::EPSILON));
     for (name, rate) in rows {

@@ -4,7 +4,7 @@ use crate::config::{BreakerBuilder, Config, WindowKind};
 use crate::error::CallError;
 use crate::event::{BreakerEvent, BreakerEventKind};
 use crate::state::{State, Transition, TransitionReason};
-use crate::window::{CountWindow, TimeWindow, Window};
+use crate::window::{CountWindow, Counts, TimeWindow, Window};
 use bulwark_core::backoff::{Delays, Random};
 use bulwark_core::classify::Outcome;
 use bulwark_core::clock::{Instant, TimeBase};
@@ -59,17 +59,37 @@ pub struct Breaker {
     shared: Arc<Shared>,
 }
 
-struct Shared {
-    name: Option<Arc<str>>,
-    /// `epoch << 3 | state`: read without the lock on every admission.
+/// Bits of the state hint: `epoch << EPOCH_SHIFT | CLEAN? | state`.
+const EPOCH_SHIFT: u32 = 4;
+/// Set while recording a success changes nothing: a count window full of
+/// successes in the closed (or metrics-only) state. Successes then skip the
+/// lock entirely.
+const CLEAN: u64 = 1 << 3;
+/// The state's bits in the hint.
+const STATE_MASK: u64 = 0b111;
+
+/// Read on every call, written only when it changes: kept on a cache line of
+/// its own, away from the `Arc`'s reference counts and the lock.
+#[repr(align(128))]
+struct Hot {
+    /// `epoch << EPOCH_SHIFT | CLEAN? | state`, written under the lock.
     hint: AtomicU64,
     /// When an open breaker admits a probe, in nanoseconds since `base`.
     open_until: AtomicU64,
-    rejected: AtomicU64,
     base: TimeBase,
     slow_threshold: Option<Duration>,
     /// Whether recording needs the time (time window or slow calls).
     needs_now: bool,
+}
+
+/// Written on every rejection: away from the hot line.
+#[repr(align(128))]
+struct Counter(AtomicU64);
+
+struct Shared {
+    hot: Hot,
+    rejected: Counter,
+    name: Option<Arc<str>>,
     listeners: Listeners<BreakerEvent>,
     inner: Mutex<Inner>,
 }
@@ -164,14 +184,16 @@ impl Breaker {
         let mut random = config.seed.map_or_else(Random::new, Random::seeded);
         let open_delays = config.open.delays(random.fork());
         let shared = Shared {
+            hot: Hot {
+                hint: AtomicU64::new(State::Closed.to_bits()),
+                open_until: AtomicU64::new(0),
+                base,
+                slow_threshold: config.slow_call.map(|(d, _)| d),
+                needs_now: config.slow_call.is_some()
+                    || matches!(config.window, WindowKind::Time { .. }),
+            },
+            rejected: Counter(AtomicU64::new(0)),
             name,
-            hint: AtomicU64::new(State::Closed.to_bits()),
-            open_until: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            base,
-            slow_threshold: config.slow_call.map(|(d, _)| d),
-            needs_now: config.slow_call.is_some()
-                || matches!(config.window, WindowKind::Time { .. }),
             listeners,
             inner: Mutex::new(Inner {
                 history: VecDeque::with_capacity(config.history),
@@ -205,7 +227,7 @@ impl Breaker {
     /// until the next call moves it to half-open; the
     /// [`snapshot`](Breaker::snapshot) says when (`next_probe_in` of zero).
     pub fn state(&self) -> State {
-        State::from_bits(self.shared.hint.load(Ordering::Acquire))
+        State::from_bits(self.shared.hot.hint.load(Ordering::Acquire))
     }
 
     /// Asks for the right to make one call.
@@ -214,10 +236,18 @@ impl Breaker {
     /// with the time until a probe, until the open duration has elapsed; the
     /// first call after that moves the breaker to half-open. Half-open:
     /// granted while fewer than the permitted number of probes are in flight.
+    #[inline]
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
-        let s = &*self.shared;
-        let hint = s.hint.load(Ordering::Acquire);
-        let epoch = hint >> 3;
+        let hint = self.shared.hot.hint.load(Ordering::Acquire);
+        if hint & STATE_MASK == State::Closed.to_bits() {
+            return Ok(self.permit(hint >> EPOCH_SHIFT, false));
+        }
+        self.try_acquire_not_closed(hint)
+    }
+
+    fn try_acquire_not_closed(&self, hint: u64) -> Result<Permit, CircuitOpen> {
+        let s = &self.shared.hot;
+        let epoch = hint >> EPOCH_SHIFT;
         match State::from_bits(hint) {
             State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
             State::Disabled => Ok(Permit::untracked()),
@@ -240,7 +270,7 @@ impl Breaker {
             breaker: Some(self.clone()),
             epoch,
             probe,
-            start: self.shared.slow_threshold.map(|_| Instant::now()),
+            start: self.shared.hot.slow_threshold.map(|_| Instant::now()),
         }
     }
 
@@ -282,7 +312,7 @@ impl Breaker {
     #[cold]
     fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
         let s = &*self.shared;
-        s.rejected.fetch_add(1, Ordering::Relaxed);
+        s.rejected.0.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             target: "bulwark::breaker",
             breaker = s.name.as_deref().unwrap_or(""),
@@ -301,23 +331,44 @@ impl Breaker {
         }
     }
 
+    #[inline]
     fn on_outcome(&self, epoch: u64, probe: bool, outcome: Outcome, start: Option<Instant>) {
+        let hot = &self.shared.hot;
+        if !probe && !hot.needs_now && outcome == Outcome::Success {
+            // A success in a window full of successes changes nothing: no lock.
+            let hint = hot.hint.load(Ordering::Acquire);
+            if hint & CLEAN != 0 && hint >> EPOCH_SHIFT == epoch {
+                return;
+            }
+        }
+        self.record_locked(epoch, probe, outcome, start);
+    }
+
+    #[inline(never)]
+    fn record_locked(&self, epoch: u64, probe: bool, outcome: Outcome, start: Option<Instant>) {
         let s = &*self.shared;
         let counted = matches!(outcome, Outcome::Success | Outcome::Failure);
         if !probe && !counted {
             return;
         }
-        let now = if s.needs_now {
+        let now = if s.hot.needs_now {
             Some(Instant::now())
         } else {
             None
         };
-        let slow = match (s.slow_threshold, start, now) {
+        let slow = match (s.hot.slow_threshold, start, now) {
             (Some(threshold), Some(start), Some(now)) => {
                 now.saturating_duration_since(start) >= threshold
             }
             _ => false,
         };
+        if !probe && !slow && outcome == Outcome::Success {
+            // A success in a window full of successes changes nothing: no lock.
+            let hint = s.hot.hint.load(Ordering::Acquire);
+            if hint & CLEAN != 0 && hint >> EPOCH_SHIFT == epoch {
+                return;
+            }
+        }
         let transition = {
             let mut inner = s.inner.lock();
             if probe {
@@ -353,20 +404,30 @@ impl Breaker {
                     _ => None,
                 }
             } else {
-                let now_nanos = now.map_or(0, |n| s.base.nanos(n));
+                let now_nanos = now.map_or(0, |n| s.hot.base.nanos(n));
                 let failed = outcome == Outcome::Failure;
-                inner.window.record(now_nanos, failed, slow);
+                let counts = inner.window.record(now_nanos, failed, slow);
                 inner.consecutive_failures = if failed {
                     inner.consecutive_failures + 1
                 } else {
                     0
                 };
-                if inner.state == State::Closed {
-                    inner.trip_reason(now_nanos).map(|reason| {
-                        inner.transition(s, State::Open, reason, now.unwrap_or_else(Instant::now))
-                    })
+                let trip = if inner.state == State::Closed {
+                    inner.trip_reason(counts)
                 } else {
                     None
+                };
+                match trip {
+                    Some(reason) => Some(inner.transition(
+                        s,
+                        State::Open,
+                        reason,
+                        now.unwrap_or_else(Instant::now),
+                    )),
+                    None => {
+                        inner.publish(s);
+                        None
+                    }
                 }
             }
         };
@@ -432,7 +493,7 @@ impl Breaker {
 
     /// Calls rejected since the breaker was built.
     pub fn rejected(&self) -> u64 {
-        self.shared.rejected.load(Ordering::Relaxed)
+        self.shared.rejected.0.load(Ordering::Relaxed)
     }
 
     /// A consistent view of the breaker's state, counts and recent history.
@@ -440,7 +501,7 @@ impl Breaker {
         let s = &*self.shared;
         let now = Instant::now();
         let mut inner = s.inner.lock();
-        let counts = inner.window.counts(s.base.nanos(now));
+        let counts = inner.window.counts(s.hot.base.nanos(now));
         let judged = counts.calls >= inner.config.minimum_calls && counts.calls > 0;
         let rate = |n: u32| judged.then(|| f64::from(n) / f64::from(counts.calls));
         Snapshot {
@@ -458,7 +519,7 @@ impl Breaker {
             time_in_state: now.saturating_duration_since(inner.since),
             next_probe_in: (inner.state == State::Open)
                 .then(|| inner.open_until.saturating_duration_since(now)),
-            rejected: s.rejected.load(Ordering::Relaxed),
+            rejected: s.rejected.0.load(Ordering::Relaxed),
             history: inner.history.iter().copied().collect(),
         }
     }
@@ -519,7 +580,19 @@ impl Breaker {
 }
 
 impl Inner {
-    fn trip_reason(&mut self, now_nanos: u64) -> Option<TransitionReason> {
+    /// Publishes the state hint read without the lock. Stores only when it
+    /// changed, so steady traffic does not bounce the hot cache line.
+    fn publish(&self, s: &Shared) {
+        let clean = matches!(self.state, State::Closed | State::MetricsOnly)
+            && self.consecutive_failures == 0
+            && self.window.is_full_of_successes();
+        let hint = self.epoch << EPOCH_SHIFT | if clean { CLEAN } else { 0 } | self.state.to_bits();
+        if s.hot.hint.load(Ordering::Relaxed) != hint {
+            s.hot.hint.store(hint, Ordering::Release);
+        }
+    }
+
+    fn trip_reason(&self, counts: Counts) -> Option<TransitionReason> {
         if let Some(n) = self.config.consecutive_failures {
             if self.consecutive_failures >= n {
                 return Some(TransitionReason::ConsecutiveFailures(
@@ -527,7 +600,6 @@ impl Inner {
                 ));
             }
         }
-        let counts = self.window.counts(now_nanos);
         if counts.calls == 0 || counts.calls < self.config.minimum_calls {
             return None;
         }
@@ -567,8 +639,9 @@ impl Inner {
                 self.open_until = now
                     .checked_add(delay)
                     .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
-                s.open_until
-                    .store(s.base.nanos(self.open_until), Ordering::Release);
+                s.hot
+                    .open_until
+                    .store(s.hot.base.nanos(self.open_until), Ordering::Release);
             }
             State::Closed => {
                 self.window.clear();
@@ -578,8 +651,7 @@ impl Inner {
             }
             _ => {}
         }
-        s.hint
-            .store(self.epoch << 3 | to.to_bits(), Ordering::Release);
+        self.publish(s);
         let t = Transition {
             from,
             to,
@@ -614,6 +686,7 @@ impl Permit {
     /// Reports how the call ended. Only successes and failures are counted in
     /// the window; any other outcome just gives a probe slot back. A call
     /// admitted before the breaker last changed state counts for nothing.
+    #[inline]
     pub fn record(mut self, outcome: Outcome) {
         if let Some(breaker) = self.breaker.take() {
             breaker.on_outcome(self.epoch, self.probe, outcome, self.start);
@@ -624,13 +697,14 @@ impl Permit {
     /// service holding one from `poll_ready` asks for a new one.
     pub(crate) fn is_stale(&self) -> bool {
         match &self.breaker {
-            Some(b) => b.shared.hint.load(Ordering::Relaxed) >> 3 != self.epoch,
+            Some(b) => b.shared.hot.hint.load(Ordering::Relaxed) >> EPOCH_SHIFT != self.epoch,
             None => false,
         }
     }
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         if self.probe {
             if let Some(breaker) = self.breaker.take() {

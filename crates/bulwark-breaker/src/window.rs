@@ -39,8 +39,16 @@ impl CountWindow {
         }
     }
 
+    /// Whether the window is full and every call in it succeeded quickly:
+    /// then one more such call changes nothing.
+    pub(crate) fn is_full_of_successes(&self) -> bool {
+        self.counts.calls as usize == self.slots.len()
+            && self.counts.failures == 0
+            && self.counts.slow == 0
+    }
+
     #[inline]
-    pub(crate) fn record(&mut self, failed: bool, slow: bool) {
+    pub(crate) fn record(&mut self, failed: bool, slow: bool) -> Counts {
         let size = self.slots.len();
         if self.counts.calls as usize == size {
             // Full: the oldest record leaves as the new one comes in.
@@ -58,6 +66,7 @@ impl CountWindow {
         if self.next == size {
             self.next = 0;
         }
+        self.counts
     }
 
     pub(crate) fn counts(&self) -> Counts {
@@ -116,11 +125,12 @@ impl TimeWindow {
     }
 
     #[inline]
-    pub(crate) fn record(&mut self, now: u64, failed: bool, slow: bool) {
+    pub(crate) fn record(&mut self, now: u64, failed: bool, slow: bool) -> Counts {
         self.advance(now);
         let idx = (self.head % self.buckets.len() as u64) as usize;
         self.buckets[idx].add(failed, slow);
         self.counts.add(failed, slow);
+        self.counts
     }
 
     pub(crate) fn counts(&mut self, now: u64) -> Counts {
@@ -142,8 +152,9 @@ pub(crate) enum Window {
 }
 
 impl Window {
+    /// Records one call and returns the counts after it.
     #[inline]
-    pub(crate) fn record(&mut self, now: u64, failed: bool, slow: bool) {
+    pub(crate) fn record(&mut self, now: u64, failed: bool, slow: bool) -> Counts {
         match self {
             Window::Count(w) => w.record(failed, slow),
             Window::Time(w) => w.record(now, failed, slow),
@@ -154,6 +165,14 @@ impl Window {
         match self {
             Window::Count(w) => w.counts(),
             Window::Time(w) => w.counts(now),
+        }
+    }
+
+    pub(crate) fn is_full_of_successes(&self) -> bool {
+        match self {
+            Window::Count(w) => w.is_full_of_successes(),
+            // Successes always count in a time window (they move the rates).
+            Window::Time(_) => false,
         }
     }
 

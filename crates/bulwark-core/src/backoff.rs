@@ -174,7 +174,8 @@ impl Backoff {
                 } else {
                     1.0
                 };
-                let secs = self.initial.as_secs_f64() * factor.powi(steps.min(i32::MAX as u32) as i32);
+                let secs =
+                    self.initial.as_secs_f64() * factor.powi(steps.min(i32::MAX as u32) as i32);
                 Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
             }
         };
@@ -210,7 +211,9 @@ impl Delays {
         let b = &self.backoff;
         let delay = match b.jitter {
             Jitter::None => b.base_delay(self.attempt),
-            Jitter::Full => self.random.between(Duration::ZERO, b.base_delay(self.attempt)),
+            Jitter::Full => self
+                .random
+                .between(Duration::ZERO, b.base_delay(self.attempt)),
             Jitter::Equal => {
                 let d = b.base_delay(self.attempt);
                 let half = d / 2;
@@ -297,7 +300,10 @@ mod tests {
     #[test]
     fn exact_sequences_without_jitter() {
         let c = Backoff::constant(ms(50));
-        assert_eq!(c.delays(Random::seeded(1)).take(3).collect::<Vec<_>>(), [ms(50); 3]);
+        assert_eq!(
+            c.delays(Random::seeded(1)).take(3).collect::<Vec<_>>(),
+            [ms(50); 3]
+        );
         let l = Backoff::linear(ms(100), ms(50)).with_max(ms(220));
         assert_eq!(
             l.delays(Random::seeded(1)).take(4).collect::<Vec<_>>(),
@@ -329,15 +335,23 @@ mod tests {
         let mut root = Random::seeded(42);
         let first: Vec<_> = b.delays(root.fork()).take(5).collect();
         let second: Vec<_> = b.delays(root.fork()).take(5).collect();
-        assert_ne!(first, second, "two requests must not share a jitter sequence");
+        assert_ne!(
+            first, second,
+            "two requests must not share a jitter sequence"
+        );
     }
 
     #[test]
     fn validation() {
         assert!(Backoff::exponential(ms(1), 0.5).validate().is_err());
         assert!(Backoff::exponential(ms(1), f64::NAN).validate().is_err());
-        assert!(Backoff::exponential(ms(1), f64::INFINITY).validate().is_err());
-        let err = Backoff::constant(ms(10)).with_max(ms(5)).validate().unwrap_err();
+        assert!(Backoff::exponential(ms(1), f64::INFINITY)
+            .validate()
+            .is_err());
+        let err = Backoff::constant(ms(10))
+            .with_max(ms(5))
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("maximum delay"));
         assert!(Backoff::exponential(ms(1), 2.0).validate().is_ok());
     }

@@ -163,7 +163,8 @@ mod tests {
         assert_eq!(DefaultClassifier.classify(&ok), Outcome::Success);
         let err: Result<(), BoxError> = Err("boom".into());
         assert_eq!(DefaultClassifier.classify(&err), Outcome::Failure);
-        let open: Result<(), BoxError> = Err(Box::new(CircuitOpen::new(Some(Duration::from_secs(1)))));
+        let open: Result<(), BoxError> =
+            Err(Box::new(CircuitOpen::new(Some(Duration::from_secs(1)))));
         assert_eq!(DefaultClassifier.classify(&open), Outcome::Rejected);
     }
 

@@ -237,10 +237,15 @@ mod tests {
             e.to_string(),
             "circuit breaker 'payments' is open; next probe in 1.5s"
         );
-        assert_eq!(CircuitOpen::new(None).to_string(), "circuit breaker is open");
+        assert_eq!(
+            CircuitOpen::new(None).to_string(),
+            "circuit breaker is open"
+        );
         assert_eq!(BulkheadFull::at_capacity().to_string(), "bulkhead is full");
         assert_eq!(
-            BulkheadFull::queue_full().with_name("db".into()).to_string(),
+            BulkheadFull::queue_full()
+                .with_name("db".into())
+                .to_string(),
             "bulkhead 'db' is full; wait queue full"
         );
         assert_eq!(

@@ -1,2 +1,115 @@
-//! Bulwark: resilience for any tower service (facade; filled in with the breaker).
+//! # Bulwark: resilience for any tower service
+//!
+//! Bulwark is a set of [tower] layers that make a service resilient by
+//! composition: a circuit breaker, retries with backoff and budgets,
+//! timeouts, a concurrency bulkhead and fallbacks. They work around any
+//! `tower::Service` (hyper, axum, tonic and reqwest clients and servers) and
+//! stack in a `tower::ServiceBuilder`; nothing else about the service
+//! changes.
+//!
+//! Every layer is behind a feature of the same name (all on by default, or
+//! `full`):
+//!
+//! | feature    | module        | what it gives                                         |
+//! |------------|---------------|-------------------------------------------------------|
+//! | `breaker`  | [`breaker`]   | circuit breaker, keyed breakers                       |
+//! | `retry`    | [`retry`]     | retry with backoff, budgets, pushback; hedging        |
+//! | `timeout`  | [`timeout`]   | fixed or per-request timeouts                         |
+//! | `bulkhead` | [`bulkhead`]  | concurrency limits: fail fast or bounded wait, adaptive |
+//! | `fallback` | [`fallback`]  | values, closures, backup services, stale-if-error     |
+//!
+//! All layers share one [`Classify`] concept (what counts as a failure), the
+//! same error helpers ([`error::find`]) and the same cheap event listeners.
+//!
+//! # Quick start
+//!
+//! ```
+//! use bulwark::prelude::*;
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//! let breaker = Breaker::builder().name("inventory").build()?;
+//!
+//! // Outermost first: retry sees what the breaker, the attempt timeout and
+//! // the bulkhead let through.
+//! let svc = ServiceBuilder::new()
+//!     .retry_with(RetryLayer::new().max_attempts(3))
+//!     .circuit_breaker(breaker.clone())
+//!     .timeout_after(Duration::from_secs(2))
+//!     .bulkhead(32)
+//!     .service_fn(|id: u32| async move { Ok::<_, BoxError>(id * 2) });
+//!
+//! assert_eq!(svc.oneshot(21).await?, 42);
+//! assert_eq!(breaker.state(), State::Closed);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The order of a stack
+//!
+//! A typical client, outermost first:
+//!
+//! ```text
+//! fallback → total timeout → retry (budget) → circuit breaker → attempt timeout → bulkhead → transport
+//! ```
+//!
+//! - the **breaker** sits inside retry, so it sees every attempt and retry
+//!   does not retry its rejections;
+//! - the **attempt timeout** sits inside retry (each attempt gets its own
+//!   limit) and inside the breaker (a timeout counts as a failure);
+//! - the **total timeout** sits outside retry, bounding the whole call;
+//! - the **bulkhead** is innermost, limiting what really reaches the
+//!   transport; the breaker above does not count its rejections;
+//! - **fallback** is outermost: it sees only what nothing else could save.
+//!
+//! [tower]: https://docs.rs/tower
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use bulwark_core::{backoff, classify, clock, error, event};
+pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
+
+#[cfg(feature = "breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+pub use bulwark_breaker as breaker;
+
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub use bulwark_retry as retry;
+
+#[cfg(feature = "timeout")]
+#[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+pub use bulwark_timeout as timeout;
+
+#[cfg(feature = "bulkhead")]
+#[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+pub use bulwark_bulkhead as bulkhead;
+
+#[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+pub use bulwark_fallback as fallback;
+
+mod builder;
+
+pub use builder::ServiceBuilderExt;
+
+/// The names most programs need: `use bulwark::prelude::*;`.
+pub mod prelude {
+    pub use crate::builder::ServiceBuilderExt;
+    pub use bulwark_core::backoff::{Backoff, Jitter};
+    pub use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen};
+    pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
+
+    #[cfg(feature = "breaker")]
+    pub use bulwark_breaker::{Breaker, CircuitBreakerLayer, State};
+    #[cfg(feature = "bulkhead")]
+    pub use bulwark_bulkhead::BulkheadLayer;
+    #[cfg(feature = "fallback")]
+    pub use bulwark_fallback::FallbackLayer;
+    #[cfg(feature = "retry")]
+    pub use bulwark_retry::{HedgeLayer, RetryBudget, RetryLayer};
+    #[cfg(feature = "timeout")]
+    pub use bulwark_timeout::{Elapsed, TimeoutLayer};
+}

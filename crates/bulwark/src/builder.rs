@@ -1,0 +1,106 @@
+//! Shortcuts on `tower::ServiceBuilder` for Bulwark's layers.
+
+use tower::layer::util::Stack;
+use tower::ServiceBuilder;
+
+/// Adds Bulwark's layers to a `tower::ServiceBuilder` by name.
+///
+/// Each method is `.layer(...)` with the matching Bulwark layer; the names
+/// avoid tower's own `.timeout`, `.retry` and `.concurrency_limit`.
+///
+/// ```
+/// use bulwark::prelude::*;
+/// use std::time::Duration;
+/// use tower::ServiceBuilder;
+///
+/// let breaker = Breaker::builder().build().unwrap();
+/// let _stack = ServiceBuilder::new()
+///     .circuit_breaker(breaker)
+///     .timeout_after(Duration::from_millis(500))
+///     .bulkhead(16)
+///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed {
+    /// Guards the service with `breaker` (default classifier).
+    #[cfg(feature = "breaker")]
+    fn circuit_breaker(
+        self,
+        breaker: bulwark_breaker::Breaker,
+    ) -> ServiceBuilder<Stack<bulwark_breaker::CircuitBreakerLayer, L>>;
+
+    /// Retries with `layer`'s policy.
+    #[cfg(feature = "retry")]
+    fn retry_with<C, P, R>(
+        self,
+        layer: bulwark_retry::RetryLayer<C, P, R>,
+    ) -> ServiceBuilder<Stack<bulwark_retry::RetryLayer<C, P, R>, L>>;
+
+    /// Fails calls that take longer than `limit` with
+    /// [`Elapsed`](bulwark_timeout::Elapsed).
+    #[cfg(feature = "timeout")]
+    fn timeout_after(
+        self,
+        limit: std::time::Duration,
+    ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<std::time::Duration>, L>>;
+
+    /// Lets at most `max_concurrent` calls in flight, failing fast beyond.
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead(
+        self,
+        max_concurrent: usize,
+    ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer, L>>;
+
+    /// Falls back as `layer` says.
+    #[cfg(feature = "fallback")]
+    fn fallback<P, T>(
+        self,
+        layer: bulwark_fallback::FallbackLayer<P, T>,
+    ) -> ServiceBuilder<Stack<bulwark_fallback::FallbackLayer<P, T>, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "breaker")]
+    fn circuit_breaker(
+        self,
+        breaker: bulwark_breaker::Breaker,
+    ) -> ServiceBuilder<Stack<bulwark_breaker::CircuitBreakerLayer, L>> {
+        self.layer(bulwark_breaker::CircuitBreakerLayer::new(breaker))
+    }
+
+    #[cfg(feature = "retry")]
+    fn retry_with<C, P, R>(
+        self,
+        layer: bulwark_retry::RetryLayer<C, P, R>,
+    ) -> ServiceBuilder<Stack<bulwark_retry::RetryLayer<C, P, R>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "timeout")]
+    fn timeout_after(
+        self,
+        limit: std::time::Duration,
+    ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<std::time::Duration>, L>> {
+        self.layer(bulwark_timeout::TimeoutLayer::new(limit))
+    }
+
+    #[cfg(feature = "bulkhead")]
+    fn bulkhead(
+        self,
+        max_concurrent: usize,
+    ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer, L>> {
+        self.layer(bulwark_bulkhead::BulkheadLayer::new(max_concurrent))
+    }
+
+    #[cfg(feature = "fallback")]
+    fn fallback<P, T>(
+        self,
+        layer: bulwark_fallback::FallbackLayer<P, T>,
+    ) -> ServiceBuilder<Stack<bulwark_fallback::FallbackLayer<P, T>, L>> {
+        self.layer(layer)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
