@@ -3,8 +3,8 @@
 use crate::event::BreakerEvent;
 use crate::Breaker;
 use bulwark_core::backoff::Backoff;
+use bulwark_core::error::ConfigError;
 use bulwark_core::event::{Listener, Listeners};
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,19 +222,16 @@ impl BreakerBuilder {
         match c.window {
             WindowKind::Count { size } => {
                 if size == 0 {
-                    return Err(ConfigError::new(
-                        "window",
-                        "a count window needs at least one call",
-                    ));
+                    return Err(invalid("window", "a count window needs at least one call"));
                 }
                 if size > 1_000_000 {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         "window",
                         format!("a count window of {size} calls is too large (at most 1,000,000)"),
                     ));
                 }
                 if c.minimum_calls > size {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         "minimum_calls",
                         format!(
                             "{} is more than the window of {size} calls can hold, so no rate would ever be judged",
@@ -245,13 +242,13 @@ impl BreakerBuilder {
             }
             WindowKind::Time { length, buckets } => {
                 if buckets == 0 || buckets > 10_000 {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         "window",
                         format!("a time window needs between 1 and 10,000 buckets, got {buckets}"),
                     ));
                 }
                 if length.as_nanos() < u128::from(buckets) {
-                    return Err(ConfigError::new(
+                    return Err(invalid(
                         "window",
                         format!("a time window of {length:?} is too short for {buckets} buckets"),
                     ));
@@ -260,7 +257,7 @@ impl BreakerBuilder {
         }
         if let Some(r) = c.failure_rate {
             if !rate_ok(r) {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "failure_rate",
                     format!("must be in (0, 1], got {r}"),
                 ));
@@ -268,90 +265,50 @@ impl BreakerBuilder {
         }
         if let Some((d, r)) = c.slow_call {
             if !rate_ok(r) {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "slow_call_rate",
                     format!("must be in (0, 1], got {r}"),
                 ));
             }
             if d.is_zero() {
-                return Err(ConfigError::new(
+                return Err(invalid(
                     "slow_call_duration",
                     "must be longer than zero, or every call would be slow",
                 ));
             }
         }
         if c.consecutive_failures == Some(0) {
-            return Err(ConfigError::new(
-                "consecutive_failures",
-                "must be at least 1",
-            ));
+            return Err(invalid("consecutive_failures", "must be at least 1"));
         }
         if c.failure_rate.is_none() && c.slow_call.is_none() && c.consecutive_failures.is_none() {
-            return Err(ConfigError::new(
+            return Err(invalid(
                 "failure_rate",
                 "no trip policy is set: set a failure rate, a slow-call rate or consecutive failures",
             ));
         }
         if c.minimum_calls == 0 {
-            return Err(ConfigError::new("minimum_calls", "must be at least 1"));
+            return Err(invalid("minimum_calls", "must be at least 1"));
         }
         if c.probes == 0 {
-            return Err(ConfigError::new(
+            return Err(invalid(
                 "permitted_probes",
                 "must be at least 1, or the breaker could never close again",
             ));
         }
         if c.successes_to_close == 0 {
-            return Err(ConfigError::new("successes_to_close", "must be at least 1"));
+            return Err(invalid("successes_to_close", "must be at least 1"));
         }
         c.open
             .validate()
-            .map_err(|e| ConfigError::new("open_duration", e.to_string()))?;
+            .map_err(|e| invalid("open_duration", e.to_string()))?;
         Ok(())
     }
 }
 
-/// A breaker configuration that cannot work: which field, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    reason: String,
+/// Builds the breaker's configuration errors.
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new("circuit breaker", field, reason)
 }
-
-impl ConfigError {
-    pub(crate) fn keyed(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::new(field, reason)
-    }
-
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        ConfigError {
-            field,
-            reason: reason.into(),
-        }
-    }
-
-    /// The offending setting.
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// Why it cannot work.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker configuration: `{}` {}",
-            self.field, self.reason
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {

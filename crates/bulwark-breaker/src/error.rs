@@ -7,8 +7,8 @@
 use std::error::Error;
 use std::fmt;
 
-pub use crate::config::ConfigError;
 pub use bulwark_core::error::CircuitOpen;
+pub use bulwark_core::error::ConfigError;
 
 /// How a call guarded by [`Breaker::call`](crate::Breaker::call) (without
 /// tower) can fail.

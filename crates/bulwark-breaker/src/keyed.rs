@@ -130,7 +130,11 @@ impl KeyedBreakersBuilder {
     {
         self.template.validate()?;
         if self.max_keys == 0 {
-            return Err(ConfigError::keyed("max_keys", "must be at least 1"));
+            return Err(ConfigError::new(
+                "keyed circuit breakers",
+                "max_keys",
+                "must be at least 1",
+            ));
         }
         Ok(KeyedBreakers {
             inner: Arc::new(KeyedInner {

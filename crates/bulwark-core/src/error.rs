@@ -70,6 +70,63 @@ pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// A configuration that cannot work: which layer, which setting, and why.
+///
+/// Every builder that validates returns this, so a program (or a config
+/// loader) reports bad settings the same way for every layer.
+///
+/// ```
+/// use bulwark_core::error::ConfigError;
+///
+/// let e = ConfigError::new("retry", "max_attempts", "must be at least 1, got 0");
+/// assert_eq!(e.to_string(), "invalid retry configuration: `max_attempts` must be at least 1, got 0");
+/// assert_eq!(e.field(), "max_attempts");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    layer: &'static str,
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    /// An error about `field` of `layer`'s configuration.
+    pub fn new(layer: &'static str, field: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            layer,
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The layer whose configuration is wrong (e.g. `"circuit breaker"`).
+    pub fn layer(&self) -> &'static str {
+        self.layer
+    }
+
+    /// The offending setting.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why it cannot work.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {} configuration: `{}` {}",
+            self.layer, self.field, self.reason
+        )
+    }
+}
+
+impl Error for ConfigError {}
+
 /// The circuit breaker is open (or half-open with every probe slot taken) and
 /// refused the call without calling the inner service.
 ///
