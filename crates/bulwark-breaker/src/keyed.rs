@@ -42,7 +42,8 @@
 //! # }
 //! ```
 
-use crate::config::{BreakerBuilder, ConfigError};
+use crate::config::BreakerBuilder;
+use crate::error::ConfigError;
 use crate::future::ResponseFuture;
 use crate::Breaker;
 use bulwark_core::classify::{Classify, DefaultClassifier};
