@@ -68,7 +68,7 @@ fn main() {
         .budget(RetryBudget::unlimited())
         .layer(Noop);
     let mut grpc = RetryLayer::new()
-        .budget(RetryBudget::token_bucket(100, 0.1))
+        .budget(RetryBudget::token_bucket(100, 0.1).unwrap())
         .layer(Noop);
     let mut hedge = HedgeLayer::fixed(Duration::from_secs(3600)).layer(Noop);
     // Calibration: what sharing any state with a response future costs.

@@ -26,7 +26,7 @@
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() {
 //! // 20% of the requests, plus 1 retry per second, over 10 seconds.
-//! let budget = RetryBudget::ratio(0.2, 1, Duration::from_secs(10));
+//! let budget = RetryBudget::ratio(0.2, 1, Duration::from_secs(10)).unwrap();
 //! assert_eq!(budget.available(), 10); // the floor: 1/s over 10 s
 //! for _ in 0..100 {
 //!     budget.deposit();
@@ -47,6 +47,7 @@
 //! the window, and a retry always for at least the window.
 
 use bulwark_core::clock::{duration_nanos, TimeBase};
+use bulwark_core::error::ConfigError;
 use bulwark_core::Outcome;
 use parking_lot::Mutex;
 use std::fmt;
@@ -83,19 +84,29 @@ impl RetryBudget {
     ///
     /// `ratio` is kept to the nearest millionth.
     ///
-    /// # Panics
+    /// # Errors
     ///
     /// When `ratio` is negative, not finite or above 1000, or `window` is
     /// shorter than 10 ms or longer than an hour.
-    pub fn ratio(ratio: f64, min_per_sec: u32, window: Duration) -> Self {
-        assert!(
-            ratio.is_finite() && (0.0..=1000.0).contains(&ratio),
-            "retry budget ratio must be between 0 and 1000, got {ratio}"
-        );
-        assert!(
-            window >= Duration::from_millis(10) && window <= Duration::from_secs(3600),
-            "retry budget window must be between 10 ms and 1 hour, got {window:?}"
-        );
+    pub fn ratio(ratio: f64, min_per_sec: u32, window: Duration) -> Result<Self, ConfigError> {
+        if !(ratio.is_finite() && (0.0..=1000.0).contains(&ratio)) {
+            return Err(ConfigError::new(
+                "retry budget",
+                "ratio",
+                format!("must be between 0 and 1000, got {ratio}"),
+            ));
+        }
+        if !(window >= Duration::from_millis(10) && window <= Duration::from_secs(3600)) {
+            return Err(ConfigError::new(
+                "retry budget",
+                "window",
+                format!("must be between 10 ms and 1 hour, got {window:?}"),
+            ));
+        }
+        Ok(Self::ratio_unchecked(ratio, min_per_sec, window))
+    }
+
+    fn ratio_unchecked(ratio: f64, min_per_sec: u32, window: Duration) -> Self {
         let ratio_ppm = (ratio * UNIT as f64).round() as u64;
         // min_per_sec × window in millionths of a retry: per-second × ns / 1e3.
         let reserve = (u128::from(min_per_sec) * window.as_nanos() / 1_000) as u64;
@@ -123,27 +134,39 @@ impl RetryBudget {
     ///
     /// Tokens are kept to the thousandth, as gRPC specifies.
     ///
-    /// # Panics
+    /// # Errors
     ///
     /// When `max_tokens` is 0 or above 1000, or `token_ratio` is not in
     /// `(0, max_tokens]`.
-    pub fn token_bucket(max_tokens: u32, token_ratio: f64) -> Self {
-        assert!(
-            (1..=1000).contains(&max_tokens),
-            "max_tokens must be between 1 and 1000, got {max_tokens}"
-        );
-        assert!(
-            token_ratio.is_finite() && token_ratio > 0.0 && token_ratio <= f64::from(max_tokens),
-            "token_ratio must be in (0, max_tokens], got {token_ratio}"
-        );
+    pub fn token_bucket(max_tokens: u32, token_ratio: f64) -> Result<Self, ConfigError> {
+        if !(1..=1000).contains(&max_tokens) {
+            return Err(ConfigError::new(
+                "retry budget",
+                "max_tokens",
+                format!("must be between 1 and 1000, got {max_tokens}"),
+            ));
+        }
+        if !(token_ratio.is_finite() && token_ratio > 0.0 && token_ratio <= f64::from(max_tokens)) {
+            return Err(ConfigError::new(
+                "retry budget",
+                "token_ratio",
+                format!("must be in (0, max_tokens], got {token_ratio}"),
+            ));
+        }
         let max = u64::from(max_tokens) * 1000;
-        RetryBudget {
+        Ok(RetryBudget {
             kind: Arc::new(Kind::Tokens(TokenBucket {
                 max,
                 ratio: ((token_ratio * 1000.0).round() as u64).max(1),
                 tokens: AtomicU64::new(max),
             })),
-        }
+        })
+    }
+
+    /// The hedge layer's default: 10% of requests plus 1 per second over
+    /// 10 s.
+    pub(crate) fn hedge_default() -> Self {
+        Self::ratio_unchecked(0.1, 1, Duration::from_secs(10))
     }
 
     /// No limit: every retry and hedge is allowed. Use with care.
@@ -205,7 +228,7 @@ impl Default for RetryBudget {
     /// 20% of requests plus 10 retries per second over 10 seconds (Finagle's
     /// and linkerd's default).
     fn default() -> Self {
-        RetryBudget::ratio(0.2, 10, Duration::from_secs(10))
+        RetryBudget::ratio_unchecked(0.2, 10, Duration::from_secs(10))
     }
 }
 
@@ -364,7 +387,7 @@ mod tests {
     async fn ratio_arithmetic_is_exact() {
         // 0.3 must allow exactly 3 retries per 10 requests (tower #857 would
         // allow one per 3 requests).
-        let b = RetryBudget::ratio(0.3, 0, secs(10));
+        let b = RetryBudget::ratio(0.3, 0, secs(10)).unwrap();
         for _ in 0..10 {
             b.deposit();
         }
@@ -372,7 +395,7 @@ mod tests {
         assert!(b.withdraw() && b.withdraw() && b.withdraw());
         assert!(!b.withdraw());
         // 0.1: 9 requests are not enough for one retry, 10 are.
-        let b = RetryBudget::ratio(0.1, 0, secs(10));
+        let b = RetryBudget::ratio(0.1, 0, secs(10)).unwrap();
         for _ in 0..9 {
             b.deposit();
         }
@@ -384,7 +407,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn floor_alone_allows_min_per_sec_over_the_window() {
-        let b = RetryBudget::ratio(0.0, 2, secs(5));
+        let b = RetryBudget::ratio(0.0, 2, secs(5)).unwrap();
         assert_eq!(b.available(), 10);
         for _ in 0..10 {
             assert!(b.withdraw());
@@ -399,7 +422,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deposits_expire_within_the_window() {
-        let b = RetryBudget::ratio(1.0, 0, secs(10));
+        let b = RetryBudget::ratio(1.0, 0, secs(10)).unwrap();
         for _ in 0..5 {
             b.deposit();
         }
@@ -412,7 +435,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn requests_between_readings_count_from_the_previous_reading() {
-        let b = RetryBudget::ratio(1.0, 0, secs(10));
+        let b = RetryBudget::ratio(1.0, 0, secs(10)).unwrap();
         assert_eq!(b.available(), 0); // a reading at t = 0
         advance(secs(9)).await;
         b.deposit(); // made at 9 s, no reading: assigned to the slot of t = 0
@@ -422,7 +445,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_64th_request_reads_the_clock() {
-        let b = RetryBudget::ratio(1.0, 0, secs(10));
+        let b = RetryBudget::ratio(1.0, 0, secs(10)).unwrap();
         assert_eq!(b.available(), 0); // a reading at t = 0
         advance(secs(9)).await;
         // The 64th request reads the clock: these 64 go to the slot of t = 0,
@@ -440,7 +463,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ratio_above_one_and_clones_share() {
-        let b = RetryBudget::ratio(1.5, 0, secs(1));
+        let b = RetryBudget::ratio(1.5, 0, secs(1)).unwrap();
         let c = b.clone();
         assert!(b.same_as(&c));
         b.deposit();
@@ -451,7 +474,7 @@ mod tests {
 
     #[test]
     fn token_bucket_follows_grpc() {
-        let b = RetryBudget::token_bucket(10, 0.1);
+        let b = RetryBudget::token_bucket(10, 0.1).unwrap();
         assert!(b.withdraw());
         // 10 tokens: retries allowed while > 5 remain.
         for _ in 0..4 {
@@ -472,9 +495,18 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "ratio")]
-    fn negative_ratio_panics() {
-        let _ = RetryBudget::ratio(-0.1, 0, secs(1));
+    fn bad_settings_are_typed_errors() {
+        let field = |r: Result<RetryBudget, ConfigError>| r.err().expect("rejected").field();
+        assert_eq!(field(RetryBudget::ratio(-0.1, 0, secs(1))), "ratio");
+        assert_eq!(field(RetryBudget::ratio(f64::NAN, 0, secs(1))), "ratio");
+        assert_eq!(
+            field(RetryBudget::ratio(0.2, 0, Duration::from_millis(1))),
+            "window"
+        );
+        assert_eq!(field(RetryBudget::ratio(0.2, 0, secs(7200))), "window");
+        assert_eq!(field(RetryBudget::token_bucket(0, 0.1)), "max_tokens");
+        assert_eq!(field(RetryBudget::token_bucket(10, 0.0)), "token_ratio");
+        assert_eq!(field(RetryBudget::token_bucket(10, 11.0)), "token_ratio");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::policy::RetryOn;
 use crate::replay::CloneReplay;
 use crate::service::{Retry, Shared};
 use bulwark_core::backoff::{Backoff, Jitter, Random};
+use bulwark_core::error::ConfigError;
 use bulwark_core::event::{Listener, Listeners};
 use bulwark_core::DefaultClassifier;
 use parking_lot::Mutex;
@@ -137,28 +138,45 @@ impl Default for RetryLayer {
 
 impl<C, P, R> RetryLayer<C, P, R> {
     /// At most `n` attempts per call, the original included (`1` disables
-    /// retries).
-    ///
-    /// # Panics
-    ///
-    /// When `n` is 0.
+    /// retries). A call is always made once: `0` is reported by
+    /// [`validate`](Self::validate) and acts as `1`.
     pub fn max_attempts(mut self, n: u32) -> Self {
-        assert!(n >= 1, "max_attempts must be at least 1");
         self.config.max_attempts = n;
         self
     }
 
-    /// The delays between attempts (see [`Backoff`]).
-    ///
-    /// # Panics
-    ///
-    /// When the backoff is invalid ([`Backoff::validate`]).
+    /// The delays between attempts (see [`Backoff`]). A backoff that
+    /// [`Backoff::validate`] rejects is reported by
+    /// [`validate`](Self::validate) and used as `Backoff` sanitises it (a
+    /// factor below 1 acts as 1; the cap wins over the initial delay).
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        if let Err(e) = backoff.validate() {
-            panic!("{e}");
-        }
         self.config.backoff = backoff;
         self
+    }
+
+    /// Checks that the settings can work: at least one attempt and a valid
+    /// backoff. Layers built from an invalid configuration still work (as
+    /// described on each setting) and never panic; call this to turn bad
+    /// input, such as a configuration file, into a typed error.
+    ///
+    /// ```
+    /// use bulwark_retry::RetryLayer;
+    ///
+    /// let err = RetryLayer::new().max_attempts(0).validate().unwrap_err();
+    /// assert_eq!(err.field(), "max_attempts");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.config.max_attempts == 0 {
+            return Err(ConfigError::new(
+                "retry",
+                "max_attempts",
+                "must be at least 1 (the original call counts)",
+            ));
+        }
+        self.config
+            .backoff
+            .validate()
+            .map_err(|e| ConfigError::new("retry", "backoff", e.to_string()))
     }
 
     /// Which outcomes are retried (by default failures and throttled
@@ -254,8 +272,10 @@ impl<C, P, R> RetryLayer<C, P, R> {
 
 impl<C: Clone, P: Clone, R: Clone> RetryLayer<C, P, R> {
     pub(crate) fn shared(&self) -> Arc<Shared<C, P, R>> {
+        let mut config = self.config;
+        config.max_attempts = config.max_attempts.max(1);
         Arc::new(Shared {
-            config: self.config,
+            config,
             classifier: self.classifier.clone(),
             pushback: self.pushback.clone(),
             replay: self.replay.clone(),

@@ -108,7 +108,7 @@ async fn hedges_draw_on_the_budget() {
     let mock = Mock::new(|_, _| (ms(500), Ok(1)));
     let (events, listener) = recorder();
     // A floor of 1/s over 1 s: one hedge, then none.
-    let budget = RetryBudget::ratio(0.0, 1, Duration::from_secs(1));
+    let budget = RetryBudget::ratio(0.0, 1, Duration::from_secs(1)).unwrap();
     let mut svc = HedgeLayer::fixed(ms(100))
         .budget(budget.clone())
         .on_event(listener)
@@ -141,6 +141,7 @@ async fn percentile_delay_adapts_to_observed_latency() {
     let l = latency.clone();
     let mock = Mock::new(move |_, _| (ms(l.load(Ordering::SeqCst)), Ok(1)));
     let mut svc = HedgeLayer::percentile(90.0)
+        .unwrap()
         .min_samples(10)
         .window(20)
         .initial_delay(ms(1000))

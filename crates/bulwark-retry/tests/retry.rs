@@ -354,7 +354,7 @@ async fn budget_bounds_attempts_exactly() {
     const WINDOW_SECS: u64 = 10;
     const FLOOR: u64 = 1;
     let mock = Mock::failing();
-    let budget = RetryBudget::ratio(0.2, FLOOR as u32, Duration::from_secs(WINDOW_SECS));
+    let budget = RetryBudget::ratio(0.2, FLOOR as u32, Duration::from_secs(WINDOW_SECS)).unwrap();
     let (events, listener) = recorder();
     let mut svc = RetryLayer::new()
         .max_attempts(10)
@@ -422,7 +422,7 @@ async fn budget_bounds_attempts_exactly() {
 
 #[tokio::test(start_paused = true)]
 async fn clones_and_layers_share_one_budget() {
-    let budget = RetryBudget::ratio(0.0, 1, Duration::from_secs(3)); // 3 retries
+    let budget = RetryBudget::ratio(0.0, 1, Duration::from_secs(3)).unwrap(); // 3 retries
     let layer = RetryLayer::new()
         .max_attempts(10)
         .backoff(Backoff::constant(Duration::ZERO))
@@ -451,7 +451,7 @@ async fn grpc_token_bucket_throttles_retries() {
     let svc = RetryLayer::new()
         .max_attempts(5)
         .backoff(Backoff::constant(ms(1)))
-        .budget(RetryBudget::token_bucket(4, 0.5))
+        .budget(RetryBudget::token_bucket(4, 0.5).unwrap())
         .on_event(listener)
         .layer(mock.clone());
     // 4 → 3 (retry), → 2 (no retry: not more than half).

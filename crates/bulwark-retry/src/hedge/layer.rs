@@ -6,6 +6,7 @@ use crate::budget::RetryBudget;
 use crate::event::RetryEvent;
 use crate::policy::RetryOn;
 use crate::replay::CloneReplay;
+use bulwark_core::error::ConfigError;
 use bulwark_core::event::{Listener, Listeners};
 use bulwark_core::DefaultClassifier;
 use std::fmt;
@@ -52,7 +53,7 @@ impl HedgeLayer {
             retry_on: RetryOn::default(),
             classifier: DefaultClassifier,
             replay: CloneReplay,
-            budget: RetryBudget::ratio(0.1, 1, Duration::from_secs(10)),
+            budget: RetryBudget::hedge_default(),
             listeners: Listeners::new(),
         }
     }
@@ -67,22 +68,25 @@ impl HedgeLayer {
     /// [`min_samples`](Self::min_samples) (default 20) were seen, after the
     /// [`initial_delay`](Self::initial_delay) (default 100 ms).
     ///
-    /// # Panics
+    /// # Errors
     ///
     /// When `percentile` is not in (0, 100].
-    pub fn percentile(percentile: f64) -> Self {
-        assert!(
-            percentile > 0.0 && percentile <= 100.0,
-            "percentile must be in (0, 100], got {percentile}"
-        );
-        Self::with_kind(
+    pub fn percentile(percentile: f64) -> Result<Self, ConfigError> {
+        if !(percentile > 0.0 && percentile <= 100.0) {
+            return Err(ConfigError::new(
+                "hedge",
+                "percentile",
+                format!("must be in (0, 100], got {percentile}"),
+            ));
+        }
+        Ok(Self::with_kind(
             Duration::from_millis(100),
             DelayKind::Percentile {
                 percentile,
                 min_samples: 20,
                 window: 1000,
             },
-        )
+        ))
     }
 }
 

@@ -24,7 +24,7 @@
 //! let hedged = ServiceBuilder::new()
 //!     // Hedge the calls slower than the 95th percentile; 50 ms until 20
 //!     // latencies were seen.
-//!     .layer(HedgeLayer::percentile(95.0).min_samples(20).initial_delay(Duration::from_millis(50)))
+//!     .layer(HedgeLayer::percentile(95.0).unwrap().min_samples(20).initial_delay(Duration::from_millis(50)))
 //!     .service(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n + 1) }));
 //! assert_eq!(hedged.oneshot(1).await?, 2);
 //! # Ok(())
