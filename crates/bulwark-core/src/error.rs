@@ -174,13 +174,27 @@ impl fmt::Display for CircuitOpen {
             None => f.write_str("circuit breaker is open")?,
         }
         if let Some(after) = self.retry_after {
-            write!(f, "; next probe in {after:?}")?;
+            write!(f, "; next probe in {}", Readable(after))?;
         }
         Ok(())
     }
 }
 
 impl Error for CircuitOpen {}
+
+/// A duration as people read it in a message: `250ms`, `1.5s`, `30s`.
+struct Readable(Duration);
+
+impl fmt::Display for Readable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = (self.0.as_nanos() + 500_000) / 1_000_000;
+        if ms < 1_000 {
+            write!(f, "{ms}ms")
+        } else {
+            write!(f, "{}s", ms as f64 / 1_000.0)
+        }
+    }
+}
 
 /// Why a bulkhead refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
