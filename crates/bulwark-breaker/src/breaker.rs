@@ -18,6 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+// A child module, so it can reach the breaker's private state.
+#[path = "reconfigure.rs"]
+mod reconfigure;
+
 /// A circuit breaker: the shared state behind every clone of a
 /// [`CircuitBreakerLayer`](crate::CircuitBreakerLayer)'s services, and the
 /// handle to watch and control it.

@@ -172,6 +172,13 @@ impl Limiter {
         }
     }
 
+    pub(crate) fn set_limit(&self, limit: usize) {
+        let old = self.limit.swap(limit, Ordering::SeqCst);
+        if limit > old && self.queued.load(Ordering::SeqCst) != 0 {
+            self.grant_waiters();
+        }
+    }
+
     #[cold]
     pub(crate) fn reject(&self, reason: BulkheadFullReason) -> BulkheadFull {
         self.rejections.fetch_add(1, Ordering::Relaxed);
@@ -328,6 +335,37 @@ impl BulkheadHandle {
     /// Whether `self` and `other` observe the same bulkhead.
     pub fn same_bulkhead(&self, other: &BulkheadHandle) -> bool {
         Arc::ptr_eq(&self.limiter, &other.limiter)
+    }
+
+    /// Changes a static limit in place (a configuration reload), keeping the
+    /// calls in flight and the queue: a higher limit admits waiters at once;
+    /// a lower one admits nobody new until enough calls in flight finish.
+    ///
+    /// # Errors
+    ///
+    /// A limit of 0, or an adaptive bulkhead (its algorithm owns the limit).
+    ///
+    /// ```
+    /// use bulwark_bulkhead::BulkheadLayer;
+    ///
+    /// let layer = BulkheadLayer::builder().max_concurrent(10).build_shared();
+    /// let handle = layer.handle().unwrap();
+    /// handle.set_limit(20).unwrap();
+    /// assert_eq!(handle.limit(), 20);
+    /// assert_eq!(handle.set_limit(0).unwrap_err().field(), "max_concurrent");
+    /// ```
+    pub fn set_limit(&self, limit: usize) -> Result<(), bulwark_core::error::ConfigError> {
+        let invalid = |reason: &str| {
+            bulwark_core::error::ConfigError::new("bulkhead", "max_concurrent", reason)
+        };
+        if limit == 0 {
+            return Err(invalid("must be at least 1"));
+        }
+        if self.limiter.is_adaptive() {
+            return Err(invalid("an adaptive bulkhead moves its own limit"));
+        }
+        self.limiter.set_limit(limit);
+        Ok(())
     }
 }
 
