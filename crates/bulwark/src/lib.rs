@@ -113,3 +113,8 @@ pub mod prelude {
     #[cfg(feature = "timeout")]
     pub use bulwark_timeout::{Elapsed, TimeoutLayer};
 }
+
+/// The README's code, compiled and run as a doctest so it never goes stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
