@@ -3,32 +3,17 @@
 //!
 //! Run with `cargo bench -p bulwark-benches --bench layers`.
 
-use bulwark_benches::{call_now, keep, print_throughput, throughput, Group, Noop, NEVER};
+use bulwark_benches::{
+    call_now, keep, print_throughput, throughput, Group, NeverRetry, Noop, NEVER,
+};
 use bulwark_bulkhead::adaptive::Vegas;
 use bulwark_bulkhead::BulkheadLayer;
 use bulwark_fallback::FallbackLayer;
 use bulwark_timeout::TimeoutLayer;
-use std::convert::Infallible;
 use tower::Layer;
 
 #[global_allocator]
 static GLOBAL: bulwark_benches::Counting = &bulwark_benches::INSTRUMENTED_SYSTEM;
-
-/// A retry policy that never retries: tower's `Retry` at its cheapest.
-#[derive(Clone, Copy, Debug)]
-struct NeverRetry;
-
-impl tower::retry::Policy<u32, u32, Infallible> for NeverRetry {
-    type Future = std::future::Ready<()>;
-
-    fn retry(&mut self, _: &mut u32, _: &mut Result<u32, Infallible>) -> Option<Self::Future> {
-        None
-    }
-
-    fn clone_request(&mut self, req: &u32) -> Option<u32> {
-        Some(*req)
-    }
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread()

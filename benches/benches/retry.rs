@@ -4,32 +4,18 @@
 //!
 //! Run: `cargo bench -p bulwark-benches --bench retry`
 
-use bulwark_benches::{call_now, keep, Counting, Group, Measured, Noop, INSTRUMENTED_SYSTEM};
+use bulwark_benches::{
+    call_now, keep, BudgetedNeverRetry, Counting, Group, Measured, NeverRetry, Noop,
+    INSTRUMENTED_SYSTEM,
+};
 use bulwark_retry::hedge::HedgeLayer;
 use bulwark_retry::{RetryBudget, RetryLayer};
 use std::time::Duration;
-use tower::retry::{Policy, Retry};
+use tower::retry::Retry;
 use tower::Layer;
 
 #[global_allocator]
 static GLOBAL: Counting = &INSTRUMENTED_SYSTEM;
-
-/// A tower policy that never retries (but copies the request, as any policy
-/// that may retry must).
-#[derive(Clone, Copy, Debug)]
-struct NeverRetry;
-
-impl<Req: Clone, Res, E> Policy<Req, Res, E> for NeverRetry {
-    type Future = std::future::Ready<()>;
-
-    fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
-        None
-    }
-
-    fn clone_request(&mut self, req: &Req) -> Option<Req> {
-        Some(req.clone())
-    }
-}
 
 fn overhead(results: &[Measured], of: usize, against: usize) {
     if results.len() <= of.max(against) {
@@ -63,6 +49,7 @@ fn main() {
 
     let mut bare = Noop;
     let mut tower_retry = Retry::new(NeverRetry, Noop);
+    let mut tower_budgeted = Retry::new(BudgetedNeverRetry::new(), Noop);
     let mut default = RetryLayer::new().layer(Noop);
     let mut unlimited = RetryLayer::new()
         .budget(RetryBudget::unlimited())
@@ -79,6 +66,9 @@ fn main() {
         })
         .bench("tower Retry (never-retrying policy)", || {
             keep(call_now(&mut tower_retry, 1))
+        })
+        .bench("tower Retry (policy with a TpsBudget)", || {
+            keep(call_now(&mut tower_budgeted, 1))
         })
         .bench("bulwark Retry (defaults: ratio budget)", || {
             keep(call_now(&mut default, 1))
@@ -97,7 +87,11 @@ fn main() {
         })
         .run(GLOBAL);
     println!();
-    for i in 2..r.len() {
+    for i in 3..r.len() {
         overhead(&r, i, 1);
+    }
+    println!();
+    for i in 3..r.len() - 1 {
+        overhead(&r, i, 2);
     }
 }

@@ -313,6 +313,60 @@ pub fn print_throughput(title: &str, rows: &[(&str, f64)]) {
     }
 }
 
+/// tower's `Retry` at its cheapest: a policy that never retries (but copies
+/// the request, as any policy that may retry must).
+#[derive(Clone, Copy, Debug)]
+pub struct NeverRetry;
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for NeverRetry {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
+        None
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
+/// tower's `Retry` with a budget, as a policy that may retry must keep one:
+/// every request deposits into a shared `TpsBudget` (an `Arc`, like
+/// Bulwark's budget); it never needs to retry here.
+#[derive(Clone, Debug)]
+pub struct BudgetedNeverRetry(pub std::sync::Arc<tower::retry::budget::TpsBudget>);
+
+impl BudgetedNeverRetry {
+    /// tower's defaults: 10 s window, 10 retries/s floor, 20% of requests.
+    pub fn new() -> Self {
+        BudgetedNeverRetry(std::sync::Arc::new(tower::retry::budget::TpsBudget::new(
+            Duration::from_secs(10),
+            10,
+            0.2,
+        )))
+    }
+}
+
+impl Default for BudgetedNeverRetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<Req: Clone, Res, E> tower::retry::Policy<Req, Res, E> for BudgetedNeverRetry {
+    type Future = std::future::Ready<()>;
+
+    fn retry(&mut self, _: &mut Req, _: &mut Result<Res, E>) -> Option<Self::Future> {
+        use tower::retry::budget::Budget;
+        self.0.deposit();
+        None
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        Some(req.clone())
+    }
+}
+
 /// Keeps a value from being optimised away.
 #[inline]
 pub fn keep<T>(value: T) {
