@@ -1,0 +1,211 @@
+//! Health: an aggregate status with per-instance details, serialisable.
+//!
+//! [`Registry::health`](crate::Registry::health) gives a [`Health`]: the
+//! status is [`Degraded`](Status::Degraded) when any breaker is open,
+//! half-open or forced open (for keyed breakers: any key), or any bulkhead
+//! is saturated (every permit taken); otherwise [`Healthy`](Status::Healthy).
+//! A breaker an operator disabled or put in metrics-only mode lets calls
+//! through and counts as healthy; its state still shows.
+//!
+//! Durations are in milliseconds. The JSON looks like this:
+//!
+//! ```json
+//! {
+//!   "status": "degraded",
+//!   "breakers": [{
+//!     "name": "payments", "state": "open", "healthy": false,
+//!     "calls": 20, "failures": 12, "slow_calls": 0,
+//!     "failure_rate": 0.6, "slow_call_rate": null,
+//!     "consecutive_failures": 4, "rejected": 31,
+//!     "time_in_state_ms": 1250, "next_probe_in_ms": 28750
+//!   }],
+//!   "keyed_breakers": [{ "name": "hosts", "healthy": true, "keys": 3, "evicted": 0, "unhealthy_keys": [] }],
+//!   "bulkheads": [{ "name": "db", "healthy": true, "in_flight": 3, "queued": 0, "limit": 32, "rejections": 0, "saturated": false }],
+//!   "retry_budgets": [{ "name": "payments", "available": 12 }]
+//! }
+//! ```
+
+use bulwark_breaker::{Snapshot, State};
+use bulwark_bulkhead::BulkheadHandle;
+use serde::{Serialize, Serializer};
+use std::time::Duration;
+
+/// The aggregate status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every breaker lets calls through and no bulkhead is full.
+    Healthy,
+    /// Some breaker rejects calls, or some bulkhead is full.
+    Degraded,
+}
+
+/// The health of every instance in a [`Registry`](crate::Registry).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// The aggregate status.
+    pub status: Status,
+    /// Each breaker, by name.
+    pub breakers: Vec<BreakerHealth>,
+    /// Each set of keyed breakers, by name.
+    pub keyed_breakers: Vec<KeyedBreakersHealth>,
+    /// Each bulkhead, by name.
+    pub bulkheads: Vec<BulkheadHealth>,
+    /// Each retry budget, by name.
+    pub retry_budgets: Vec<RetryBudgetHealth>,
+}
+
+impl Health {
+    /// Whether the status is [`Status::Healthy`].
+    pub fn is_healthy(&self) -> bool {
+        self.status == Status::Healthy
+    }
+
+    pub(crate) fn new(
+        breakers: Vec<BreakerHealth>,
+        keyed_breakers: Vec<KeyedBreakersHealth>,
+        bulkheads: Vec<BulkheadHealth>,
+        retry_budgets: Vec<RetryBudgetHealth>,
+    ) -> Health {
+        let healthy = breakers.iter().all(|b| b.healthy)
+            && keyed_breakers.iter().all(|k| k.healthy)
+            && bulkheads.iter().all(|b| b.healthy);
+        Health {
+            status: if healthy {
+                Status::Healthy
+            } else {
+                Status::Degraded
+            },
+            breakers,
+            keyed_breakers,
+            bulkheads,
+            retry_budgets,
+        }
+    }
+}
+
+fn state_str<S: Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(state.as_str())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One breaker's health, from its [`Snapshot`].
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct BreakerHealth {
+    /// The breaker's name.
+    pub name: String,
+    /// Its state (`closed`, `open`, `half_open`, `forced_open`, `disabled`,
+    /// `metrics_only`).
+    #[serde(serialize_with = "state_str")]
+    pub state: State,
+    /// Whether it lets calls through (not open, half-open or forced open).
+    pub healthy: bool,
+    /// Calls in the window.
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// Failure rate, once the window holds the minimum number of calls.
+    pub failure_rate: Option<f64>,
+    /// Slow-call rate, once the window holds the minimum number of calls
+    /// (and a slow-call rule is set).
+    pub slow_call_rate: Option<f64>,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// Calls rejected since the breaker was built.
+    pub rejected: u64,
+    /// How long it has been in its state, in milliseconds.
+    pub time_in_state_ms: u64,
+    /// For an open breaker: in how many milliseconds it admits a probe.
+    pub next_probe_in_ms: Option<u64>,
+}
+
+impl BreakerHealth {
+    /// The health of breaker `name` from its snapshot.
+    pub fn from_snapshot(name: impl Into<String>, s: &Snapshot) -> Self {
+        BreakerHealth {
+            name: name.into(),
+            state: s.state,
+            healthy: !s.state.is_rejecting(),
+            calls: s.calls,
+            failures: s.failures,
+            slow_calls: s.slow_calls,
+            failure_rate: s.failure_rate,
+            slow_call_rate: s.slow_call_rate,
+            consecutive_failures: s.consecutive_failures,
+            rejected: s.rejected,
+            time_in_state_ms: millis(s.time_in_state),
+            next_probe_in_ms: s.next_probe_in.map(millis),
+        }
+    }
+}
+
+/// A set of keyed breakers' health: how many keys, and the details of the
+/// keys whose breaker is not closed.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct KeyedBreakersHealth {
+    /// The set's name.
+    pub name: String,
+    /// Whether every key's breaker lets calls through.
+    pub healthy: bool,
+    /// Keys held now.
+    pub keys: usize,
+    /// Keys evicted so far (idle or least recently used).
+    pub evicted: u64,
+    /// The keys whose breaker is not closed, named by key.
+    pub unhealthy_keys: Vec<BreakerHealth>,
+}
+
+/// One bulkhead's health.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct BulkheadHealth {
+    /// The bulkhead's name.
+    pub name: String,
+    /// Whether it has a free permit.
+    pub healthy: bool,
+    /// Calls holding a permit.
+    pub in_flight: usize,
+    /// Callers waiting for one.
+    pub queued: usize,
+    /// The limit.
+    pub limit: usize,
+    /// Calls rejected since it was built.
+    pub rejections: u64,
+    /// Whether every permit is taken.
+    pub saturated: bool,
+}
+
+impl BulkheadHealth {
+    /// The health of bulkhead `name` from its handle.
+    pub fn from_handle(name: impl Into<String>, h: &BulkheadHandle) -> Self {
+        let (in_flight, limit) = (h.in_flight(), h.limit());
+        let saturated = in_flight >= limit;
+        BulkheadHealth {
+            name: name.into(),
+            healthy: !saturated,
+            in_flight,
+            queued: h.queued(),
+            limit,
+            rejections: h.rejections(),
+            saturated,
+        }
+    }
+}
+
+/// One retry budget's state (budgets never make the status degraded).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RetryBudgetHealth {
+    /// The budget's name.
+    pub name: String,
+    /// Retries it allows now (`null` for an unlimited budget).
+    pub available: Option<u64>,
+}
