@@ -577,6 +577,48 @@ impl Breaker {
         result.map_err(CallError::Inner)
     }
 
+    /// Keeps an open breaker open for at least `at_least` from now, because
+    /// the upstream asked for it (a `Retry-After` or
+    /// `grpc-retry-pushback-ms` on the answer that tripped it).
+    ///
+    /// Only lengthens: an open time already longer is kept, and a breaker
+    /// that is not [`Open`](State::Open) is left alone (a server asking for
+    /// less load is not a reason to stop calling it). Returns whether the
+    /// open time was extended. A duration too long to represent is ignored;
+    /// callers cap what a server may ask.
+    ///
+    /// ```
+    /// use bulwark_breaker::{Breaker, State};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let breaker = Breaker::builder().consecutive_failures(1).open_for(Duration::from_secs(1)).build().unwrap();
+    /// assert!(!breaker.hold_open_for(Duration::from_secs(30))); // closed: nothing to do
+    /// let _ = breaker.call_sync(|| Err::<(), _>("503"));
+    /// assert!(breaker.hold_open_for(Duration::from_secs(30)));
+    /// assert_eq!(breaker.snapshot().next_probe_in, Some(Duration::from_secs(30)));
+    /// # }
+    /// ```
+    pub fn hold_open_for(&self, at_least: Duration) -> bool {
+        let s = &*self.shared;
+        let mut inner = s.inner.lock();
+        if inner.state != State::Open {
+            return false;
+        }
+        let Some(until) = Instant::now().checked_add(at_least) else {
+            return false;
+        };
+        if until <= inner.open_until {
+            return false;
+        }
+        inner.open_until = until;
+        s.hot
+            .open_until
+            .store(s.hot.base.nanos(until), Ordering::Release);
+        true
+    }
+
     /// Whether two handles are the same breaker.
     pub fn ptr_eq(&self, other: &Breaker) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
@@ -733,5 +775,35 @@ impl fmt::Debug for Breaker {
             .field("name", &self.shared.name)
             .field("state", &self.state())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn hold_open_for_only_lengthens_an_open_breaker() {
+        let breaker = Breaker::builder()
+            .consecutive_failures(1)
+            .open_for(Duration::from_secs(10))
+            .successes_to_close(1)
+            .build()
+            .unwrap();
+        assert!(!breaker.hold_open_for(Duration::from_secs(30)));
+        let _ = breaker.call_sync(|| Err::<(), _>("down"));
+        assert_eq!(breaker.state(), State::Open);
+        // Shorter than the open time: kept.
+        assert!(!breaker.hold_open_for(Duration::from_secs(5)));
+        assert!(!breaker.hold_open_for(Duration::MAX));
+        assert!(breaker.hold_open_for(Duration::from_secs(30)));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        let err = breaker.try_acquire().unwrap_err();
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let permit = breaker.try_acquire().expect("probe admitted");
+        assert!(permit.is_probe());
+        permit.record(Outcome::Success);
+        assert_eq!(breaker.state(), State::Closed);
     }
 }
