@@ -1,0 +1,178 @@
+//! Deadlines that cross the wire: `grpc-timeout` and an optional HTTP header.
+//!
+//! A caller that will give up after 2 s gains nothing from a server that
+//! works for 10. gRPC sends the caller's remaining time in `grpc-timeout`
+//! (`"1500m"`, `"2S"`); [`parse_grpc_timeout`] reads it and
+//! [`format_grpc_timeout`] writes it. [`ServerDeadline`] is a
+//! [`TimeoutPolicy`] that bounds each request by the smaller of the server's
+//! own limit and what the caller sent, so the [`ServerStack`] stops work
+//! nobody waits for.
+//!
+//! ```
+//! use bulwark_http::deadline::{format_grpc_timeout, parse_grpc_timeout, ServerDeadline};
+//! use bulwark_timeout::TimeoutPolicy;
+//! use std::time::Duration;
+//!
+//! assert_eq!(parse_grpc_timeout(b"1500m"), Some(Duration::from_millis(1500)));
+//! assert_eq!(format_grpc_timeout(Duration::from_millis(1500)), "1500000u");
+//!
+//! let policy = ServerDeadline::new(Some(Duration::from_secs(10)));
+//! let req = http::Request::get("/").header("grpc-timeout", "2S").body(()).unwrap();
+//! assert_eq!(policy.timeout(&req), Some(Duration::from_secs(2)));
+//! ```
+//!
+//! [`ServerStack`]: crate::ServerStack
+
+use bulwark_timeout::TimeoutPolicy;
+use http::{HeaderName, HeaderValue};
+use std::time::Duration;
+
+/// The `grpc-timeout` header.
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// Parses a `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`,
+/// `m`, `u`, `n`). Anything else is `None`.
+pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Formats `d` as a `grpc-timeout` value: the finest unit whose number fits
+/// in 8 digits, rounded down so the receiver never gets more time than is left.
+pub fn format_grpc_timeout(d: Duration) -> HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let nanos = d.as_nanos();
+    let units: [(u128, char); 6] = [
+        (1, 'n'),
+        (1_000, 'u'),
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+        (3_600_000_000_000, 'H'),
+    ];
+    for (per, unit) in units {
+        let n = nanos / per;
+        if n <= MAX {
+            return HeaderValue::from_str(&format!("{n}{unit}")).expect("digits and a letter");
+        }
+    }
+    HeaderValue::from_static("99999999H")
+}
+
+/// Bounds each request by the server's own limit and the caller's
+/// `grpc-timeout` (or another header giving seconds or a gRPC-style value);
+/// see the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerDeadline {
+    max: Option<Duration>,
+    header: Option<HeaderName>,
+}
+
+impl ServerDeadline {
+    /// At most `max` per request (`None`: only what callers send), reading
+    /// `grpc-timeout`.
+    pub const fn new(max: Option<Duration>) -> Self {
+        ServerDeadline { max, header: None }
+    }
+
+    /// Also reads `header` (e.g. `x-request-timeout`), in the `grpc-timeout`
+    /// format or as plain (possibly fractional) seconds.
+    pub fn http_header(mut self, header: HeaderName) -> Self {
+        self.header = Some(header);
+        self
+    }
+
+    /// The caller's time limit carried by `headers`, if any.
+    pub fn incoming(&self, headers: &http::HeaderMap) -> Option<Duration> {
+        let grpc = headers
+            .get(GRPC_TIMEOUT)
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()));
+        let http = self
+            .header
+            .as_ref()
+            .and_then(|h| headers.get(h))
+            .and_then(|v| {
+                parse_grpc_timeout(v.as_bytes()).or_else(|| {
+                    let secs: f64 = std::str::from_utf8(v.as_bytes())
+                        .ok()?
+                        .trim()
+                        .parse()
+                        .ok()?;
+                    (secs.is_finite() && secs >= 0.0 && secs < 1e9)
+                        .then(|| Duration::from_secs_f64(secs))
+                })
+            });
+        match (grpc, http) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl<B> TimeoutPolicy<http::Request<B>> for ServerDeadline {
+    fn timeout(&self, req: &http::Request<B>) -> Option<Duration> {
+        match (self.max, self.incoming(req.headers())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout(b"10u"), Some(Duration::from_micros(10)));
+        assert_eq!(parse_grpc_timeout(b"7n"), Some(Duration::from_nanos(7)));
+        assert_eq!(parse_grpc_timeout(b"123456789S"), None);
+        assert_eq!(parse_grpc_timeout(b"S"), None);
+        assert_eq!(parse_grpc_timeout(b"-1S"), None);
+        assert_eq!(parse_grpc_timeout(b"1x"), None);
+        assert_eq!(format_grpc_timeout(Duration::from_secs(2)), "2000000u");
+        assert_eq!(
+            format_grpc_timeout(Duration::from_secs(1_000_000)),
+            "1000000S"
+        );
+        let d = ServerDeadline::new(None).http_header(HeaderName::from_static("x-request-timeout"));
+        let req = http::Request::get("/")
+            .header("x-request-timeout", "0.5")
+            .body(())
+            .unwrap();
+        assert_eq!(d.timeout(&req), Some(Duration::from_millis(500)));
+        let req = http::Request::get("/").body(()).unwrap();
+        assert_eq!(d.timeout(&req), None);
+    }
+
+    proptest! {
+        #[test]
+        fn grpc_timeout_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..16)) {
+            let _ = parse_grpc_timeout(&bytes);
+        }
+
+        #[test]
+        fn format_round_trips_without_granting_more(nanos in 0u64..u64::MAX / 4) {
+            let d = Duration::from_nanos(nanos);
+            let v = format_grpc_timeout(d);
+            let back = parse_grpc_timeout(v.as_bytes()).unwrap();
+            prop_assert!(back <= d);
+            prop_assert!(d - back <= d / 10_000 + Duration::from_nanos(1));
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! HTTP and gRPC for Bulwark: make the resilience layers fit hyper, axum,
+//! tonic and reqwest as if they were part of them.
+//!
+//! - [`classify`]: status-based classification ([`HttpClassifier`]: `5xx`
+//!   and `408` fail, `429` is throttled) and `grpc-status` classification
+//!   ([`GrpcClassifier`], reusing tower-http's parser, trailers included).
+//! - [`pushback`]: `Retry-After` and `grpc-retry-pushback-ms`, parsed
+//!   robustly, as a retry [`Pushback`](bulwark_retry::Pushback)
+//!   ([`ServerPushback`]) and fed to the breaker.
+//! - [`replay`]: only idempotent requests (or those with an
+//!   `Idempotency-Key`) are retried by default ([`HttpReplay`]).
+//! - [`body`]: [`ReplayBody`](body::ReplayBody) keeps a streaming body up to a
+//!   cap so it can be sent again.
+//! - [`response`]: Bulwark errors become responses (503 with `Retry-After`
+//!   for an open breaker, 504 for a timeout, ...) without a
+//!   `HandleErrorLayer` closure ([`ErrorMapping`], [`MapErrorsLayer`]); with
+//!   the `tonic` feature, [`status`] maps them to `tonic::Status`.
+//! - [`deadline`]: `grpc-timeout` (and an optional HTTP header) bounds the
+//!   work of a server and is set on outgoing requests from the time left.
+//! - [`stack`]: ready-made [`ClientStack`] and [`ServerStack`] in the order
+//!   that works.
+//!
+//! # Example: a client stack
+//!
+//! ```
+//! use bulwark_http::ClientStack;
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! let layer = ClientStack::new()
+//!     .total_timeout(Duration::from_secs(5))
+//!     .attempt_timeout(Duration::from_secs(1))
+//!     .build()?;
+//! // Any `tower::Service<http::Request<B>>` with a `Clone` body: hyper-util's
+//! // client, a tonic channel, or here a stand-in.
+//! let client = ServiceBuilder::new().layer(layer).service_fn(|req: http::Request<String>| async move {
+//!     Ok::<_, std::io::Error>(http::Response::new(req.uri().path().to_owned()))
+//! });
+//! let res = client.oneshot(http::Request::get("http://api.local/users").body(String::new())?).await?;
+//! assert_eq!(res.body(), "/users");
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+pub mod breaker;
+pub mod classify;
+pub mod deadline;
+pub mod optional;
+pub mod parts;
+pub mod pushback;
+pub mod replay;
+pub mod response;
+pub mod stack;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod status;
+
+pub use classify::{GrpcClassifier, HttpClassifier};
+pub use pushback::ServerPushback;
+pub use replay::HttpReplay;
+pub use response::{ErrorMapping, MapErrorsLayer};
+pub use stack::{ClientStack, ServerStack, StackError};

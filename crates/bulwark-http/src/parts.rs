@@ -1,0 +1,147 @@
+//! What Bulwark needs to read from a request or a response, whatever the
+//! client library.
+//!
+//! The classifiers, pushback readers and replay hooks of this crate work on
+//! [`http::Request`]/[`http::Response`] (hyper, axum, tonic) and, with the
+//! `reqwest` feature, on `reqwest::Request`/`reqwest::Response`, through these
+//! two small traits. Implement them for another client's types to reuse
+//! everything else.
+//!
+//! ```
+//! use bulwark_http::parts::{RequestParts, ResponseParts};
+//!
+//! let req = http::Request::get("http://api.example:8080/users").body(()).unwrap();
+//! assert_eq!(req.authority_key().as_str(), "api.example:8080");
+//!
+//! let res = http::Response::builder().status(503).body(()).unwrap();
+//! assert_eq!(ResponseParts::status(&res), http::StatusCode::SERVICE_UNAVAILABLE);
+//! ```
+
+use http::uri::Authority;
+use http::{HeaderMap, Method, StatusCode};
+
+/// The parts of a request that resilience decisions read.
+pub trait RequestParts {
+    /// The request method.
+    fn method(&self) -> &Method;
+    /// The request headers.
+    fn headers(&self) -> &HeaderMap;
+    /// The upstream this request goes to (`host[:port]`), used to key
+    /// per-host breakers. Requests without one share the key `unknown`.
+    fn authority_key(&self) -> Authority;
+}
+
+/// The parts of a response that resilience decisions read.
+pub trait ResponseParts {
+    /// The status code.
+    fn status(&self) -> StatusCode;
+    /// The response headers.
+    fn headers(&self) -> &HeaderMap;
+    /// The response extensions (where Bulwark leaves marks such as
+    /// [`NotReplayed`](crate::body::NotReplayed)).
+    fn extensions(&self) -> &http::Extensions;
+}
+
+pub(crate) fn unknown_authority() -> Authority {
+    Authority::from_static("unknown")
+}
+
+impl<B> RequestParts for http::Request<B> {
+    #[inline]
+    fn method(&self) -> &Method {
+        self.method()
+    }
+
+    #[inline]
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn authority_key(&self) -> Authority {
+        if let Some(a) = self.uri().authority() {
+            return a.clone();
+        }
+        self.headers()
+            .get(http::header::HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(unknown_authority)
+    }
+}
+
+impl<B> ResponseParts for http::Response<B> {
+    #[inline]
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+
+    #[inline]
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    #[inline]
+    fn extensions(&self) -> &http::Extensions {
+        self.extensions()
+    }
+}
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl RequestParts for reqwest::Request {
+    #[inline]
+    fn method(&self) -> &Method {
+        self.method()
+    }
+
+    #[inline]
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    fn authority_key(&self) -> Authority {
+        let url = self.url();
+        let text = match (url.host_str(), url.port_or_known_default()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => return unknown_authority(),
+        };
+        Authority::try_from(text).unwrap_or_else(|_| unknown_authority())
+    }
+}
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl ResponseParts for reqwest::Response {
+    #[inline]
+    fn status(&self) -> StatusCode {
+        self.status()
+    }
+
+    #[inline]
+    fn headers(&self) -> &HeaderMap {
+        self.headers()
+    }
+
+    #[inline]
+    fn extensions(&self) -> &http::Extensions {
+        self.extensions()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_from_uri_host_header_or_unknown() {
+        let r = http::Request::get("http://a.example/x").body(()).unwrap();
+        assert_eq!(r.authority_key(), "a.example");
+        let r = http::Request::get("/x")
+            .header("host", "b.example:81")
+            .body(())
+            .unwrap();
+        assert_eq!(r.authority_key(), "b.example:81");
+        let r = http::Request::get("/x").body(()).unwrap();
+        assert_eq!(r.authority_key(), "unknown");
+    }
+}

@@ -1,0 +1,362 @@
+//! Bulwark errors as HTTP responses, without a `HandleErrorLayer` closure.
+//!
+//! A server (or a proxy-like client) whose stack can fail with Bulwark's
+//! errors must turn them into responses. [`ErrorMapping`] is the documented,
+//! customisable table, and [`MapErrorsLayer`] applies it: its service
+//! never fails (`Error = Infallible`), which is what axum's `Router::layer`
+//! and hyper's servers want.
+//!
+//! | error (anywhere in the `source()` chain) | client mapping | server mapping |
+//! |---|---|---|
+//! | [`CircuitOpen`] | 503 + `Retry-After` (next probe) | 503 + `Retry-After` |
+//! | [`BulkheadFull`] | 503 (or 429) | 503 (or 429) |
+//! | [`Elapsed`] (a timeout) | 504 Gateway Timeout | 503 (or 408) |
+//! | anything else | 500 | 500 |
+//!
+//! The body is the error's message as `text/plain`.
+//!
+//! ```
+//! use bulwark_core::{error::CircuitOpen, BoxError};
+//! use bulwark_http::response::ErrorMapping;
+//! use http::StatusCode;
+//! use std::time::Duration;
+//!
+//! let open: BoxError = CircuitOpen::new(Some(Duration::from_millis(1500))).into();
+//! let res: http::Response<String> = ErrorMapping::client().response(&open);
+//! assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+//! assert_eq!(res.headers()["retry-after"], "2"); // rounded up
+//!
+//! let shed = ErrorMapping::server().bulkhead_status(StatusCode::TOO_MANY_REQUESTS);
+//! let full: BoxError = bulwark_core::error::BulkheadFull::at_capacity().into();
+//! assert_eq!(shed.status(&*full), StatusCode::TOO_MANY_REQUESTS);
+//! ```
+//!
+//! [`CircuitOpen`]: bulwark_core::error::CircuitOpen
+//! [`BulkheadFull`]: bulwark_core::error::BulkheadFull
+//! [`Elapsed`]: bulwark_timeout::Elapsed
+
+use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen};
+use bulwark_core::BoxError;
+use bulwark_timeout::Elapsed;
+use http::{header, HeaderValue, StatusCode};
+use pin_project_lite::pin_project;
+use std::convert::Infallible;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The table from Bulwark errors to HTTP statuses; see the
+/// [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorMapping {
+    circuit_open: StatusCode,
+    bulkhead_full: StatusCode,
+    timeout: StatusCode,
+    other: StatusCode,
+}
+
+impl ErrorMapping {
+    /// For a client or gateway: a timeout is `504 Gateway Timeout`.
+    pub const fn client() -> Self {
+        ErrorMapping {
+            circuit_open: StatusCode::SERVICE_UNAVAILABLE,
+            bulkhead_full: StatusCode::SERVICE_UNAVAILABLE,
+            timeout: StatusCode::GATEWAY_TIMEOUT,
+            other: StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// For a server: a timeout is `503 Service Unavailable` (the server ran
+    /// out of time, the client may try again); use
+    /// [`timeout_status`](Self::timeout_status) for `408`.
+    pub const fn server() -> Self {
+        ErrorMapping {
+            timeout: StatusCode::SERVICE_UNAVAILABLE,
+            ..Self::client()
+        }
+    }
+
+    /// The status for an open breaker (default 503).
+    pub const fn circuit_open_status(mut self, status: StatusCode) -> Self {
+        self.circuit_open = status;
+        self
+    }
+
+    /// The status for a full bulkhead (default 503; 429 tells clients it is
+    /// about their rate).
+    pub const fn bulkhead_status(mut self, status: StatusCode) -> Self {
+        self.bulkhead_full = status;
+        self
+    }
+
+    /// The status for a timeout.
+    pub const fn timeout_status(mut self, status: StatusCode) -> Self {
+        self.timeout = status;
+        self
+    }
+
+    /// The status for any other error (default 500).
+    pub const fn other_status(mut self, status: StatusCode) -> Self {
+        self.other = status;
+        self
+    }
+
+    /// The status for `error`, found anywhere in its `source()` chain.
+    pub fn status(&self, error: &(dyn Error + 'static)) -> StatusCode {
+        if is_caused_by::<CircuitOpen>(error) {
+            self.circuit_open
+        } else if is_caused_by::<BulkheadFull>(error) {
+            self.bulkhead_full
+        } else if is_caused_by::<Elapsed>(error) {
+            self.timeout
+        } else {
+            self.other
+        }
+    }
+
+    /// The `Retry-After` to send for `error`: the time until an open breaker
+    /// probes again, rounded up to whole seconds.
+    pub fn retry_after(&self, error: &(dyn Error + 'static)) -> Option<Duration> {
+        let after = find::<CircuitOpen>(error)?.retry_after()?;
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        Some(Duration::from_secs(secs))
+    }
+
+    /// The response for `error`: its status, `Retry-After` when known, and
+    /// the error's message as a `text/plain` body.
+    pub fn response<B: From<String>>(&self, error: &BoxError) -> http::Response<B> {
+        let mut res = http::Response::new(B::from(error.to_string()));
+        *res.status_mut() = self.status(&**error);
+        let headers = res.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if let Some(after) = self.retry_after(&**error) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
+        res
+    }
+}
+
+impl Default for ErrorMapping {
+    fn default() -> Self {
+        Self::server()
+    }
+}
+
+/// Turns an error into a response: implemented for [`ErrorMapping`] and for
+/// every `Fn(BoxError) -> http::Response<B>`, so a custom mapping is a
+/// closure.
+pub trait ErrorToResponse<B> {
+    /// The response for `error`.
+    fn to_response(&self, error: BoxError) -> http::Response<B>;
+}
+
+impl<B: From<String>> ErrorToResponse<B> for ErrorMapping {
+    fn to_response(&self, error: BoxError) -> http::Response<B> {
+        self.response(&error)
+    }
+}
+
+impl<B, F> ErrorToResponse<B> for F
+where
+    F: Fn(BoxError) -> http::Response<B>,
+{
+    fn to_response(&self, error: BoxError) -> http::Response<B> {
+        self(error)
+    }
+}
+
+/// Converts the errors of the service it wraps into responses, so the
+/// wrapped service never fails.
+///
+/// ```
+/// use bulwark_core::{error::BulkheadFull, BoxError};
+/// use bulwark_http::response::{ErrorMapping, MapErrorsLayer};
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let svc = ServiceBuilder::new()
+///     .layer(MapErrorsLayer::new(ErrorMapping::server()))
+///     .service_fn(|_: http::Request<()>| async {
+///         Err::<http::Response<String>, BoxError>(BulkheadFull::at_capacity().into())
+///     });
+/// let res = svc.oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), 503);
+///
+/// // A mapping of your own is a closure.
+/// let teapot = MapErrorsLayer::new(|_e: BoxError| {
+///     http::Response::builder().status(418).body(String::new()).unwrap()
+/// });
+/// # let _ = teapot;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapErrorsLayer<M = ErrorMapping> {
+    mapping: M,
+}
+
+impl<M> MapErrorsLayer<M> {
+    /// Maps errors with `mapping`.
+    pub const fn new(mapping: M) -> Self {
+        MapErrorsLayer { mapping }
+    }
+}
+
+impl<S, M: Clone> Layer<S> for MapErrorsLayer<M> {
+    type Service = MapErrors<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MapErrors {
+            inner,
+            mapping: self.mapping.clone(),
+        }
+    }
+}
+
+/// The service of [`MapErrorsLayer`].
+#[derive(Debug, Clone)]
+pub struct MapErrors<S, M = ErrorMapping> {
+    inner: S,
+    mapping: M,
+}
+
+impl<S, M> MapErrors<S, M> {
+    /// Wraps `inner`.
+    pub const fn new(inner: S, mapping: M) -> Self {
+        MapErrors { inner, mapping }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, M, Req, B> Service<Req> for MapErrors<S, M>
+where
+    S: Service<Req, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    M: ErrorToResponse<B> + Clone,
+{
+    type Response = http::Response<B>;
+    type Error = Infallible;
+    type Future = MapErrorsFuture<S::Future, M>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // An inner service that cannot become ready is dead; the contract of
+        // Bulwark's layers is to never fail readiness for a policy reason,
+        // so this only happens for a broken inner service. Report it as
+        // ready and let `call` answer with the error.
+        match self.inner.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        MapErrorsFuture {
+            inner: self.inner.call(req),
+            mapping: Some(self.mapping.clone()),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`MapErrors`].
+    pub struct MapErrorsFuture<F, M> {
+        #[pin]
+        inner: F,
+        mapping: Option<M>,
+    }
+}
+
+impl<F, M> fmt::Debug for MapErrorsFuture<F, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapErrorsFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, M, B, E> Future for MapErrorsFuture<F, M>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    E: Into<BoxError>,
+    M: ErrorToResponse<B>,
+{
+    type Output = Result<http::Response<B>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match ready!(this.inner.poll(cx)) {
+            Ok(res) => Poll::Ready(Ok(res)),
+            Err(e) => {
+                let error = e.into();
+                tracing::debug!(target: "bulwark::http", %error, "error mapped to a response");
+                let mapping = this
+                    .mapping
+                    .take()
+                    .expect("MapErrorsFuture polled after completion");
+                Poll::Ready(Ok(mapping.to_response(error)))
+            }
+        }
+    }
+}
+
+/// A Bulwark error as an axum response (for handlers and
+/// `HandleErrorLayer` closures): `BulwarkError(err).into_response()` maps
+/// with [`ErrorMapping::server`].
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+#[derive(Debug)]
+pub struct BulwarkError(pub BoxError);
+
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for BulwarkError {
+    fn into_response(self) -> axum::response::Response {
+        ErrorMapping::server().response(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_timeout::error::Limit;
+
+    #[test]
+    fn statuses() {
+        let timeout: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
+        assert_eq!(ErrorMapping::client().status(&*timeout), 504);
+        assert_eq!(ErrorMapping::server().status(&*timeout), 503);
+        assert_eq!(
+            ErrorMapping::server()
+                .timeout_status(StatusCode::REQUEST_TIMEOUT)
+                .status(&*timeout),
+            408
+        );
+        let other: BoxError = "boom".into();
+        let res: http::Response<String> = ErrorMapping::client().response(&other);
+        assert_eq!(res.status(), 500);
+        assert_eq!(res.body(), "boom");
+        assert!(res.headers().get("retry-after").is_none());
+        let open: BoxError = CircuitOpen::new(Some(Duration::from_secs(3))).into();
+        let res: http::Response<String> = ErrorMapping::client().response(&open);
+        assert_eq!(res.headers()["retry-after"], "3");
+    }
+}

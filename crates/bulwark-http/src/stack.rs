@@ -1,0 +1,705 @@
+//! Ready-made client and server stacks, in the order that works.
+//!
+//! # Client
+//!
+//! ```text
+//!  request ─▶ total timeout ─▶ retry ─▶ breaker (per host) ─▶ attempt timeout ─▶ bulkhead ─▶ transport
+//! ```
+//!
+//! - The **total timeout** is outermost: it bounds what the caller waits,
+//!   retries and backoff included.
+//! - **Retry** is inside it, so no retry outlives the caller; it retries
+//!   failures and throttled answers (after the server's `Retry-After`), only
+//!   for idempotent requests, under a budget shared by every clone so that
+//!   retries cannot turn an outage into a storm.
+//! - The **breaker** is inside retry so it sees every attempt (and retry
+//!   does not retry its rejections: they are local, `Rejected`). It is keyed
+//!   per authority, so one bad host does not cut off the others, and it does
+//!   not count throttling: a server that says "slow down" is alive.
+//! - The **attempt timeout** is inside the breaker, so a hung attempt is a
+//!   failure the breaker counts, and retry gets the time to try again.
+//! - The **bulkhead** is innermost: it bounds the connections and work in
+//!   flight to the transport; its rejections are local, not counted by the
+//!   breaker.
+//!
+//! # Server
+//!
+//! ```text
+//!  request ─▶ errors → responses ─▶ bulkhead (shed load) ─▶ request timeout ─▶ handler
+//! ```
+//!
+//! - **Errors become responses** outermost, so the server never sees an
+//!   error (503 + `Retry-After`, 504, ...; see [`ErrorMapping`]).
+//! - The **bulkhead** sheds load before any work is done: a request over the
+//!   limit is answered at once with a 503 (or 429), which is cheap, instead of
+//!   queueing behind requests that will time out.
+//! - The **timeout** is inside the bulkhead so a permit is held for at most
+//!   the timeout; it honours the caller's `grpc-timeout` when shorter
+//!   ([`ServerDeadline`]).
+//!
+//! Both build to a `tower::Layer`: use them with `ServiceBuilder::layer`,
+//! axum's `Router::layer`, or directly.
+
+use crate::body::ReplayGuardLayer;
+use crate::breaker::{HostBreaker, HostBreakerLayer};
+use crate::classify::HttpClassifier;
+use crate::deadline::ServerDeadline;
+use crate::optional::{Optional, OptionalLayer};
+use crate::pushback::ServerPushback;
+use crate::replay::HttpReplay;
+use crate::response::{ErrorMapping, MapErrors};
+use bulwark_breaker::keyed::KeyedBreakers;
+use bulwark_breaker::{Breaker, BreakerBuilder};
+use bulwark_bulkhead::{Bulkhead, BulkheadLayer};
+use bulwark_core::backoff::{Backoff, Jitter};
+use bulwark_retry::{Retry, RetryBudget, RetryEvent, RetryLayer};
+use bulwark_timeout::{Timeout, TimeoutLayer};
+use http::uri::Authority;
+use std::fmt;
+use std::time::Duration;
+use tower_layer::{Identity, Layer};
+
+/// A configuration that cannot work, from [`ClientStack::build`] or
+/// [`ServerStack::build`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackError {
+    field: &'static str,
+    reason: String,
+}
+
+impl StackError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        StackError {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The setting at fault.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why it cannot work.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid stack: {}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for StackError {}
+
+/// Builds the client [`Layer`]; see the [module docs](self) for the order.
+///
+/// | part | default | off |
+/// |---|---|---|
+/// | total timeout | 10 s | [`no_total_timeout`](Self::no_total_timeout) |
+/// | retry | 3 attempts, exponential from 100 ms (x2, full jitter, at most 2 s), budget 20% + 10/s, `Retry-After` up to 30 s, idempotent requests only | [`no_retry`](Self::no_retry) |
+/// | breaker | per authority (at most 1,024): 50% failures over the last 20 calls (at least 10), or 5 in a row; open 5 s | [`no_breaker`](Self::no_breaker) |
+/// | attempt timeout | 3 s | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+/// | bulkhead | 256 in flight, fail fast | [`no_bulkhead`](Self::no_bulkhead) |
+///
+/// [`build`](Self::build) rejects what cannot work: an attempt timeout not
+/// shorter than the total timeout (retry could never run), zero attempts,
+/// a zero limit, an invalid backoff or breaker.
+///
+/// ```
+/// use bulwark_http::ClientStack;
+/// use std::time::Duration;
+///
+/// let err = ClientStack::new()
+///     .total_timeout(Duration::from_secs(1))
+///     .attempt_timeout(Duration::from_secs(2))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "attempt_timeout");
+///
+/// // A gRPC client: classify by grpc-status.
+/// let grpc = ClientStack::new().classifier(bulwark_http::GrpcClassifier::new()).build().unwrap();
+/// # let _ = grpc;
+/// ```
+pub struct ClientStack<C = HttpClassifier> {
+    total_timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    retry: bool,
+    max_attempts: u32,
+    backoff: Backoff,
+    budget: Option<RetryBudget>,
+    max_pushback: Duration,
+    replay: HttpReplay,
+    retry_listeners: Vec<std::sync::Arc<dyn bulwark_core::Listener<RetryEvent>>>,
+    breaker: Option<BreakerBuilder>,
+    max_hosts: usize,
+    bulkhead: Option<usize>,
+    classifier: C,
+}
+
+impl ClientStack {
+    /// The defaults listed above.
+    pub fn new() -> Self {
+        ClientStack {
+            total_timeout: Some(Duration::from_secs(10)),
+            attempt_timeout: Some(Duration::from_secs(3)),
+            retry: true,
+            max_attempts: 3,
+            backoff: Backoff::exponential(Duration::from_millis(100), 2.0)
+                .with_jitter(Jitter::Full)
+                .with_max(Duration::from_secs(2)),
+            budget: None,
+            max_pushback: Duration::from_secs(30),
+            replay: HttpReplay::new(),
+            retry_listeners: Vec::new(),
+            breaker: Some(Self::default_breaker()),
+            max_hosts: 1024,
+            bulkhead: Some(256),
+            classifier: HttpClassifier::new(),
+        }
+    }
+
+    /// The default breaker template: named `http`, count window of 20, at
+    /// least 10 calls, 50% failures or 5 in a row, open 5 s.
+    pub fn default_breaker() -> BreakerBuilder {
+        Breaker::builder()
+            .name("http")
+            .count_window(20)
+            .minimum_calls(10)
+            .failure_rate(0.5)
+            .consecutive_failures(5)
+            .open_for(Duration::from_secs(5))
+    }
+}
+
+impl Default for ClientStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> fmt::Debug for ClientStack<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientStack")
+            .field("total_timeout", &self.total_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("retry", &self.retry)
+            .field("max_attempts", &self.max_attempts)
+            .field("breaker", &self.breaker.is_some())
+            .field("bulkhead", &self.bulkhead)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> ClientStack<C> {
+    /// Bounds each call, retries included.
+    pub fn total_timeout(mut self, limit: Duration) -> Self {
+        self.total_timeout = Some(limit);
+        self
+    }
+
+    /// No total timeout.
+    pub fn no_total_timeout(mut self) -> Self {
+        self.total_timeout = None;
+        self
+    }
+
+    /// Bounds each attempt.
+    pub fn attempt_timeout(mut self, limit: Duration) -> Self {
+        self.attempt_timeout = Some(limit);
+        self
+    }
+
+    /// No attempt timeout.
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = None;
+        self
+    }
+
+    /// At most `n` attempts per call, the first included (`1`: no retry).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self.retry = true;
+        self
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The retry budget (share one between stacks to bound them together).
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Caps the server's pushback (`Retry-After`) honoured by retry.
+    pub fn max_pushback(mut self, max: Duration) -> Self {
+        self.max_pushback = max;
+        self
+    }
+
+    /// Which requests may be retried (default: idempotent ones).
+    pub fn replay(mut self, replay: HttpReplay) -> Self {
+        self.replay = replay;
+        self
+    }
+
+    /// Calls `listener` for every retry event.
+    pub fn on_retry_event(mut self, listener: impl bulwark_core::Listener<RetryEvent>) -> Self {
+        self.retry_listeners.push(std::sync::Arc::new(listener));
+        self
+    }
+
+    /// No retry layer.
+    pub fn no_retry(mut self) -> Self {
+        self.retry = false;
+        self
+    }
+
+    /// The template of each host's breaker (name, policies, listeners).
+    pub fn breaker(mut self, template: BreakerBuilder) -> Self {
+        self.breaker = Some(template);
+        self
+    }
+
+    /// Keeps at most `n` per-host breakers (default 1,024).
+    pub fn max_hosts(mut self, n: usize) -> Self {
+        self.max_hosts = n;
+        self
+    }
+
+    /// No breaker.
+    pub fn no_breaker(mut self) -> Self {
+        self.breaker = None;
+        self
+    }
+
+    /// At most `n` calls in flight to the transport; more fail fast.
+    pub fn bulkhead(mut self, n: usize) -> Self {
+        self.bulkhead = Some(n);
+        self
+    }
+
+    /// No bulkhead.
+    pub fn no_bulkhead(mut self) -> Self {
+        self.bulkhead = None;
+        self
+    }
+
+    /// The classifier shared by retry and the breaker (default
+    /// [`HttpClassifier`]; use [`GrpcClassifier`](crate::GrpcClassifier)
+    /// for gRPC).
+    pub fn classifier<C2>(self, classifier: C2) -> ClientStack<C2> {
+        ClientStack {
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            budget: self.budget,
+            max_pushback: self.max_pushback,
+            replay: self.replay,
+            retry_listeners: self.retry_listeners,
+            breaker: self.breaker,
+            max_hosts: self.max_hosts,
+            bulkhead: self.bulkhead,
+            classifier,
+        }
+    }
+
+    fn check(&self) -> Result<(), StackError> {
+        let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
+        if zero(self.total_timeout) {
+            return Err(StackError::new("total_timeout", "must be more than zero"));
+        }
+        if zero(self.attempt_timeout) {
+            return Err(StackError::new("attempt_timeout", "must be more than zero"));
+        }
+        if let (Some(total), Some(attempt)) = (self.total_timeout, self.attempt_timeout) {
+            if self.retry && self.max_attempts > 1 && attempt >= total {
+                return Err(StackError::new(
+                    "attempt_timeout",
+                    format!(
+                        "{attempt:?} is not shorter than the total timeout {total:?}: a slow attempt would use all the time and no retry could run"
+                    ),
+                ));
+            }
+        }
+        if self.retry && self.max_attempts == 0 {
+            return Err(StackError::new("max_attempts", "must be at least 1"));
+        }
+        if self.retry {
+            self.backoff
+                .validate()
+                .map_err(|e| StackError::new("backoff", e.to_string()))?;
+        }
+        if self.bulkhead == Some(0) {
+            return Err(StackError::new("bulkhead", "must allow at least 1 call"));
+        }
+        if self.breaker.is_some() && self.max_hosts == 0 {
+            return Err(StackError::new("max_hosts", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl<C: Clone> ClientStack<C> {
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<ClientLayer<C>, StackError> {
+        self.check()?;
+        let breakers = match &self.breaker {
+            Some(template) => Some(
+                template
+                    .clone()
+                    .keyed()
+                    .max_keys(self.max_hosts)
+                    .build::<Authority>()
+                    .map_err(|e| StackError::new("breaker", e.to_string()))?,
+            ),
+            None => None,
+        };
+        let retry = (self.retry && self.max_attempts > 1).then(|| {
+            let mut layer = RetryLayer::new()
+                .max_attempts(self.max_attempts)
+                .backoff(self.backoff)
+                .max_pushback(self.max_pushback)
+                .classifier(self.classifier.clone())
+                .pushback(ServerPushback::new().max(self.max_pushback))
+                .replay(self.replay);
+            if let Some(budget) = self.budget.clone() {
+                layer = layer.budget(budget);
+            }
+            for l in &self.retry_listeners {
+                let l = l.clone();
+                layer = layer.on_event(move |e: &RetryEvent| l.on_event(e));
+            }
+            layer
+        });
+        Ok(ClientLayer {
+            total: self.total_timeout.map(TimeoutLayer::new),
+            retry,
+            guard: Identity::new(),
+            breaker: breakers.map(|b| {
+                HostBreakerLayer::new(b, self.classifier.clone()).max_pushback(self.max_pushback)
+            }),
+            attempt: self.attempt_timeout.map(TimeoutLayer::new),
+            bulkhead: self.bulkhead.map(|n| {
+                BulkheadLayer::builder()
+                    .name("http")
+                    .max_concurrent(n)
+                    .build_shared()
+            }),
+        })
+    }
+}
+
+/// The layer built by [`ClientStack::build`].
+///
+/// Clones share the breakers, the retry budget and the bulkhead.
+#[derive(Clone)]
+pub struct ClientLayer<C = HttpClassifier, G = Identity> {
+    total: Option<TimeoutLayer>,
+    retry: Option<RetryLayer<C, ServerPushback, HttpReplay>>,
+    guard: G,
+    breaker: Option<HostBreakerLayer<C>>,
+    attempt: Option<TimeoutLayer>,
+    bulkhead: Option<BulkheadLayer>,
+}
+
+impl<C, G> ClientLayer<C, G> {
+    /// The per-host breakers, as a handle (`None` without a breaker).
+    pub fn breakers(&self) -> Option<&KeyedBreakers<Authority>> {
+        self.breaker.as_ref().map(|b| b.breakers())
+    }
+
+    /// The retry budget (`None` without retry).
+    pub fn retry_budget(&self) -> Option<&RetryBudget> {
+        self.retry.as_ref().map(|r| r.get_budget())
+    }
+
+    /// For requests with a [`ReplayBody`](crate::body::ReplayBody): puts a
+    /// [`ReplayGuardLayer`] inside retry, so a body over its cap is sent once
+    /// and not retried. The stack then takes `http::Request<ReplayBody<B>>`.
+    pub fn replay_guard(self, guard: ReplayGuardLayer) -> ClientLayer<C, ReplayGuardLayer> {
+        ClientLayer {
+            total: self.total,
+            retry: self.retry,
+            guard,
+            breaker: self.breaker,
+            attempt: self.attempt,
+            bulkhead: self.bulkhead,
+        }
+    }
+}
+
+impl<C, G> fmt::Debug for ClientLayer<C, G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientLayer")
+            .field("total", &self.total)
+            .field("retry", &self.retry.is_some())
+            .field("breaker", &self.breaker)
+            .field("attempt", &self.attempt)
+            .field("bulkhead", &self.bulkhead)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bulkhead, if on.
+pub type ClientBulkhead<S> = Optional<Bulkhead<S>, S>;
+/// The attempt timeout, if on.
+pub type ClientAttempt<S> = Optional<Timeout<ClientBulkhead<S>>, ClientBulkhead<S>>;
+/// The per-host breaker, if on.
+pub type ClientBreaker<S, C> = Optional<HostBreaker<ClientAttempt<S>, C>, ClientAttempt<S>>;
+/// The guard (identity unless [`ClientLayer::replay_guard`]).
+pub type ClientGuard<S, C, G> = <G as Layer<ClientBreaker<S, C>>>::Service;
+/// Retry, if on.
+pub type ClientRetry<S, C, G> =
+    Optional<Retry<ClientGuard<S, C, G>, C, ServerPushback, HttpReplay>, ClientGuard<S, C, G>>;
+/// The whole client stack around a transport `S`.
+pub type ClientService<S, C = HttpClassifier, G = Identity> =
+    Optional<Timeout<ClientRetry<S, C, G>>, ClientRetry<S, C, G>>;
+
+impl<S, C: Clone, G> Layer<S> for ClientLayer<C, G>
+where
+    G: Layer<ClientBreaker<S, C>>,
+{
+    type Service = ClientService<S, C, G>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let s = OptionalLayer::new(self.bulkhead.clone()).layer(inner);
+        let s = OptionalLayer::new(self.attempt.clone()).layer(s);
+        let s = OptionalLayer::new(self.breaker.clone()).layer(s);
+        let s = self.guard.layer(s);
+        let s = OptionalLayer::new(self.retry.clone()).layer(s);
+        OptionalLayer::new(self.total.clone()).layer(s)
+    }
+}
+
+/// Builds the server [`Layer`]; see the [module docs](self) for the order.
+///
+/// | part | default | off |
+/// |---|---|---|
+/// | errors → responses | [`ErrorMapping::server`] | always on |
+/// | bulkhead | 512 in flight, the rest shed at once (503) | [`no_bulkhead`](Self::no_bulkhead) |
+/// | request timeout | 30 s, or the caller's `grpc-timeout` if shorter | [`no_timeout`](Self::no_timeout) |
+///
+/// ```
+/// use bulwark_http::ServerStack;
+/// use http::StatusCode;
+/// use std::time::Duration;
+///
+/// let layer = ServerStack::new()
+///     .max_concurrent(100)
+///     .timeout(Duration::from_secs(5))
+///     .shed_status(StatusCode::TOO_MANY_REQUESTS)
+///     .build()
+///     .unwrap();
+/// // axum: Router::new().route(..).layer(layer)
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerStack {
+    max_concurrent: Option<usize>,
+    max_wait: Duration,
+    timeout: Option<Duration>,
+    deadline: ServerDeadline,
+    mapping: ErrorMapping,
+}
+
+impl ServerStack {
+    /// The defaults listed above.
+    pub fn new() -> Self {
+        ServerStack {
+            max_concurrent: Some(512),
+            max_wait: Duration::ZERO,
+            timeout: Some(Duration::from_secs(30)),
+            deadline: ServerDeadline::new(None),
+            mapping: ErrorMapping::server(),
+        }
+    }
+
+    /// At most `n` requests in flight; more are shed.
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = Some(n);
+        self
+    }
+
+    /// Lets a request over the limit wait up to `wait` for a permit before
+    /// it is shed (default: shed at once).
+    pub fn max_wait(mut self, wait: Duration) -> Self {
+        self.max_wait = wait;
+        self
+    }
+
+    /// No bulkhead.
+    pub fn no_bulkhead(mut self) -> Self {
+        self.max_concurrent = None;
+        self
+    }
+
+    /// Bounds each request.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// No server-side limit (the caller's `grpc-timeout` still applies).
+    pub fn no_timeout(mut self) -> Self {
+        self.timeout = None;
+        self
+    }
+
+    /// Also honours a caller's deadline in this HTTP header (see
+    /// [`ServerDeadline::http_header`]).
+    pub fn deadline_header(mut self, header: http::HeaderName) -> Self {
+        self.deadline = self.deadline.http_header(header);
+        self
+    }
+
+    /// The status of a shed request (503 by default; 429 is the other
+    /// common choice).
+    pub fn shed_status(mut self, status: http::StatusCode) -> Self {
+        self.mapping = self.mapping.bulkhead_status(status);
+        self
+    }
+
+    /// The whole error mapping.
+    pub fn mapping(mut self, mapping: ErrorMapping) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<ServerLayer, StackError> {
+        if self.max_concurrent == Some(0) {
+            return Err(StackError::new(
+                "max_concurrent",
+                "must allow at least 1 request",
+            ));
+        }
+        if self.timeout.is_some_and(|d| d.is_zero()) {
+            return Err(StackError::new("timeout", "must be more than zero"));
+        }
+        let bulkhead = self.max_concurrent.map(|n| {
+            BulkheadLayer::builder()
+                .name("server")
+                .max_concurrent(n)
+                .max_wait(self.max_wait)
+                .build_shared()
+        });
+        let deadline = ServerDeadlineWith(self.deadline, self.timeout);
+        Ok(ServerLayer {
+            mapping: self.mapping,
+            bulkhead,
+            timeout: TimeoutLayer::per_request(deadline),
+        })
+    }
+}
+
+impl Default for ServerStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The server stack's timeout policy: the server's limit and the caller's
+/// deadline, whichever is shorter.
+#[derive(Debug, Clone)]
+pub struct ServerDeadlineWith(ServerDeadline, Option<Duration>);
+
+impl<B> bulwark_timeout::TimeoutPolicy<http::Request<B>> for ServerDeadlineWith {
+    fn timeout(&self, req: &http::Request<B>) -> Option<Duration> {
+        match (self.1, self.0.incoming(req.headers())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The layer built by [`ServerStack::build`]. Clones share the bulkhead.
+#[derive(Debug, Clone)]
+pub struct ServerLayer {
+    mapping: ErrorMapping,
+    bulkhead: Option<BulkheadLayer>,
+    timeout: TimeoutLayer<ServerDeadlineWith>,
+}
+
+impl ServerLayer {
+    /// The bulkhead's handle, to watch its load (`None` without one).
+    pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
+        self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
+    }
+}
+
+/// The whole server stack around a handler `S`.
+pub type ServerService<S> = MapErrors<
+    Optional<Bulkhead<Timeout<S, ServerDeadlineWith>>, Timeout<S, ServerDeadlineWith>>,
+    ErrorMapping,
+>;
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = ServerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let s = self.timeout.layer(inner);
+        let s = OptionalLayer::new(self.bulkhead.clone()).layer(s);
+        MapErrors::new(s, self.mapping)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_checks() {
+        assert!(ClientStack::new().build().is_ok());
+        let e = ClientStack::new()
+            .total_timeout(Duration::from_secs(1))
+            .attempt_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert_eq!(e.field(), "attempt_timeout");
+        assert!(e.to_string().contains("not shorter"));
+        // Without retry, equal limits are fine.
+        assert!(ClientStack::new()
+            .total_timeout(Duration::from_secs(1))
+            .attempt_timeout(Duration::from_secs(1))
+            .no_retry()
+            .build()
+            .is_ok());
+        assert_eq!(
+            ClientStack::new()
+                .max_attempts(0)
+                .build()
+                .unwrap_err()
+                .field(),
+            "max_attempts"
+        );
+        assert_eq!(
+            ClientStack::new().bulkhead(0).build().unwrap_err().field(),
+            "bulkhead"
+        );
+        assert_eq!(
+            ClientStack::new()
+                .breaker(Breaker::builder().failure_rate(2.0))
+                .build()
+                .unwrap_err()
+                .field(),
+            "breaker"
+        );
+        assert_eq!(
+            ServerStack::new()
+                .max_concurrent(0)
+                .build()
+                .unwrap_err()
+                .field(),
+            "max_concurrent"
+        );
+    }
+}
