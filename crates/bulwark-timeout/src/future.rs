@@ -2,6 +2,7 @@
 
 use crate::error::{Elapsed, Limit};
 use crate::TimeoutEvent;
+use bulwark_core::clock::Instant;
 use bulwark_core::{BoxError, Listeners};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -19,9 +20,12 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         response: Inner<F>,
+        // The timer is registered on the first poll that finds the response
+        // not ready: a response ready at once never pays for a timer.
         #[pin]
         sleep: Option<Sleep>,
-        limit: Duration,
+        // The limit and the deadline it gives, counted from `call`.
+        limit: Option<(Duration, Instant)>,
         listeners: Listeners<TimeoutEvent>,
     }
 }
@@ -45,8 +49,8 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn limited(future: F, limit: Duration, listeners: Listeners<TimeoutEvent>) -> Self {
         ResponseFuture {
             response: Inner::Response { future },
-            sleep: Some(tokio::time::sleep(limit)),
-            limit,
+            sleep: None,
+            limit: Some((limit, Instant::now() + limit)),
             listeners,
         }
     }
@@ -56,7 +60,7 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             response: Inner::Response { future },
             sleep: None,
-            limit: Duration::ZERO,
+            limit: None,
             listeners: Listeners::new(),
         }
     }
@@ -65,7 +69,7 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             response: Inner::Failed { error: Some(error) },
             sleep: None,
-            limit: Duration::ZERO,
+            limit: None,
             listeners: Listeners::new(),
         }
     }
@@ -80,7 +84,7 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         // The response first: one that is ready when the limit is reached
         // still counts.
         match this.response.project() {
@@ -94,10 +98,16 @@ where
                 return Poll::Ready(Err(Box::new(error)));
             }
         }
+        let Some((limit, deadline)) = *this.limit else {
+            return Poll::Pending;
+        };
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
         match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
             Some(Poll::Ready(())) => {
-                let elapsed = Elapsed::new(Limit::Request, *this.limit);
-                tracing::debug!(limit = ?*this.limit, "request timed out");
+                let elapsed = Elapsed::new(Limit::Request, limit);
+                tracing::debug!(limit = ?limit, "request timed out");
                 this.listeners
                     .emit(|| TimeoutEvent::Elapsed(elapsed.clone()));
                 Poll::Ready(Err(Box::new(elapsed)))

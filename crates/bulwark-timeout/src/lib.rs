@@ -9,6 +9,10 @@
 //! [`BoxError`](bulwark_core::BoxError); find the `Elapsed` anywhere in the
 //! `source()` chain with [`bulwark_core::error::find`].
 //!
+//! The limit is counted from `call`; the timer itself is registered only on
+//! the first poll that finds the response not ready, so a response that is
+//! ready at once (a cache hit, an in-memory service) never pays for a timer.
+//!
 //! ```
 //! use bulwark_timeout::{error::{Elapsed, Limit}, TimeoutLayer};
 //! use bulwark_core::error::find;
