@@ -110,7 +110,7 @@ impl ServerDeadline {
                         .trim()
                         .parse()
                         .ok()?;
-                    (secs.is_finite() && secs >= 0.0 && secs < 1e9)
+                    (0.0..1e9).contains(&secs)
                         .then(|| Duration::from_secs_f64(secs))
                 })
             });

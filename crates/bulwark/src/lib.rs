@@ -91,6 +91,10 @@ pub use bulwark_bulkhead as bulkhead;
 #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
 pub use bulwark_fallback as fallback;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use bulwark_http as http;
+
 mod builder;
 
 pub use builder::ServiceBuilderExt;
