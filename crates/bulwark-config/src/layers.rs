@@ -1,0 +1,605 @@
+//! The configuration of each layer: serde structs with documented defaults.
+//!
+//! Durations are written the humantime way: `"250ms"`, `"30s"`, `"5m"`,
+//! `"1h 30m"`. Unknown keys are errors (a typo never silently leaves a
+//! default in place). Every struct is `#[serde(default)]`: a key left out
+//! takes the shared default (`[defaults.<layer>]`), and that one the
+//! built-in default listed on each field.
+
+use crate::error::ConfigError;
+use bulwark_breaker::{Breaker, BreakerBuilder};
+use bulwark_core::backoff::{Backoff, Jitter};
+use bulwark_retry::{RetryBudget, RetryLayer};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+fn rate_ok(r: f64) -> bool {
+    r > 0.0 && r <= 1.0
+}
+
+/// Which calls a breaker's rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// The last `window_size` calls (the default).
+    #[default]
+    Count,
+    /// The calls of the last `window_duration`, in `window_buckets` buckets.
+    Time,
+}
+
+/// A circuit breaker (`[breaker.NAME]`, `[defaults.breaker]`).
+///
+/// ```toml
+/// [breaker.payments]
+/// failure_rate = 0.2
+/// minimum_calls = 20
+/// open_for = "10s"
+/// slow_call_duration = "500ms"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BreakerConfig {
+    /// `count` (default) or `time`.
+    pub window: WindowKind,
+    /// Calls in a count window. Default 100.
+    pub window_size: u32,
+    /// Length of a time window. Default `"60s"`.
+    #[serde(with = "humantime_serde")]
+    pub window_duration: Duration,
+    /// Buckets of a time window. Default 12.
+    pub window_buckets: u32,
+    /// Trip when this share of the window failed, in (0, 1]. Default 0.5.
+    pub failure_rate: f64,
+    /// Calls at least this long are slow. Default: none (no slow-call rule).
+    #[serde(with = "humantime_serde")]
+    pub slow_call_duration: Option<Duration>,
+    /// Trip when this share of the window was slow, in (0, 1] (with
+    /// `slow_call_duration`). Default 0.5.
+    pub slow_call_rate: f64,
+    /// Also trip after this many failures in a row. Default: none.
+    pub consecutive_failures: Option<u32>,
+    /// Judge no rate before the window holds this many calls. Default 10.
+    pub minimum_calls: u32,
+    /// How long to stay open after a trip. Default `"30s"`.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    /// Multiply the open duration by this after each trip from half-open
+    /// (1 keeps it fixed), at least 1. Default 1.
+    pub open_backoff_factor: f64,
+    /// Cap of a growing open duration. Default: none.
+    #[serde(with = "humantime_serde")]
+    pub open_for_max: Option<Duration>,
+    /// Probes allowed at once in half-open. Default 3.
+    pub permitted_probes: u32,
+    /// Successful probes that close the breaker. Default 3.
+    pub successes_to_close: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            window: WindowKind::Count,
+            window_size: 100,
+            window_duration: Duration::from_secs(60),
+            window_buckets: 12,
+            failure_rate: 0.5,
+            slow_call_duration: None,
+            slow_call_rate: 0.5,
+            consecutive_failures: None,
+            minimum_calls: 10,
+            open_for: Duration::from_secs(30),
+            open_backoff_factor: 1.0,
+            open_for_max: None,
+            permitted_probes: 3,
+            successes_to_close: 3,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Checks every field; `at` is where this configuration sits (e.g.
+    /// `breaker.payments`), for the error's path.
+    ///
+    /// # Errors
+    ///
+    /// The first field that cannot work, and why.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+        match self.window {
+            WindowKind::Count => {
+                if self.window_size == 0 {
+                    return err("window_size", "must be at least 1 call".into());
+                }
+                if self.window_size > 1_000_000 {
+                    return err(
+                        "window_size",
+                        format!("must be at most 1000000, got {}", self.window_size),
+                    );
+                }
+                if self.minimum_calls > self.window_size {
+                    return err(
+                        "minimum_calls",
+                        format!(
+                            "{} is more than the window of {} calls can hold",
+                            self.minimum_calls, self.window_size
+                        ),
+                    );
+                }
+            }
+            WindowKind::Time => {
+                if self.window_duration.is_zero() {
+                    return err("window_duration", "must be longer than zero".into());
+                }
+                if !(1..=10_000).contains(&self.window_buckets) {
+                    return err(
+                        "window_buckets",
+                        format!("must be between 1 and 10000, got {}", self.window_buckets),
+                    );
+                }
+            }
+        }
+        if !rate_ok(self.failure_rate) {
+            return err(
+                "failure_rate",
+                format!("must be in (0, 1], got {}", self.failure_rate),
+            );
+        }
+        if !rate_ok(self.slow_call_rate) {
+            return err(
+                "slow_call_rate",
+                format!("must be in (0, 1], got {}", self.slow_call_rate),
+            );
+        }
+        if self.slow_call_duration == Some(Duration::ZERO) {
+            return err(
+                "slow_call_duration",
+                "must be longer than zero, or every call would be slow".into(),
+            );
+        }
+        if self.consecutive_failures == Some(0) {
+            return err("consecutive_failures", "must be at least 1".into());
+        }
+        if self.minimum_calls == 0 {
+            return err("minimum_calls", "must be at least 1".into());
+        }
+        if !(self.open_backoff_factor.is_finite() && self.open_backoff_factor >= 1.0) {
+            return err(
+                "open_backoff_factor",
+                format!("must be at least 1, got {}", self.open_backoff_factor),
+            );
+        }
+        if let Some(max) = self.open_for_max {
+            if max < self.open_for {
+                return err(
+                    "open_for_max",
+                    format!(
+                        "must not be shorter than open_for ({:?}), got {max:?}",
+                        self.open_for
+                    ),
+                );
+            }
+        }
+        if self.permitted_probes == 0 {
+            return err(
+                "permitted_probes",
+                "must be at least 1, or the breaker could never close again".into(),
+            );
+        }
+        if self.successes_to_close == 0 {
+            return err("successes_to_close", "must be at least 1".into());
+        }
+        // The builder's own checks, in case they know more.
+        self.builder()
+            .validate()
+            .map_err(|e| ConfigError::invalid(at, e.field(), e.reason().to_owned()))
+    }
+
+    /// A breaker builder with these settings (not named, no listeners).
+    pub fn builder(&self) -> BreakerBuilder {
+        let mut b = Breaker::builder()
+            .failure_rate(self.failure_rate)
+            .minimum_calls(self.minimum_calls)
+            .permitted_probes(self.permitted_probes)
+            .successes_to_close(self.successes_to_close);
+        b = match self.window {
+            WindowKind::Count => b.count_window(self.window_size),
+            WindowKind::Time => b.time_window(self.window_duration, self.window_buckets),
+        };
+        if let Some(d) = self.slow_call_duration {
+            b = b.slow_calls(d, self.slow_call_rate);
+        }
+        if let Some(n) = self.consecutive_failures {
+            b = b.consecutive_failures(n);
+        }
+        if self.open_backoff_factor == 1.0 {
+            b.open_for(self.open_for)
+        } else {
+            let backoff = Backoff::exponential(self.open_for, self.open_backoff_factor)
+                .with_max(self.open_for_max.unwrap_or(Duration::MAX));
+            b.open_backoff(backoff)
+        }
+    }
+}
+
+/// How retry delays grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffKind {
+    /// Always `initial_backoff`.
+    Constant,
+    /// `initial_backoff`, then `backoff_step` more each time.
+    Linear,
+    /// `initial_backoff`, then times `backoff_factor` each time (default).
+    #[default]
+    Exponential,
+}
+
+/// Randomisation of retry delays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JitterKind {
+    /// The delays as computed.
+    None,
+    /// Uniform in `[0, delay]` (default).
+    #[default]
+    Full,
+    /// Uniform in `[delay / 2, delay]`.
+    Equal,
+    /// AWS's decorrelated jitter.
+    Decorrelated,
+}
+
+/// Retry (`[retry.NAME]`, `[defaults.retry]`).
+///
+/// ```toml
+/// [retry.payments]
+/// max_attempts = 2
+/// initial_backoff = "50ms"
+/// budget = "shared"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetryConfig {
+    /// Attempts per call, the first included (1 disables retries). Default 3.
+    pub max_attempts: u32,
+    /// `constant`, `linear` or `exponential` (default).
+    pub backoff: BackoffKind,
+    /// The first delay. Default `"100ms"`.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Growth of an exponential backoff, at least 1. Default 2.
+    pub backoff_factor: f64,
+    /// Step of a linear backoff. Default `"100ms"`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_step: Duration,
+    /// Longest delay. Default `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// `none`, `full` (default), `equal` or `decorrelated`.
+    pub jitter: JitterKind,
+    /// Longest server pushback honoured. Default `"30s"`.
+    #[serde(with = "humantime_serde")]
+    pub max_pushback: Duration,
+    /// No retry that could not start within this time of the call. Default:
+    /// none.
+    #[serde(with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+    /// The retry budget (`[retry_budget.NAME]`) to draw on. Default: the one
+    /// with this retry's name.
+    pub budget: Option<String>,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 3,
+            backoff: BackoffKind::Exponential,
+            initial_backoff: Duration::from_millis(100),
+            backoff_factor: 2.0,
+            backoff_step: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            jitter: JitterKind::Full,
+            max_pushback: Duration::from_secs(30),
+            deadline: None,
+            budget: None,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Checks every field (`at`: e.g. `retry.payments`).
+    ///
+    /// # Errors
+    ///
+    /// The first field that cannot work, and why.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+        if self.max_attempts == 0 {
+            return err(
+                "max_attempts",
+                "must be at least 1 (the first call counts)".into(),
+            );
+        }
+        if self.max_attempts > 100 {
+            return err(
+                "max_attempts",
+                format!("must be at most 100, got {}", self.max_attempts),
+            );
+        }
+        if !(self.backoff_factor.is_finite() && self.backoff_factor >= 1.0) {
+            return err(
+                "backoff_factor",
+                format!("must be at least 1, got {}", self.backoff_factor),
+            );
+        }
+        if self.max_backoff < self.initial_backoff {
+            return err(
+                "max_backoff",
+                format!(
+                    "must not be shorter than initial_backoff ({:?}), got {:?}",
+                    self.initial_backoff, self.max_backoff
+                ),
+            );
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return err("deadline", "must be longer than zero".into());
+        }
+        if self.budget.as_deref() == Some("") {
+            return err("budget", "must name a retry budget".into());
+        }
+        self.layer()
+            .validate()
+            .map_err(|e| ConfigError::invalid(at, e.field(), e.reason().to_owned()))
+    }
+
+    /// The backoff these settings describe.
+    pub fn backoff(&self) -> Backoff {
+        let b = match self.backoff {
+            BackoffKind::Constant => Backoff::constant(self.initial_backoff),
+            BackoffKind::Linear => Backoff::linear(self.initial_backoff, self.backoff_step),
+            BackoffKind::Exponential => {
+                Backoff::exponential(self.initial_backoff, self.backoff_factor)
+            }
+        };
+        let jitter = match self.jitter {
+            JitterKind::None => Jitter::None,
+            JitterKind::Full => Jitter::Full,
+            JitterKind::Equal => Jitter::Equal,
+            JitterKind::Decorrelated => Jitter::Decorrelated,
+        };
+        b.with_jitter(jitter).with_max(self.max_backoff)
+    }
+
+    /// A retry layer with these settings and the default budget (set the
+    /// shared one with [`RetryLayer::budget`]).
+    pub fn layer(&self) -> RetryLayer {
+        let layer = RetryLayer::new()
+            .max_attempts(self.max_attempts)
+            .backoff(self.backoff())
+            .max_pushback(self.max_pushback);
+        match self.deadline {
+            Some(d) => layer.deadline(d),
+            None => layer,
+        }
+    }
+}
+
+/// A retry budget (`[retry_budget.NAME]`, `[defaults.retry_budget]`): over
+/// `window`, retries may add `ratio` of the requests plus `min_per_sec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RetryBudgetConfig {
+    /// Retries allowed per request, 0 to 1000. Default 0.2.
+    pub ratio: f64,
+    /// Retries allowed per second whatever the traffic. Default 10.
+    pub min_per_sec: u32,
+    /// How far back requests count, 10 ms to 1 h. Default `"10s"`.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for RetryBudgetConfig {
+    fn default() -> Self {
+        RetryBudgetConfig {
+            ratio: 0.2,
+            min_per_sec: 10,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryBudgetConfig {
+    /// Checks every field (`at`: e.g. `retry_budget.payments`).
+    ///
+    /// # Errors
+    ///
+    /// The first field that cannot work, and why.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        self.budget().map(drop).map_err(|e| e.at(at))
+    }
+
+    /// The budget these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`](Self::validate), without the path.
+    pub fn budget(&self) -> Result<RetryBudget, ConfigError> {
+        RetryBudget::ratio(self.ratio, self.min_per_sec, self.window)
+            .map_err(|e| ConfigError::invalid("", e.field(), e.reason().to_owned()))
+    }
+}
+
+/// Timeouts (`[timeout.NAME]`, `[defaults.timeout]`); each is off unless
+/// set.
+///
+/// ```toml
+/// [timeout.payments]
+/// total = "2s"      # the whole call, retries included
+/// attempt = "500ms" # each attempt
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TimeoutConfig {
+    /// Limit on the whole call, outside retry. Default: none.
+    #[serde(with = "humantime_serde")]
+    pub total: Option<Duration>,
+    /// Limit on each attempt, inside retry. Default: none.
+    #[serde(with = "humantime_serde")]
+    pub attempt: Option<Duration>,
+    /// Limit on waiting for the inner service to be ready (a full
+    /// bulkhead), per attempt. Default: none.
+    #[serde(with = "humantime_serde")]
+    pub readiness: Option<Duration>,
+}
+
+impl TimeoutConfig {
+    /// Checks every field (`at`: e.g. `timeout.payments`).
+    ///
+    /// # Errors
+    ///
+    /// A zero limit, or an attempt timeout not shorter than the total.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        for (field, d) in [
+            ("total", self.total),
+            ("attempt", self.attempt),
+            ("readiness", self.readiness),
+        ] {
+            if d == Some(Duration::ZERO) {
+                return Err(ConfigError::invalid(
+                    at,
+                    field,
+                    "must be longer than zero".into(),
+                ));
+            }
+        }
+        if self.readiness.is_some() && self.attempt.is_none() {
+            return Err(ConfigError::invalid(
+                at,
+                "readiness",
+                "needs an attempt timeout: the readiness limit belongs to the attempt".into(),
+            ));
+        }
+        if let (Some(total), Some(attempt)) = (self.total, self.attempt) {
+            if attempt >= total {
+                return Err(ConfigError::invalid(
+                    at,
+                    "attempt",
+                    format!(
+                        "must be shorter than the total timeout ({total:?}), got {attempt:?}, or no retry could ever start"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A bulkhead (`[bulkhead.NAME]`, `[defaults.bulkhead]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BulkheadConfig {
+    /// Calls in flight at once, at least 1. Default 64.
+    pub max_concurrent: usize,
+    /// How long a call may wait for a permit (`"0s"` fails fast). Default
+    /// `"0s"`.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Callers that may wait at once. Default 64.
+    pub max_queued: usize,
+}
+
+impl Default for BulkheadConfig {
+    fn default() -> Self {
+        BulkheadConfig {
+            max_concurrent: 64,
+            max_wait: Duration::ZERO,
+            max_queued: 64,
+        }
+    }
+}
+
+impl BulkheadConfig {
+    /// Checks every field (`at`: e.g. `bulkhead.payments`).
+    ///
+    /// # Errors
+    ///
+    /// A limit of 0, or a wait with no room to wait in.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.max_concurrent == 0 {
+            return Err(ConfigError::invalid(
+                at,
+                "max_concurrent",
+                "must be at least 1".into(),
+            ));
+        }
+        if !self.max_wait.is_zero() && self.max_queued == 0 {
+            return Err(ConfigError::invalid(
+                at,
+                "max_queued",
+                "must be at least 1 when max_wait is set, or nobody could wait".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A bulkhead builder with these settings.
+    pub fn builder(&self) -> bulwark_bulkhead::BulkheadBuilder {
+        bulwark_bulkhead::BulkheadLayer::builder()
+            .max_concurrent(self.max_concurrent)
+            .max_wait(self.max_wait)
+            .max_queued(self.max_queued)
+    }
+}
+
+/// Keyed breakers (`[keyed_breaker.NAME]`): one breaker per key, each
+/// configured by `[breaker.NAME]` (or the breaker defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KeyedBreakerConfig {
+    /// Keys kept at most. Default 1024.
+    pub max_keys: usize,
+    /// Keys idle this long go first. Default `"10m"`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for KeyedBreakerConfig {
+    fn default() -> Self {
+        KeyedBreakerConfig {
+            max_keys: 1024,
+            idle_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl KeyedBreakerConfig {
+    /// Checks every field (`at`: e.g. `keyed_breaker.hosts`).
+    ///
+    /// # Errors
+    ///
+    /// No room for a key, or a zero idle timeout.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.max_keys == 0 {
+            return Err(ConfigError::invalid(
+                at,
+                "max_keys",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                at,
+                "idle_timeout",
+                "must be longer than zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}

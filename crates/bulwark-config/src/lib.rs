@@ -1,0 +1,52 @@
+//! # Configuring Bulwark from files and the environment
+//!
+//! - Every layer's settings as a `serde` struct with documented defaults and
+//!   humantime durations (`"30s"`, `"250ms"`): [`BreakerConfig`],
+//!   [`RetryConfig`], [`RetryBudgetConfig`], [`TimeoutConfig`],
+//!   [`BulkheadConfig`], [`KeyedBreakerConfig`].
+//! - A whole [`ResilienceConfig`] from a TOML file with `BULWARK_`
+//!   environment overrides (read with [figment](https://docs.rs/figment)):
+//!   shared defaults, named instances overriding them, and a global switch
+//!   that turns every layer into a pass-through.
+//! - Validation that names the setting and the reason ([`ConfigError`]);
+//!   never a panic, never a silent default.
+//! - Client stacks per upstream from the configuration
+//!   ([`ResilienceConfig::client_layer`]), and reloads that apply new
+//!   thresholds to live instances without losing their state
+//!   ([`ResilienceConfig::apply`]).
+//!
+//! ```no_run
+//! use bulwark_config::ResilienceConfig;
+//! use bulwark_core::BoxError;
+//! use bulwark_observe::Registry;
+//! use tower::ServiceBuilder;
+//!
+//! # async fn run() -> Result<(), BoxError> {
+//! let registry = Registry::new();
+//! let config = ResilienceConfig::load("bulwark.toml")?;
+//! let payments = ServiceBuilder::new()
+//!     .layer(config.client_layer("payments", &registry)?)
+//!     .service_fn(|req: String| async move { Ok::<_, BoxError>(req) });
+//!
+//! // Later, on SIGHUP say: new thresholds, same breakers.
+//! let config = ResilienceConfig::load("bulwark.toml")?;
+//! config.apply(&registry)?;
+//! # drop(payments);
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+pub mod layers;
+mod load;
+mod stack;
+
+pub use error::{ConfigError, ReloadError};
+pub use layers::{
+    BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RetryBudgetConfig, RetryConfig,
+    TimeoutConfig,
+};
+pub use load::{Defaults, Loader, ResilienceConfig};
+pub use stack::ClientLayer;

@@ -1,0 +1,435 @@
+//! Loading a whole configuration: TOML file, environment, validation.
+
+use crate::error::ConfigError;
+use crate::layers::{
+    BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RetryBudgetConfig, RetryConfig,
+    TimeoutConfig,
+};
+use figment::providers::{Env, Format, Toml};
+use figment::{Figment, Provider};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The shared defaults (`[defaults.<layer>]`): every named instance starts
+/// from them, and an unnamed one is exactly them.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Defaults {
+    /// `[defaults.breaker]`.
+    pub breaker: BreakerConfig,
+    /// `[defaults.retry]`.
+    pub retry: RetryConfig,
+    /// `[defaults.timeout]`.
+    pub timeout: TimeoutConfig,
+    /// `[defaults.bulkhead]`.
+    pub bulkhead: BulkheadConfig,
+    /// `[defaults.retry_budget]`.
+    pub retry_budget: RetryBudgetConfig,
+    /// `[defaults.keyed_breaker]`.
+    pub keyed_breaker: KeyedBreakerConfig,
+}
+
+/// A whole resilience configuration: the global switch, the shared
+/// defaults and the named instances, every one validated.
+///
+/// ```toml
+/// # false turns every layer built from this configuration into a pass-through.
+/// enabled = true
+///
+/// [defaults.breaker]
+/// failure_rate = 0.5
+/// open_for = "30s"
+///
+/// [breaker.payments]      # payments: its own thresholds, the rest from defaults
+/// failure_rate = 0.2
+///
+/// [timeout.payments]
+/// total = "2s"
+/// attempt = "500ms"
+/// ```
+///
+/// Environment variables override the file: `BULWARK_` then the path in
+/// upper case with `__` between parts, e.g.
+/// `BULWARK_BREAKER__PAYMENTS__FAILURE_RATE=0.2`,
+/// `BULWARK_DEFAULTS__RETRY__MAX_ATTEMPTS=2`, `BULWARK_ENABLED=false`.
+/// Since variable names are read in lower case, instance names must be
+/// lower case (letters, digits, `_`, `-`).
+///
+/// ```
+/// use bulwark_config::ResilienceConfig;
+/// use std::time::Duration;
+///
+/// let config = ResilienceConfig::from_toml_str(r#"
+///     [defaults.breaker]
+///     open_for = "10s"
+///     [breaker.payments]
+///     failure_rate = 0.2
+/// "#)?;
+/// assert_eq!(config.breaker("payments").failure_rate, 0.2);
+/// assert_eq!(config.breaker("payments").open_for, Duration::from_secs(10));
+/// // An instance with no section of its own gets the defaults.
+/// assert_eq!(config.breaker("search").failure_rate, 0.5);
+/// # Ok::<(), bulwark_config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResilienceConfig {
+    enabled: bool,
+    defaults: Defaults,
+    breakers: BTreeMap<String, BreakerConfig>,
+    retries: BTreeMap<String, RetryConfig>,
+    timeouts: BTreeMap<String, TimeoutConfig>,
+    bulkheads: BTreeMap<String, BulkheadConfig>,
+    retry_budgets: BTreeMap<String, RetryBudgetConfig>,
+    keyed_breakers: BTreeMap<String, KeyedBreakerConfig>,
+}
+
+impl Default for ResilienceConfig {
+    /// Enabled, the built-in defaults, no named instance.
+    fn default() -> Self {
+        ResilienceConfig {
+            enabled: true,
+            defaults: Defaults::default(),
+            breakers: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            timeouts: BTreeMap::new(),
+            bulkheads: BTreeMap::new(),
+            retry_budgets: BTreeMap::new(),
+            keyed_breakers: BTreeMap::new(),
+        }
+    }
+}
+
+impl ResilienceConfig {
+    /// Loads `path` (TOML) with `BULWARK_` environment overrides.
+    ///
+    /// # Errors
+    ///
+    /// A missing or unreadable file, bad TOML, an unknown key, a value of
+    /// the wrong type, or a setting that cannot work.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        Loader::new().file(path).env().load()
+    }
+
+    /// Parses TOML text alone (no environment).
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+        Loader::new().toml(toml).load()
+    }
+
+    /// The global switch: when `false`, every layer built from this
+    /// configuration is a pass-through.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The shared defaults.
+    pub fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+
+    /// Breaker `name`'s settings (the defaults if it has no section).
+    pub fn breaker(&self, name: &str) -> &BreakerConfig {
+        self.breakers.get(name).unwrap_or(&self.defaults.breaker)
+    }
+
+    /// Retry `name`'s settings (the defaults if it has no section).
+    pub fn retry(&self, name: &str) -> &RetryConfig {
+        self.retries.get(name).unwrap_or(&self.defaults.retry)
+    }
+
+    /// Timeout `name`'s settings (the defaults if it has no section).
+    pub fn timeout(&self, name: &str) -> &TimeoutConfig {
+        self.timeouts.get(name).unwrap_or(&self.defaults.timeout)
+    }
+
+    /// Bulkhead `name`'s settings (the defaults if it has no section).
+    pub fn bulkhead(&self, name: &str) -> &BulkheadConfig {
+        self.bulkheads.get(name).unwrap_or(&self.defaults.bulkhead)
+    }
+
+    /// Retry budget `name`'s settings (the defaults if it has no section).
+    pub fn retry_budget(&self, name: &str) -> &RetryBudgetConfig {
+        self.retry_budgets
+            .get(name)
+            .unwrap_or(&self.defaults.retry_budget)
+    }
+
+    /// Keyed breakers `name`'s settings (the defaults if it has no section).
+    pub fn keyed_breaker(&self, name: &str) -> &KeyedBreakerConfig {
+        self.keyed_breakers
+            .get(name)
+            .unwrap_or(&self.defaults.keyed_breaker)
+    }
+
+    /// Every name with a section of its own, of any layer (the upstreams).
+    pub fn names(&self) -> BTreeSet<&str> {
+        self.breakers
+            .keys()
+            .chain(self.retries.keys())
+            .chain(self.timeouts.keys())
+            .chain(self.bulkheads.keys())
+            .chain(self.retry_budgets.keys())
+            .chain(self.keyed_breakers.keys())
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The names with a `[keyed_breaker.NAME]` section.
+    pub fn keyed_breaker_names(&self) -> impl Iterator<Item = &str> {
+        self.keyed_breakers.keys().map(String::as_str)
+    }
+}
+
+/// Assembles a configuration from sources, later ones overriding earlier
+/// ones, then validates it. [`ResilienceConfig::load`] is
+/// `Loader::new().file(path).env().load()`.
+///
+/// ```
+/// use bulwark_config::Loader;
+///
+/// let config = Loader::new()
+///     .toml("[bulkhead.db]\nmax_concurrent = 8")
+///     .toml("[bulkhead.db]\nmax_concurrent = 16") // a later source wins
+///     .load()?;
+/// assert_eq!(config.bulkhead("db").max_concurrent, 16);
+/// # Ok::<(), bulwark_config::ConfigError>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct Loader {
+    figment: Figment,
+    error: Option<ConfigError>,
+}
+
+impl Loader {
+    /// No source yet: loads the built-in defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a TOML file. A missing file is an error at
+    /// [`load`](Self::load), never a silent fallback to the defaults.
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        let path = path.as_ref();
+        if !path.is_file() && self.error.is_none() {
+            self.error = Some(ConfigError::invalid(
+                "",
+                "",
+                format!("configuration file `{}` not found", path.display()),
+            ));
+        }
+        self.figment = self.figment.merge(Toml::file(path));
+        self
+    }
+
+    /// Adds TOML text.
+    pub fn toml(mut self, toml: &str) -> Self {
+        self.figment = self.figment.merge(Toml::string(toml));
+        self
+    }
+
+    /// Adds the `BULWARK_` environment variables (`__` between parts).
+    pub fn env(self) -> Self {
+        self.env_prefixed("BULWARK_")
+    }
+
+    /// Adds the environment variables starting with `prefix` (`__` between
+    /// parts).
+    pub fn env_prefixed(mut self, prefix: &str) -> Self {
+        self.figment = self.figment.merge(Env::prefixed(prefix).split("__"));
+        self
+    }
+
+    /// Adds any other [figment](https://docs.rs/figment) provider.
+    pub fn provider(mut self, provider: impl Provider) -> Self {
+        self.figment = self.figment.merge(provider);
+        self
+    }
+
+    /// Reads every source, resolves the named instances over the defaults
+    /// and validates everything.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, with its path.
+    pub fn load(self) -> Result<ResilienceConfig, ConfigError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        resolve(&self.figment)
+    }
+}
+
+/// The top level: the switch, and which names each layer has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Top {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    #[allow(dead_code)] // read only to reject unknown layers
+    defaults: TopDefaults,
+    #[serde(default)]
+    breaker: BTreeMap<String, figment::value::Value>,
+    #[serde(default)]
+    retry: BTreeMap<String, figment::value::Value>,
+    #[serde(default)]
+    timeout: BTreeMap<String, figment::value::Value>,
+    #[serde(default)]
+    bulkhead: BTreeMap<String, figment::value::Value>,
+    #[serde(default)]
+    retry_budget: BTreeMap<String, figment::value::Value>,
+    #[serde(default)]
+    keyed_breaker: BTreeMap<String, figment::value::Value>,
+}
+
+/// Only checks that `[defaults]` holds known layers.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct TopDefaults {
+    breaker: Option<figment::value::Value>,
+    retry: Option<figment::value::Value>,
+    timeout: Option<figment::value::Value>,
+    bulkhead: Option<figment::value::Value>,
+    retry_budget: Option<figment::value::Value>,
+    keyed_breaker: Option<figment::value::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn from_figment(e: figment::Error, at: &str) -> ConfigError {
+    let origin = e.metadata.as_ref().map(|m| m.name.to_string());
+    let mut path: Vec<String> = e.path.clone();
+    if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+        if path.last() != Some(field) {
+            path.push(field.clone());
+        }
+    }
+    let reason = match &e.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            format!("is not a known setting (`{field}`; expected one of {expected:?})")
+        }
+        kind => kind.to_string(),
+    };
+    ConfigError::invalid(at, &path.join("."), reason).with_origin(origin)
+}
+
+fn origin_of(figment: &Figment, paths: &[String]) -> Option<String> {
+    paths
+        .iter()
+        .find_map(|p| figment.find_metadata(p))
+        .map(|m| m.name.to_string())
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            kind,
+            name,
+            "is not a valid instance name: use lower-case letters, digits, `_` and `-`, so environment variables can name it".into(),
+        ))
+    }
+}
+
+/// One layer's settings: the defaults section, then the named section.
+fn section<T: DeserializeOwned>(
+    figment: &Figment,
+    kind: &str,
+    name: Option<&str>,
+    validate: impl Fn(&T, &str) -> Result<(), ConfigError>,
+) -> Result<T, ConfigError> {
+    let defaults_at = format!("defaults.{kind}");
+    let at = match name {
+        Some(name) => format!("{kind}.{name}"),
+        None => defaults_at.clone(),
+    };
+    let mut merged = Figment::new().merge(figment.focus(&defaults_at));
+    if name.is_some() {
+        merged = merged.merge(figment.focus(&at));
+    }
+    let value: T = merged.extract().map_err(|e| from_figment(e, &at))?;
+    validate(&value, &at).map_err(|e| {
+        // Say where the offending value came from (file or environment).
+        let field = e
+            .path()
+            .strip_prefix(&at)
+            .unwrap_or("")
+            .trim_start_matches('.');
+        let paths = [format!("{at}.{field}"), format!("{defaults_at}.{field}")];
+        e.with_origin(origin_of(figment, &paths))
+    })?;
+    Ok(value)
+}
+
+fn instances<T: DeserializeOwned>(
+    figment: &Figment,
+    kind: &str,
+    names: &BTreeMap<String, figment::value::Value>,
+    validate: impl Fn(&T, &str) -> Result<(), ConfigError> + Copy,
+) -> Result<BTreeMap<String, T>, ConfigError> {
+    names
+        .keys()
+        .map(|name| {
+            check_name(kind, name)?;
+            Ok((name.clone(), section(figment, kind, Some(name), validate)?))
+        })
+        .collect()
+}
+
+fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
+    let top: Top = figment.extract().map_err(|e| from_figment(e, ""))?;
+    let defaults = Defaults {
+        breaker: section(figment, "breaker", None, BreakerConfig::validate)?,
+        retry: section(figment, "retry", None, RetryConfig::validate)?,
+        timeout: section(figment, "timeout", None, TimeoutConfig::validate)?,
+        bulkhead: section(figment, "bulkhead", None, BulkheadConfig::validate)?,
+        retry_budget: section(figment, "retry_budget", None, RetryBudgetConfig::validate)?,
+        keyed_breaker: section(figment, "keyed_breaker", None, KeyedBreakerConfig::validate)?,
+    };
+    let config = ResilienceConfig {
+        enabled: top.enabled,
+        breakers: instances(figment, "breaker", &top.breaker, BreakerConfig::validate)?,
+        retries: instances(figment, "retry", &top.retry, RetryConfig::validate)?,
+        timeouts: instances(figment, "timeout", &top.timeout, TimeoutConfig::validate)?,
+        bulkheads: instances(figment, "bulkhead", &top.bulkhead, BulkheadConfig::validate)?,
+        retry_budgets: instances(
+            figment,
+            "retry_budget",
+            &top.retry_budget,
+            RetryBudgetConfig::validate,
+        )?,
+        keyed_breakers: instances(
+            figment,
+            "keyed_breaker",
+            &top.keyed_breaker,
+            KeyedBreakerConfig::validate,
+        )?,
+        defaults,
+    };
+    // A retry naming a budget must name one that exists.
+    for (name, retry) in &config.retries {
+        if let Some(budget) = &retry.budget {
+            if !config.retry_budgets.contains_key(budget) {
+                return Err(ConfigError::invalid(
+                    &format!("retry.{name}"),
+                    "budget",
+                    format!("names `{budget}`, but there is no [retry_budget.{budget}]"),
+                ));
+            }
+        }
+    }
+    Ok(config)
+}

@@ -1,0 +1,272 @@
+//! Client stacks built from a configuration, and reloads.
+
+use crate::error::{ConfigError, ReloadError};
+use crate::ResilienceConfig;
+use bulwark_breaker::{Breaker, CircuitBreakerLayer};
+use bulwark_bulkhead::BulkheadLayer;
+use bulwark_core::BoxError;
+use bulwark_observe::{Kind, Registry};
+use bulwark_retry::RetryLayer;
+use bulwark_timeout::TimeoutLayer;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+use tower::util::{BoxCloneService, Either};
+use tower::ServiceExt;
+use tower_layer::Layer;
+use tower_service::Service;
+
+fn core_error(at: &str, e: bulwark_core::error::ConfigError) -> ConfigError {
+    ConfigError::invalid(at, e.field(), e.reason().to_owned())
+}
+
+impl ResilienceConfig {
+    /// The client stack of upstream `name`, in the order that works
+    /// (outermost first):
+    ///
+    /// ```text
+    /// total timeout → retry (budget) → circuit breaker → attempt timeout → bulkhead → your service
+    /// ```
+    ///
+    /// Settings come from `[timeout.NAME]`, `[retry.NAME]`,
+    /// `[breaker.NAME]`, `[bulkhead.NAME]` (each falling back to its
+    /// defaults); the breaker, the bulkhead and the retry budget are the
+    /// registry's instances of that name, made on first use, so every stack
+    /// built for `name` shares their state, a reload reaches them, and the
+    /// health and admin routes see them. Timeouts that are not set are left
+    /// out. With the global switch off, the layer is a pass-through.
+    ///
+    /// The stack is boxed once, at the edge ([`BoxCloneService`]): its type
+    /// stays the same whatever the configuration says. With the `metrics`
+    /// feature, it reports calls (`MetricsLayer`, outermost), retries and
+    /// timeouts under `name` (`NAME/total`, `NAME/attempt` for timeouts).
+    ///
+    /// # Errors
+    ///
+    /// When the registry has to make an instance and its settings are
+    /// refused (they were validated at load, so this is rare).
+    ///
+    /// ```
+    /// use bulwark_config::ResilienceConfig;
+    /// use bulwark_core::BoxError;
+    /// use bulwark_observe::Registry;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let config = ResilienceConfig::from_toml_str(r#"
+    ///     [timeout.payments]
+    ///     total = "2s"
+    ///     attempt = "500ms"
+    /// "#)?;
+    /// let registry = Registry::new();
+    /// let payments = ServiceBuilder::new()
+    ///     .layer(config.client_layer("payments", &registry)?)
+    ///     .service_fn(|amount: u32| async move { Ok::<_, BoxError>(amount) });
+    /// assert_eq!(payments.oneshot(42).await?, 42);
+    /// assert!(registry.get_breaker("payments").is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn client_layer<Req>(
+        &self,
+        name: &str,
+        registry: &Registry,
+    ) -> Result<ClientLayer<Req>, ConfigError> {
+        if !self.enabled() {
+            return Ok(ClientLayer {
+                name: name.to_owned(),
+                parts: None,
+                _req: PhantomData,
+            });
+        }
+        let breaker = registry
+            .breaker(name, self.breaker(name).builder())
+            .map_err(|e| core_error(&format!("breaker.{name}"), e))?;
+        let bulkhead = registry.bulkhead(name, self.bulkhead(name).builder());
+        let retry = self.retry(name);
+        let budget_name = retry.budget.as_deref().unwrap_or(name);
+        let budget = match registry.get_retry_budget(budget_name) {
+            Some(b) => b,
+            None => {
+                let b = self
+                    .retry_budget(budget_name)
+                    .budget()
+                    .map_err(|e| e.at(&format!("retry_budget.{budget_name}")))?;
+                registry.retry_budget(budget_name, b)
+            }
+        };
+        let retry = retry.layer().budget(budget);
+        #[cfg(feature = "metrics")]
+        let retry = retry.on_event(bulwark_observe::metrics::RetryMetrics::new(name));
+        let timeouts = self.timeout(name);
+        Ok(ClientLayer {
+            name: name.to_owned(),
+            parts: Some(Parts {
+                total: timeouts.total,
+                attempt: timeouts.attempt,
+                readiness: timeouts.readiness,
+                retry,
+                breaker,
+                bulkhead,
+                #[cfg(feature = "metrics")]
+                calls: bulwark_observe::metrics::MetricsLayer::new(name),
+            }),
+            _req: PhantomData,
+        })
+    }
+
+    /// Applies this configuration to the registry's live instances, keeping
+    /// their state (counts, open breakers, calls in flight): every breaker
+    /// gets its new thresholds ([`Breaker::reconfigure`]), every key of a
+    /// set of keyed breakers too, every bulkhead its new limit
+    /// ([`BulkheadHandle::set_limit`](bulwark_bulkhead::BulkheadHandle::set_limit)).
+    /// Instances the configuration does not name take the defaults, as they
+    /// were made from them.
+    ///
+    /// What is not reloaded in place: retry budgets, a bulkhead's wait and
+    /// queue, new keys of keyed breakers (they use the old template),
+    /// retry and timeout settings and the global switch. Those live in the
+    /// stacks: build them again with [`client_layer`](Self::client_layer)
+    /// (they pick up the same registry instances, so no state is lost).
+    ///
+    /// # Errors
+    ///
+    /// The instances that could not take their new settings (e.g. a switch
+    /// from a count to a time window); they keep the old ones, the others
+    /// are updated.
+    pub fn apply(&self, registry: &Registry) -> Result<(), ReloadError> {
+        let mut errors = Vec::new();
+        for (kind, name) in registry.list() {
+            let at = format!("{kind}.{name}");
+            let result = match kind {
+                Kind::Breaker => registry
+                    .get_breaker(&name)
+                    .map_or(Ok(()), |b| b.reconfigure(&self.breaker(&name).builder())),
+                Kind::KeyedBreakers => registry.get_keyed_breakers(&name).map_or(Ok(()), |k| {
+                    let builder = self.breaker(&name).builder();
+                    k.entries()
+                        .iter()
+                        .try_for_each(|(_, b)| b.reconfigure(&builder))
+                }),
+                Kind::Bulkhead => registry
+                    .get_bulkhead(&name)
+                    .map_or(Ok(()), |h| h.set_limit(self.bulkhead(&name).max_concurrent)),
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                errors.push(core_error(&at, e));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ReloadError::new(errors))
+        }
+    }
+}
+
+struct Parts {
+    total: Option<Duration>,
+    attempt: Option<Duration>,
+    readiness: Option<Duration>,
+    retry: RetryLayer,
+    breaker: Breaker,
+    bulkhead: BulkheadLayer,
+    #[cfg(feature = "metrics")]
+    calls: bulwark_observe::metrics::MetricsLayer,
+}
+
+/// The client stack of one upstream, from
+/// [`ResilienceConfig::client_layer`].
+pub struct ClientLayer<Req> {
+    name: String,
+    parts: Option<Parts>,
+    _req: PhantomData<fn(Req)>,
+}
+
+impl<Req> ClientLayer<Req> {
+    /// Whether the stack does anything (the global switch was on).
+    pub fn is_enabled(&self) -> bool {
+        self.parts.is_some()
+    }
+
+    /// The shared breaker (none when disabled).
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.parts.as_ref().map(|p| &p.breaker)
+    }
+}
+
+impl<Req> fmt::Debug for ClientLayer<Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientLayer")
+            .field("name", &self.name)
+            .field("enabled", &self.parts.is_some())
+            .finish()
+    }
+}
+
+impl<Req> Clone for ClientLayer<Req> {
+    fn clone(&self) -> Self {
+        ClientLayer {
+            name: self.name.clone(),
+            parts: self.parts.as_ref().map(|p| Parts {
+                total: p.total,
+                attempt: p.attempt,
+                readiness: p.readiness,
+                retry: p.retry.clone(),
+                breaker: p.breaker.clone(),
+                bulkhead: p.bulkhead.clone(),
+                #[cfg(feature = "metrics")]
+                calls: p.calls.clone(),
+            }),
+            _req: PhantomData,
+        }
+    }
+}
+
+fn timeout_layer(limit: Duration, readiness: Option<Duration>, _label: String) -> TimeoutLayer {
+    let layer = TimeoutLayer::new(limit);
+    let layer = match readiness {
+        Some(r) => layer.readiness_timeout(r),
+        None => layer,
+    };
+    #[cfg(feature = "metrics")]
+    let layer = layer.on_event(bulwark_observe::metrics::TimeoutMetrics::new(_label));
+    layer
+}
+
+impl<S, Req> Layer<S> for ClientLayer<Req>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    Req: Clone + Send + 'static,
+{
+    type Service = BoxCloneService<Req, S::Response, BoxError>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let Some(p) = &self.parts else {
+            return BoxCloneService::new(inner.map_err(Into::into));
+        };
+        let svc = p.bulkhead.layer(inner);
+        let svc = match p.attempt {
+            Some(limit) => Either::Left(
+                timeout_layer(limit, p.readiness, format!("{}/attempt", self.name)).layer(svc),
+            ),
+            None => Either::Right(svc),
+        };
+        let svc = CircuitBreakerLayer::new(p.breaker.clone()).layer(svc);
+        let svc = p.retry.clone().layer(svc);
+        let svc = match p.total {
+            Some(limit) => {
+                Either::Left(timeout_layer(limit, None, format!("{}/total", self.name)).layer(svc))
+            }
+            None => Either::Right(svc),
+        };
+        #[cfg(feature = "metrics")]
+        let svc = p.calls.clone().layer(svc);
+        BoxCloneService::new(svc)
+    }
+}
