@@ -21,6 +21,12 @@
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
 //!
+//! To run them in production (off by default): `observe` (a registry of
+//! named instances, health), `metrics` (everything reported through the
+//! `metrics` facade), `observe-axum` (a health and admin router) and
+//! `config` (TOML files and `BULWARK_` environment variables), as the
+//! `observe` and `config` modules.
+//!
 //! # Quick start
 //!
 //! ```
@@ -94,6 +100,14 @@ pub use bulwark_fallback as fallback;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use bulwark_http as http;
+
+#[cfg(feature = "observe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+pub use bulwark_observe as observe;
+
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub use bulwark_config as config;
 
 mod builder;
 
