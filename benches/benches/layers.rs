@@ -36,7 +36,7 @@ fn main() {
         .bench("bulwark Timeout + readiness limit", || {
             keep(call_now(&mut timeout_ready, 1))
         })
-        .run(&GLOBAL);
+        .run(GLOBAL);
 
     // Bulkhead, one thread.
     let mut noop = Noop;
@@ -55,7 +55,7 @@ fn main() {
         .bench("bulwark Bulkhead (adaptive Vegas)", || {
             keep(call_now(&mut adaptive, 1))
         })
-        .run(&GLOBAL);
+        .run(GLOBAL);
 
     // Bulkhead, two threads sharing one limit.
     let tower_shared = tower::limit::ConcurrencyLimit::new(Noop, 1_000);
@@ -88,5 +88,5 @@ fn main() {
         .bench("bulwark Fallback (value)", || {
             keep(call_now(&mut fallback, 1))
         })
-        .run(&GLOBAL);
+        .run(GLOBAL);
 }

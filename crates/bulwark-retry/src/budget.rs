@@ -496,7 +496,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_typed_errors() {
-        let field = |r: Result<RetryBudget, ConfigError>| r.err().expect("rejected").field();
+        let field = |r: Result<RetryBudget, ConfigError>| r.expect_err("rejected").field();
         assert_eq!(field(RetryBudget::ratio(-0.1, 0, secs(1))), "ratio");
         assert_eq!(field(RetryBudget::ratio(f64::NAN, 0, secs(1))), "ratio");
         assert_eq!(
