@@ -2,7 +2,7 @@
 //!
 //! A circuit breaker watches how calls to an upstream end and, when too many
 //! fail (or are too slow), stops calling it for a while: callers get a
-//! [`CircuitOpen`](error::CircuitOpen) error at once instead of waiting on a
+//! [`CircuitOpen`] error at once instead of waiting on a
 //! service that is down, and the upstream gets room to recover. After the
 //! open duration, a few probe calls test it; enough successes close the
 //! breaker again.
