@@ -172,6 +172,7 @@ pub struct Vegas {
     probe_count: usize,
     probe_jitter: f64,
     smoothing: f64,
+    random: fastrand::Rng,
 }
 
 impl fmt::Debug for Vegas {
@@ -197,6 +198,7 @@ impl Vegas {
             probe_count: 0,
             probe_jitter: 1.0,
             smoothing: 1.0,
+            random: fastrand::Rng::new(),
         }
     }
 
@@ -228,6 +230,12 @@ impl Vegas {
         self
     }
 
+    /// Seeds the jitter of the no-load re-measurements, for exact tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.random = fastrand::Rng::with_seed(seed);
+        self
+    }
+
     fn log(limit: f64) -> f64 {
         limit.log10().max(1.0)
     }
@@ -246,7 +254,7 @@ impl LimitAlgorithm for Vegas {
             // Forget the no-load latency now and then: the upstream's base
             // latency may have changed for good.
             self.probe_count = 0;
-            self.probe_jitter = 0.5 + fastrand::f64() * 0.5;
+            self.probe_jitter = 0.5 + self.random.f64() * 0.5;
             self.rtt_noload = Some(rtt);
             return self.limit as usize;
         }

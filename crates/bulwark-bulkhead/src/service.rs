@@ -245,8 +245,16 @@ where
                 ResponseFuture::called(self.inner.call(req), permit)
             }
             State::Rejected(error) => ResponseFuture::rejected(error),
+            // Called without `poll_ready` first (a caller's bug): decide now,
+            // without waiting. A waiter dropped here gives its place back.
             State::Idle | State::Waiting(_) => {
-                panic!("Bulkhead::call without poll_ready returning Ready first")
+                if self.limiter.try_acquire() {
+                    let mut permit = Permit::new(self.limiter.clone());
+                    permit.start();
+                    ResponseFuture::called(self.inner.call(req), permit)
+                } else {
+                    ResponseFuture::rejected(self.limiter.reject(BulkheadFullReason::AtCapacity))
+                }
             }
         }
     }

@@ -162,7 +162,7 @@ async fn adaptive_keeps_goodput_near_capacity_where_a_plain_queue_does_not() {
     // Adaptive (Vegas), failing fast: it must find the capacity by itself,
     // starting from a limit twice too high.
     let adaptive = BulkheadLayer::builder()
-        .adaptive(Vegas::new(20).min_limit(1).max_limit(200))
+        .adaptive(Vegas::new(20).min_limit(1).max_limit(200).seed(7))
         .build()
         .layer(overloaded_upstream());
     let handle = adaptive.handle();
@@ -198,8 +198,10 @@ async fn adaptive_keeps_goodput_near_capacity_where_a_plain_queue_does_not() {
         "the queue made {} callers wait past their deadline",
         plain.late
     );
+    // The upstream serves 10 at a time: the limit settles around that
+    // (Vegas keeps probing, so it moves a little), far from the initial 20.
     assert!(
-        (10..=40).contains(&handle.limit()),
+        (5..=15).contains(&handle.limit()),
         "limit {}",
         handle.limit()
     );

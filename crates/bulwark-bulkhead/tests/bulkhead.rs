@@ -349,3 +349,17 @@ async fn never_more_than_n_in_flight_waiting() {
         .build();
     stress(layer, 3).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn call_without_poll_ready_decides_at_once_and_never_panics() {
+    let mut svc = BulkheadLayer::new(1).layer(sleeper());
+    let h = svc.handle();
+    // A caller's bug: `call` without `poll_ready`. There is room: it runs.
+    let a = svc.call(10);
+    assert_eq!(h.in_flight(), 1);
+    // No room: a BulkheadFull error, not a panic.
+    let err = svc.call(10).await.unwrap_err();
+    assert_eq!(reason(&err), BulkheadFullReason::AtCapacity);
+    assert_eq!(a.await.unwrap(), 10);
+    assert_eq!(h.in_flight(), 0);
+}
