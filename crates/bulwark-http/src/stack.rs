@@ -623,32 +623,45 @@ impl<B> bulwark_timeout::TimeoutPolicy<http::Request<B>> for ServerDeadlineWith 
 
 /// The layer built by [`ServerStack::build`]. Clones share the bulkhead.
 #[derive(Debug, Clone)]
-pub struct ServerLayer {
-    mapping: ErrorMapping,
+pub struct ServerLayer<M = ErrorMapping> {
+    mapping: M,
     bulkhead: Option<BulkheadLayer>,
     timeout: TimeoutLayer<ServerDeadlineWith>,
 }
 
-impl ServerLayer {
+impl<M> ServerLayer<M> {
     /// The bulkhead's handle, to watch its load (`None` without one).
     pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
         self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
     }
+
+    /// Maps errors to responses with `mapping` instead: any
+    /// [`ErrorToResponse`](crate::response::ErrorToResponse), such as a
+    /// closure, or for a tonic server
+    /// `bulwark_http::status::grpc_error_response` (feature `tonic`), whose
+    /// answers are gRPC statuses.
+    pub fn map_errors_with<M2>(self, mapping: M2) -> ServerLayer<M2> {
+        ServerLayer {
+            mapping,
+            bulkhead: self.bulkhead,
+            timeout: self.timeout,
+        }
+    }
 }
 
 /// The whole server stack around a handler `S`.
-pub type ServerService<S> = MapErrors<
+pub type ServerService<S, M = ErrorMapping> = MapErrors<
     Optional<Bulkhead<Timeout<S, ServerDeadlineWith>>, Timeout<S, ServerDeadlineWith>>,
-    ErrorMapping,
+    M,
 >;
 
-impl<S> Layer<S> for ServerLayer {
-    type Service = ServerService<S>;
+impl<S, M: Clone> Layer<S> for ServerLayer<M> {
+    type Service = ServerService<S, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let s = self.timeout.layer(inner);
         let s = OptionalLayer::new(self.bulkhead.clone()).layer(s);
-        MapErrors::new(s, self.mapping)
+        MapErrors::new(s, self.mapping.clone())
     }
 }
 
