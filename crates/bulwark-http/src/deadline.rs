@@ -21,11 +21,53 @@
 //! assert_eq!(policy.timeout(&req), Some(Duration::from_secs(2)));
 //! ```
 //!
+//! To pass the time left on to the next hop: [`DeadlineLayer`] (server
+//! side) stores the request's [`Deadline`] in its extensions; a handler
+//! copies it onto its outgoing requests, and [`PropagateDeadlineLayer`]
+//! (client side) writes the time then left into their `grpc-timeout` (and
+//! an optional HTTP header). Requests copied for a retry keep the extension,
+//! so each attempt carries what is left at its own start.
+//!
+//! ```
+//! use bulwark_http::deadline::{Deadline, DeadlineLayer, PropagateDeadlineLayer};
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // Downstream: echoes the grpc-timeout it receives.
+//! let downstream = ServiceBuilder::new()
+//!     .layer(PropagateDeadlineLayer::new())
+//!     .service_fn(|req: http::Request<()>| async move {
+//!         Ok::<_, std::convert::Infallible>(req.headers()["grpc-timeout"].clone())
+//!     });
+//! // Upstream handler: forwards its deadline to the downstream call.
+//! let server = ServiceBuilder::new()
+//!     .layer(DeadlineLayer::new(Some(Duration::from_secs(10))))
+//!     .service_fn(move |req: http::Request<()>| {
+//!         let downstream = downstream.clone();
+//!         async move {
+//!             let deadline = *req.extensions().get::<Deadline>().unwrap();
+//!             tokio::time::advance(Duration::from_millis(500)).await; // some work
+//!             let mut out = http::Request::new(());
+//!             out.extensions_mut().insert(deadline);
+//!             downstream.oneshot(out).await
+//!         }
+//!     });
+//! let incoming = http::Request::get("/").header("grpc-timeout", "2S").body(()).unwrap();
+//! assert_eq!(server.oneshot(incoming).await.unwrap(), "1500000u");
+//! # }
+//! ```
+//!
 //! [`ServerStack`]: crate::ServerStack
 
 use bulwark_timeout::TimeoutPolicy;
 use http::{HeaderName, HeaderValue};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
 
 /// The `grpc-timeout` header.
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
@@ -110,7 +152,8 @@ impl ServerDeadline {
                         .trim()
                         .parse()
                         .ok()?;
-                    (0.0..1e9).contains(&secs)
+                    (0.0..1e9)
+                        .contains(&secs)
                         .then(|| Duration::from_secs_f64(secs))
                 })
             });
@@ -127,6 +170,161 @@ impl<B> TimeoutPolicy<http::Request<B>> for ServerDeadline {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+}
+
+/// When the work for a request must be done by, in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+impl Deadline {
+    /// `budget` from now.
+    pub fn after(budget: Duration) -> Self {
+        let now = Instant::now();
+        Deadline(
+            now.checked_add(budget)
+                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
+        )
+    }
+
+    /// The time left (zero once passed).
+    pub fn remaining(&self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Server side: stores each request's [`Deadline`] (the smaller of `max`
+/// and what the caller sent) in its extensions; see the
+/// [module docs](self).
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    policy: ServerDeadline,
+}
+
+impl DeadlineLayer {
+    /// At most `max` per request (`None`: only what callers send).
+    pub const fn new(max: Option<Duration>) -> Self {
+        DeadlineLayer {
+            policy: ServerDeadline::new(max),
+        }
+    }
+
+    /// Reads callers' deadlines with `policy` (e.g. with an HTTP header).
+    pub const fn with_policy(policy: ServerDeadline) -> Self {
+        DeadlineLayer { policy }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = SetDeadline<S>;
+
+    fn layer(&self, inner: S) -> SetDeadline<S> {
+        SetDeadline {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// The service of [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct SetDeadline<S> {
+    inner: S,
+    policy: ServerDeadline,
+}
+
+impl<S, B> Service<http::Request<B>> for SetDeadline<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        if let Some(budget) = self.policy.timeout(&req) {
+            req.extensions_mut().insert(Deadline::after(budget));
+        }
+        self.inner.call(req)
+    }
+}
+
+/// Client side: writes the time left before the request's [`Deadline`]
+/// into `grpc-timeout` (and optionally another header, in seconds); see
+/// the [module docs](self). Requests without a deadline pass unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct PropagateDeadlineLayer {
+    http_header: Option<HeaderName>,
+}
+
+impl PropagateDeadlineLayer {
+    /// Writes `grpc-timeout`.
+    pub const fn new() -> Self {
+        PropagateDeadlineLayer { http_header: None }
+    }
+
+    /// Also writes `header` with the seconds left (e.g.
+    /// `x-request-timeout: 1.250`).
+    pub fn http_header(mut self, header: HeaderName) -> Self {
+        self.http_header = Some(header);
+        self
+    }
+}
+
+impl<S> Layer<S> for PropagateDeadlineLayer {
+    type Service = PropagateDeadline<S>;
+
+    fn layer(&self, inner: S) -> PropagateDeadline<S> {
+        PropagateDeadline {
+            inner,
+            http_header: self.http_header.clone(),
+        }
+    }
+}
+
+/// The service of [`PropagateDeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct PropagateDeadline<S> {
+    inner: S,
+    http_header: Option<HeaderName>,
+}
+
+impl<S, B> Service<http::Request<B>> for PropagateDeadline<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        if let Some(deadline) = req.extensions().get::<Deadline>().copied() {
+            let left = deadline.remaining();
+            let caller = req
+                .headers()
+                .get(GRPC_TIMEOUT)
+                .and_then(|v| parse_grpc_timeout(v.as_bytes()));
+            // Never grant more than the caller already asked for.
+            let left = caller.map_or(left, |c| c.min(left));
+            req.headers_mut()
+                .insert(GRPC_TIMEOUT, format_grpc_timeout(left));
+            if let Some(h) = &self.http_header {
+                if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", left.as_secs_f64())) {
+                    req.headers_mut().insert(h.clone(), v);
+                }
+            }
+        }
+        self.inner.call(req)
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`classify`]: status-based classification ([`HttpClassifier`]: `5xx`
 //!   and `408` fail, `429` is throttled) and `grpc-status` classification
-//!   ([`GrpcClassifier`], reusing tower-http's parser, trailers included).
+//!   ([`GrpcClassifier`], reusing tower-http's parser; a streaming answer's
+//!   trailers are judged by [`GrpcClassifier::classify_trailers`]).
 //! - [`pushback`]: `Retry-After` and `grpc-retry-pushback-ms`, parsed
 //!   robustly, as a retry [`Pushback`](bulwark_retry::Pushback)
 //!   ([`ServerPushback`]) and fed to the breaker.
@@ -16,7 +17,9 @@
 //!   `HandleErrorLayer` closure ([`ErrorMapping`], [`MapErrorsLayer`]); with
 //!   the `tonic` feature, [`status`] maps them to `tonic::Status`.
 //! - [`deadline`]: `grpc-timeout` (and an optional HTTP header) bounds the
-//!   work of a server and is set on outgoing requests from the time left.
+//!   work of a server (the [`ServerStack`] honours it) and is set on
+//!   outgoing requests from the time left (`DeadlineLayer`,
+//!   `PropagateDeadlineLayer`).
 //! - [`stack`]: ready-made [`ClientStack`] and [`ServerStack`] in the order
 //!   that works.
 //!
