@@ -655,16 +655,23 @@ struct CallMetrics {
 
 impl CallMetrics {
     #[inline]
-    fn record(&self, outcome: Outcome, start: Instant) {
+    fn record(&self, outcome: Outcome, start: Option<Instant>) {
         let i = outcome_index(outcome);
         self.calls[i].increment(1);
-        self.durations[i].record(start.elapsed().as_secs_f64());
+        if let Some(start) = start {
+            self.durations[i].record(start.elapsed().as_secs_f64());
+        }
     }
 }
 
 /// Counts calls by [`Outcome`] (`bulwark_calls_total`) and records their
 /// durations (`bulwark_call_duration_seconds`), judging each result with
 /// the shared [`Classify`] ([`DefaultClassifier`] unless told otherwise).
+///
+/// Counting costs next to nothing without a recorder; timing costs two
+/// clock reads per call, recorder or not (the `metrics` facade cannot tell a
+/// handle that records from one that does not): turn it off with
+/// [`durations(false)`](MetricsLayer::durations) where that matters.
 ///
 /// Where it stands decides what it sees: outermost, one call per request
 /// (with retries inside); just outside the breaker, every attempt including
@@ -687,6 +694,7 @@ impl CallMetrics {
 pub struct MetricsLayer<C = DefaultClassifier> {
     metrics: Arc<CallMetrics>,
     classifier: C,
+    durations: bool,
 }
 
 impl MetricsLayer {
@@ -706,6 +714,7 @@ impl MetricsLayer {
                 durations,
             }),
             classifier: DefaultClassifier,
+            durations: true,
         }
     }
 }
@@ -716,7 +725,15 @@ impl<C> MetricsLayer<C> {
         MetricsLayer {
             metrics: self.metrics,
             classifier,
+            durations: self.durations,
         }
+    }
+
+    /// Whether to time calls (`bulwark_call_duration_seconds`); on by
+    /// default. Off, no clock is read and only the counters are kept.
+    pub fn durations(mut self, on: bool) -> Self {
+        self.durations = on;
+        self
     }
 }
 
@@ -725,6 +742,7 @@ impl<C: Clone> Clone for MetricsLayer<C> {
         MetricsLayer {
             metrics: self.metrics.clone(),
             classifier: self.classifier.clone(),
+            durations: self.durations,
         }
     }
 }
@@ -745,6 +763,7 @@ impl<S, C: Clone> Layer<S> for MetricsLayer<C> {
             inner,
             metrics: self.metrics.clone(),
             classifier: self.classifier.clone(),
+            durations: self.durations,
         }
     }
 }
@@ -754,6 +773,7 @@ pub struct Metrics<S, C = DefaultClassifier> {
     inner: S,
     metrics: Arc<CallMetrics>,
     classifier: C,
+    durations: bool,
 }
 
 impl<S, C> Metrics<S, C> {
@@ -779,6 +799,7 @@ impl<S: Clone, C: Clone> Clone for Metrics<S, C> {
             inner: self.inner.clone(),
             metrics: self.metrics.clone(),
             classifier: self.classifier.clone(),
+            durations: self.durations,
         }
     }
 }
@@ -813,7 +834,7 @@ where
             inner: self.inner.call(req),
             metrics: Some(self.metrics.clone()),
             classifier: self.classifier.clone(),
-            start: Instant::now(),
+            start: self.durations.then(Instant::now),
         }
     }
 }
@@ -825,7 +846,7 @@ pin_project_lite::pin_project! {
         inner: F,
         metrics: Option<Arc<CallMetrics>>,
         classifier: C,
-        start: Instant,
+        start: Option<Instant>,
     }
 }
 

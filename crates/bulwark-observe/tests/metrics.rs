@@ -219,6 +219,30 @@ async fn durations_are_measured_in_seconds() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn durations_can_be_turned_off_and_counts_stay() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let svc = metrics::with_local_recorder(&recorder, || {
+        ServiceBuilder::new()
+            .layer(MetricsLayer::new("untimed").durations(false))
+            .service_fn(|()| async { Ok::<_, BoxError>(()) })
+    });
+    svc.oneshot(()).await.unwrap();
+    let m = read(&snapshotter);
+    assert_eq!(
+        counter(&m, "bulwark_calls_total{name=untimed,outcome=success}"),
+        1
+    );
+    assert_eq!(
+        histogram_len(
+            &m,
+            "bulwark_call_duration_seconds{name=untimed,outcome=success}"
+        ),
+        0
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn retries_give_ups_and_budget_denials() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
