@@ -4,7 +4,7 @@ use crate::error::{ConfigError, ReloadError};
 use crate::ResilienceConfig;
 use bulwark_breaker::{Breaker, CircuitBreakerLayer};
 use bulwark_bulkhead::BulkheadLayer;
-use bulwark_core::BoxError;
+use bulwark_core::{BoxError, Classify, DefaultClassifier};
 use bulwark_observe::{Kind, Registry};
 use bulwark_retry::RetryLayer;
 use bulwark_timeout::TimeoutLayer;
@@ -77,6 +77,7 @@ impl ResilienceConfig {
             return Ok(ClientLayer {
                 name: name.to_owned(),
                 parts: None,
+                classifier: DefaultClassifier,
                 _req: PhantomData,
             });
         }
@@ -112,6 +113,7 @@ impl ResilienceConfig {
                 #[cfg(feature = "metrics")]
                 calls: bulwark_observe::metrics::MetricsLayer::new(name),
             }),
+            classifier: DefaultClassifier,
             _req: PhantomData,
         })
     }
@@ -179,13 +181,30 @@ struct Parts {
 
 /// The client stack of one upstream, from
 /// [`ResilienceConfig::client_layer`].
-pub struct ClientLayer<Req> {
+///
+/// Outcomes are judged by one classifier shared by retry, the breaker and
+/// the metrics: [`DefaultClassifier`] (an `Err` is a failure) unless
+/// [`classifier`](Self::classifier) says otherwise, e.g. an HTTP status
+/// classifier from `bulwark-http` so that a 503 counts as a failure.
+pub struct ClientLayer<Req, C = DefaultClassifier> {
     name: String,
     parts: Option<Parts>,
+    classifier: C,
     _req: PhantomData<fn(Req)>,
 }
 
-impl<Req> ClientLayer<Req> {
+impl<Req, C> ClientLayer<Req, C> {
+    /// Judges outcomes with `classifier` in retry, the breaker and the
+    /// metrics.
+    pub fn classifier<C2>(self, classifier: C2) -> ClientLayer<Req, C2> {
+        ClientLayer {
+            name: self.name,
+            parts: self.parts,
+            classifier,
+            _req: PhantomData,
+        }
+    }
+
     /// Whether the stack does anything (the global switch was on).
     pub fn is_enabled(&self) -> bool {
         self.parts.is_some()
@@ -197,7 +216,7 @@ impl<Req> ClientLayer<Req> {
     }
 }
 
-impl<Req> fmt::Debug for ClientLayer<Req> {
+impl<Req, C> fmt::Debug for ClientLayer<Req, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientLayer")
             .field("name", &self.name)
@@ -206,7 +225,7 @@ impl<Req> fmt::Debug for ClientLayer<Req> {
     }
 }
 
-impl<Req> Clone for ClientLayer<Req> {
+impl<Req, C: Clone> Clone for ClientLayer<Req, C> {
     fn clone(&self) -> Self {
         ClientLayer {
             name: self.name.clone(),
@@ -220,6 +239,7 @@ impl<Req> Clone for ClientLayer<Req> {
                 #[cfg(feature = "metrics")]
                 calls: p.calls.clone(),
             }),
+            classifier: self.classifier.clone(),
             _req: PhantomData,
         }
     }
@@ -236,8 +256,9 @@ fn timeout_layer(limit: Duration, readiness: Option<Duration>, _label: String) -
     layer
 }
 
-impl<S, Req> Layer<S> for ClientLayer<Req>
+impl<S, Req, C> Layer<S> for ClientLayer<Req, C>
 where
+    C: Classify<S::Response> + Clone + Send + Sync + 'static,
     S: Service<Req> + Clone + Send + 'static,
     S::Response: Send + 'static,
     S::Error: Into<BoxError>,
@@ -257,8 +278,14 @@ where
             ),
             None => Either::Right(svc),
         };
-        let svc = CircuitBreakerLayer::new(p.breaker.clone()).layer(svc);
-        let svc = p.retry.clone().layer(svc);
+        let svc = CircuitBreakerLayer::new(p.breaker.clone())
+            .classifier(self.classifier.clone())
+            .layer(svc);
+        let svc = p
+            .retry
+            .clone()
+            .classifier(self.classifier.clone())
+            .layer(svc);
         let svc = match p.total {
             Some(limit) => {
                 Either::Left(timeout_layer(limit, None, format!("{}/total", self.name)).layer(svc))
@@ -266,7 +293,11 @@ where
             None => Either::Right(svc),
         };
         #[cfg(feature = "metrics")]
-        let svc = p.calls.clone().layer(svc);
+        let svc = p
+            .calls
+            .clone()
+            .classifier(self.classifier.clone())
+            .layer(svc);
         BoxCloneService::new(svc)
     }
 }

@@ -179,3 +179,27 @@ async fn a_reload_that_cannot_apply_says_so_and_applies_the_rest() {
     b.call_sync(|| Err::<(), _>("down")).unwrap_err();
     assert_eq!(b.state(), State::Open);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn one_classifier_for_retry_and_breaker() {
+    // Answers are status codes; 503 is a failure although it is an `Ok`.
+    let classify = |r: &Result<u16, BoxError>| match r {
+        Ok(503) | Err(_) => bulwark_core::Outcome::Failure,
+        Ok(_) => bulwark_core::Outcome::Success,
+    };
+    let c = config(
+        "[breaker.p]\nconsecutive_failures = 2\n[retry.p]\nmax_attempts = 2\ninitial_backoff = \"1ms\"",
+    );
+    let registry = Registry::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let svc = ServiceBuilder::new()
+        .layer(c.client_layer("p", &registry).unwrap().classifier(classify))
+        .service_fn(move |_: u32| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<u16, BoxError>(503) }
+        });
+    assert_eq!(svc.oneshot(1).await.unwrap(), 503);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the 503 was retried");
+    assert_eq!(registry.get_breaker("p").unwrap().state(), State::Open);
+}
