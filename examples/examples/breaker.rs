@@ -95,7 +95,14 @@ async fn main() -> Result<(), BoxError> {
     println!("  succeeded                    {ok}");
     println!("  failed at the upstream       {failed}");
     println!("  rejected by the breaker      {rejected}  (never reached the upstream)");
-    println!("  calls the upstream served    {}", upstream_calls.load(Ordering::Relaxed));
-    println!("  breaker now                  {} after {} transitions", snap.state, snap.history.len());
+    println!(
+        "  calls the upstream served    {}",
+        upstream_calls.load(Ordering::Relaxed)
+    );
+    println!(
+        "  breaker now                  {} after {} transitions",
+        snap.state,
+        snap.history.len()
+    );
     Ok(())
 }
