@@ -616,6 +616,13 @@ impl Breaker {
         s.hot
             .open_until
             .store(s.hot.base.nanos(until), Ordering::Release);
+        drop(inner);
+        tracing::info!(
+            target: "bulwark::breaker",
+            breaker = s.name.as_deref().unwrap_or(""),
+            open_for_ms = at_least.as_millis() as u64,
+            "circuit breaker held open as the upstream asked"
+        );
         true
     }
 
@@ -727,6 +734,12 @@ impl Permit {
     /// Whether this permit is a half-open probe.
     pub fn is_probe(&self) -> bool {
         self.probe
+    }
+
+    /// The breaker this permit was given by (`None` for a disabled
+    /// breaker, which tracks nothing).
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.breaker.as_ref()
     }
 
     /// Reports how the call ended. Only successes and failures are counted in

@@ -1,7 +1,8 @@
 //! The response future of the circuit breaker.
 
 use crate::breaker::Permit;
-use bulwark_core::classify::Classify;
+use crate::hint::OpenHint;
+use bulwark_core::classify::{Classify, Outcome};
 use bulwark_core::error::CircuitOpen;
 use bulwark_core::BoxError;
 use pin_project_lite::pin_project;
@@ -17,20 +18,21 @@ pin_project! {
     /// Either the inner call, whose outcome it records when it completes (and
     /// whose probe slot it gives back if dropped), or a rejection that is
     /// ready at once.
-    pub struct ResponseFuture<F, C> {
+    pub struct ResponseFuture<F, C, H = ()> {
         #[pin]
-        state: State<F, C>,
+        state: State<F, C, H>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F, C> {
+    enum State<F, C, H> {
         Called {
             #[pin]
             fut: F,
             permit: Option<Permit>,
             classifier: C,
+            hint: H,
         },
         Rejected {
             error: Option<CircuitOpen>,
@@ -38,13 +40,14 @@ pin_project! {
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(fut: F, permit: Permit, classifier: C) -> Self {
+impl<F, C, H> ResponseFuture<F, C, H> {
+    pub(crate) fn called(fut: F, permit: Permit, classifier: C, hint: H) -> Self {
         ResponseFuture {
             state: State::Called {
                 fut,
                 permit: Some(permit),
                 classifier,
+                hint,
             },
         }
     }
@@ -56,11 +59,12 @@ impl<F, C> ResponseFuture<F, C> {
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, C, H, T, E> Future for ResponseFuture<F, C, H>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     C: Classify<T>,
+    H: OpenHint<T>,
 {
     type Output = Result<T, BoxError>;
 
@@ -70,10 +74,27 @@ where
                 fut,
                 permit,
                 classifier,
+                hint,
             } => {
                 let result = ready!(fut.poll(cx)).map_err(Into::into);
                 if let Some(permit) = permit.take() {
-                    permit.record(classifier.classify(&result));
+                    let outcome = classifier.classify(&result);
+                    let hold = match outcome {
+                        Outcome::Failure => hint.open_hint(&result),
+                        _ => None,
+                    };
+                    match hold {
+                        None => permit.record(outcome),
+                        Some(at_least) => {
+                            // Record first (it may open the breaker), then
+                            // hold it open as long as the upstream asked.
+                            let breaker = permit.breaker().cloned();
+                            permit.record(outcome);
+                            if let Some(breaker) = breaker {
+                                breaker.hold_open_for(at_least);
+                            }
+                        }
+                    }
                 }
                 Poll::Ready(result)
             }
@@ -85,7 +106,7 @@ where
     }
 }
 
-impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+impl<F, C, H> fmt::Debug for ResponseFuture<F, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

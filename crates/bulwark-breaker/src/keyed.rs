@@ -45,6 +45,7 @@
 use crate::config::BreakerBuilder;
 use crate::error::ConfigError;
 use crate::future::ResponseFuture;
+use crate::hint::{KeyFn, OpenHint};
 use crate::Breaker;
 use bulwark_core::classify::{Classify, DefaultClassifier};
 use bulwark_core::clock::Instant;
@@ -272,10 +273,11 @@ impl<K> fmt::Debug for KeyedBreakers<K> {
 /// Guards every request with the breaker of its key; see the
 /// [module docs](self).
 #[derive(Clone)]
-pub struct KeyedCircuitBreakerLayer<K, F, C = DefaultClassifier> {
+pub struct KeyedCircuitBreakerLayer<K, F, C = DefaultClassifier, H = ()> {
     breakers: KeyedBreakers<K>,
     key: F,
     classifier: C,
+    hint: H,
 }
 
 impl<K, F> KeyedCircuitBreakerLayer<K, F> {
@@ -285,17 +287,30 @@ impl<K, F> KeyedCircuitBreakerLayer<K, F> {
             breakers,
             key,
             classifier: DefaultClassifier,
+            hint: (),
         }
     }
 }
 
-impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C> {
+impl<K, F, C, H> KeyedCircuitBreakerLayer<K, F, C, H> {
     /// Uses `classifier` to decide what counts as a success or a failure.
-    pub fn classifier<C2>(self, classifier: C2) -> KeyedCircuitBreakerLayer<K, F, C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> KeyedCircuitBreakerLayer<K, F, C2, H> {
         KeyedCircuitBreakerLayer {
             breakers: self.breakers,
             key: self.key,
             classifier,
+            hint: self.hint,
+        }
+    }
+
+    /// Holds a key's breaker open at least as long as a failed answer asks:
+    /// see [`OpenHint`](crate::hint::OpenHint).
+    pub fn open_hint<H2>(self, hint: H2) -> KeyedCircuitBreakerLayer<K, F, C, H2> {
+        KeyedCircuitBreakerLayer {
+            breakers: self.breakers,
+            key: self.key,
+            classifier: self.classifier,
+            hint,
         }
     }
 
@@ -305,8 +320,8 @@ impl<K, F, C> KeyedCircuitBreakerLayer<K, F, C> {
     }
 }
 
-impl<K, F: Clone, C: Clone, S> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
-    type Service = KeyedCircuitBreaker<S, K, F, C>;
+impl<K, F: Clone, C: Clone, H: Clone, S> Layer<S> for KeyedCircuitBreakerLayer<K, F, C, H> {
+    type Service = KeyedCircuitBreaker<S, K, F, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedCircuitBreaker {
@@ -314,11 +329,12 @@ impl<K, F: Clone, C: Clone, S> Layer<S> for KeyedCircuitBreakerLayer<K, F, C> {
             breakers: self.breakers.clone(),
             key: self.key.clone(),
             classifier: self.classifier.clone(),
+            hint: self.hint.clone(),
         }
     }
 }
 
-impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
+impl<K, F, C, H> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreakerLayer")
             .field("breakers", &self.breakers)
@@ -334,14 +350,15 @@ impl<K, F, C> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C> {
 /// immediately ready [`CircuitOpen`](crate::error::CircuitOpen) error and the
 /// inner service is not called.
 #[derive(Clone)]
-pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier> {
+pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier, H = ()> {
     inner: S,
     breakers: KeyedBreakers<K>,
     key: F,
     classifier: C,
+    hint: H,
 }
 
-impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
+impl<S, K, F, C, H> KeyedCircuitBreaker<S, K, F, C, H> {
     /// The breakers, as a handle.
     pub fn breakers(&self) -> &KeyedBreakers<K> {
         &self.breakers
@@ -363,34 +380,38 @@ impl<S, K, F, C> KeyedCircuitBreaker<S, K, F, C> {
     }
 }
 
-impl<S, K, F, C, Req> Service<Req> for KeyedCircuitBreaker<S, K, F, C>
+impl<S, K, F, C, H, Req> Service<Req> for KeyedCircuitBreaker<S, K, F, C, H>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     K: Hash + Eq + Clone + fmt::Display,
-    F: Fn(&Req) -> K,
+    F: KeyFn<Req, K>,
     C: Classify<S::Response> + Clone,
+    H: OpenHint<S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, C, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let key = (self.key)(&req);
+        let key = self.key.key(&req);
         match self.breakers.get_or_create(&key).try_acquire() {
-            Ok(permit) => {
-                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
-            }
+            Ok(permit) => ResponseFuture::called(
+                self.inner.call(req),
+                permit,
+                self.classifier.clone(),
+                self.hint.clone(),
+            ),
             Err(open) => ResponseFuture::rejected(open),
         }
     }
 }
 
-impl<S: fmt::Debug, K, F, C> fmt::Debug for KeyedCircuitBreaker<S, K, F, C> {
+impl<S: fmt::Debug, K, F, C, H> fmt::Debug for KeyedCircuitBreaker<S, K, F, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedCircuitBreaker")
             .field("inner", &self.inner)

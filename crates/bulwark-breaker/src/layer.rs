@@ -36,9 +36,10 @@ use tower_layer::Layer;
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerLayer<C = DefaultClassifier> {
+pub struct CircuitBreakerLayer<C = DefaultClassifier, H = ()> {
     breaker: Breaker,
     classifier: C,
+    hint: H,
 }
 
 impl CircuitBreakerLayer {
@@ -47,16 +48,28 @@ impl CircuitBreakerLayer {
         CircuitBreakerLayer {
             breaker,
             classifier: DefaultClassifier,
+            hint: (),
         }
     }
 }
 
-impl<C> CircuitBreakerLayer<C> {
+impl<C, H> CircuitBreakerLayer<C, H> {
     /// Uses `classifier` to decide what counts as a success or a failure.
-    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2, H> {
         CircuitBreakerLayer {
             breaker: self.breaker,
             classifier,
+            hint: self.hint,
+        }
+    }
+
+    /// Holds the breaker open at least as long as a failed answer asks
+    /// (an HTTP `Retry-After`, say): see [`OpenHint`](crate::hint::OpenHint).
+    pub fn open_hint<H2>(self, hint: H2) -> CircuitBreakerLayer<C, H2> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            classifier: self.classifier,
+            hint,
         }
     }
 
@@ -66,10 +79,11 @@ impl<C> CircuitBreakerLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
-    type Service = CircuitBreaker<S, C>;
+impl<S, C: Clone, H: Clone> Layer<S> for CircuitBreakerLayer<C, H> {
+    type Service = CircuitBreaker<S, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreaker::with_classifier(inner, self.breaker.clone(), self.classifier.clone())
+            .with_open_hint(self.hint.clone())
     }
 }

@@ -93,6 +93,7 @@ mod config;
 pub mod error;
 pub mod event;
 pub mod future;
+pub mod hint;
 pub mod keyed;
 mod layer;
 mod service;

@@ -2,6 +2,7 @@
 
 use crate::breaker::Permit;
 use crate::future::ResponseFuture;
+use crate::hint::OpenHint;
 use crate::Breaker;
 use bulwark_core::classify::{Classify, DefaultClassifier};
 use bulwark_core::error::CircuitOpen;
@@ -23,10 +24,11 @@ use tower_service::Service;
 /// A clone shares the breaker but starts without an admission. An admission
 /// that is never used (the service is dropped after `poll_ready`) is given
 /// back.
-pub struct CircuitBreaker<S, C = DefaultClassifier> {
+pub struct CircuitBreaker<S, C = DefaultClassifier, H = ()> {
     inner: S,
     breaker: Breaker,
     classifier: C,
+    hint: H,
     admission: Option<Result<Permit, CircuitOpen>>,
 }
 
@@ -44,7 +46,22 @@ impl<S, C> CircuitBreaker<S, C> {
             inner,
             breaker,
             classifier,
+            hint: (),
             admission: None,
+        }
+    }
+}
+
+impl<S, C, H> CircuitBreaker<S, C, H> {
+    /// Also holds the breaker open as long as a failed answer asks (see
+    /// [`OpenHint`](crate::hint::OpenHint)).
+    pub fn with_open_hint<H2>(self, hint: H2) -> CircuitBreaker<S, C, H2> {
+        CircuitBreaker {
+            inner: self.inner,
+            breaker: self.breaker,
+            classifier: self.classifier,
+            hint,
+            admission: self.admission,
         }
     }
 
@@ -69,15 +86,16 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+impl<S, C, H, Req> Service<Req> for CircuitBreaker<S, C, H>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response> + Clone,
+    H: OpenHint<S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, C, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // An admission from an earlier state (say, closed before the breaker
@@ -114,26 +132,30 @@ where
             .take()
             .unwrap_or_else(|| self.breaker.try_acquire());
         match admission {
-            Ok(permit) => {
-                ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
-            }
+            Ok(permit) => ResponseFuture::called(
+                self.inner.call(req),
+                permit,
+                self.classifier.clone(),
+                self.hint.clone(),
+            ),
             Err(open) => ResponseFuture::rejected(open),
         }
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, C: Clone, H: Clone> Clone for CircuitBreaker<S, C, H> {
     fn clone(&self) -> Self {
         CircuitBreaker {
             inner: self.inner.clone(),
             breaker: self.breaker.clone(),
             classifier: self.classifier.clone(),
+            hint: self.hint.clone(),
             admission: None,
         }
     }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for CircuitBreaker<S, C> {
+impl<S: fmt::Debug, C, H> fmt::Debug for CircuitBreaker<S, C, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)

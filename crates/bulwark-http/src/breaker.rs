@@ -1,15 +1,16 @@
 //! A circuit breaker per upstream host that honours server pushback.
 //!
-//! [`HostBreakerLayer`] keeps one breaker per request authority
-//! (`host:port`) in a bounded [`KeyedBreakers`] set, judges answers with
-//! the shared classifier, and, when an answer that counted against a host
-//! carries `Retry-After` or `grpc-retry-pushback-ms`, keeps that host's
-//! breaker open at least that long ([`Breaker::hold_open_for`]): the server
-//! said when it expects to be back.
+//! [`HostBreakerLayer`] is the breaker crate's keyed breaker, keyed
+//! [`ByAuthority`] (`host:port`) in a bounded [`KeyedBreakers`] set, judging
+//! answers with the shared classifier, with a [`ServerOpenHint`]: when an
+//! answer that counted against a host carries `Retry-After` or
+//! `grpc-retry-pushback-ms`, that host's breaker stays open at least that
+//! long ([`Breaker::hold_open_for`]): the server said when it expects to be
+//! back.
 //!
 //! ```
 //! use bulwark_breaker::Breaker;
-//! use bulwark_http::breaker::HostBreakerLayer;
+//! use bulwark_http::breaker::host_breaker_layer;
 //! use bulwark_http::HttpClassifier;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -17,7 +18,7 @@
 //! # async fn main() -> Result<(), bulwark_core::BoxError> {
 //! let breakers = Breaker::builder().consecutive_failures(5).keyed().max_keys(100).build()?;
 //! let svc = ServiceBuilder::new()
-//!     .layer(HostBreakerLayer::new(breakers.clone(), HttpClassifier::new()))
+//!     .layer(host_breaker_layer(breakers.clone(), HttpClassifier::new()))
 //!     .service_fn(|_req: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(())) });
 //! svc.oneshot(http::Request::get("http://a.example/").body(())?).await?;
 //! assert!(breakers.get(&"a.example".parse()?).is_some());
@@ -26,233 +27,77 @@
 //! ```
 //!
 //! [`Breaker::hold_open_for`]: bulwark_breaker::Breaker::hold_open_for
+//! [`KeyedBreakers`]: bulwark_breaker::keyed::KeyedBreakers
 
 use crate::parts::{RequestParts, ResponseParts};
 use crate::pushback::pushback_from_headers;
-use bulwark_breaker::keyed::KeyedBreakers;
-use bulwark_breaker::{Breaker, Permit};
-use bulwark_core::error::CircuitOpen;
-use bulwark_core::{BoxError, Classify, Outcome};
+use bulwark_breaker::hint::{KeyFn, OpenHint};
+use bulwark_breaker::keyed::{KeyedBreakers, KeyedCircuitBreaker, KeyedCircuitBreakerLayer};
+use bulwark_core::BoxError;
 use bulwark_retry::PushbackHint;
 use http::uri::Authority;
-use pin_project_lite::pin_project;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
-use tower_layer::Layer;
-use tower_service::Service;
 
-/// One breaker per upstream authority; see the [module docs](self).
-#[derive(Clone)]
-pub struct HostBreakerLayer<C> {
+/// One breaker per authority, holding a host's breaker open as long as its
+/// server asks: see the [module docs](self).
+pub type HostBreakerLayer<C> = KeyedCircuitBreakerLayer<Authority, ByAuthority, C, ServerOpenHint>;
+
+/// The service made by [`HostBreakerLayer`].
+pub type HostBreaker<S, C> = KeyedCircuitBreaker<S, Authority, ByAuthority, C, ServerOpenHint>;
+
+/// A [`HostBreakerLayer`] over `breakers`, judging answers with
+/// `classifier`, honouring server pushback of up to 5 minutes (change it
+/// with `.open_hint(ServerOpenHint::new(max))`).
+pub fn host_breaker_layer<C>(
     breakers: KeyedBreakers<Authority>,
     classifier: C,
-    max_pushback: Duration,
+) -> HostBreakerLayer<C> {
+    KeyedCircuitBreakerLayer::new(breakers, ByAuthority)
+        .classifier(classifier)
+        .open_hint(ServerOpenHint::default())
 }
 
-impl<C> HostBreakerLayer<C> {
-    /// Guards each request with its authority's breaker from `breakers`.
-    /// Pushback longer than 5 minutes is capped.
-    pub fn new(breakers: KeyedBreakers<Authority>, classifier: C) -> Self {
-        HostBreakerLayer {
-            breakers,
-            classifier,
-            max_pushback: Duration::from_secs(300),
-        }
-    }
+/// Keys a request by its authority (`host:port`), for keyed breakers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByAuthority;
 
-    /// Caps how long a server's pushback may hold a breaker open.
-    pub fn max_pushback(mut self, max: Duration) -> Self {
-        self.max_pushback = max;
-        self
-    }
-
-    /// The breakers, as a handle.
-    pub fn breakers(&self) -> &KeyedBreakers<Authority> {
-        &self.breakers
-    }
-}
-
-impl<C> fmt::Debug for HostBreakerLayer<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostBreakerLayer")
-            .field("breakers", &self.breakers)
-            .field("max_pushback", &self.max_pushback)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, C: Clone> Layer<S> for HostBreakerLayer<C> {
-    type Service = HostBreaker<S, C>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HostBreaker {
-            inner,
-            breakers: self.breakers.clone(),
-            classifier: self.classifier.clone(),
-            max_pushback: self.max_pushback,
-        }
-    }
-}
-
-/// The service of [`HostBreakerLayer`].
-///
-/// The key is known only in `call`, so `poll_ready` waits for the inner
-/// service alone; a refusal is an immediately ready
-/// [`CircuitOpen`] error.
-#[derive(Clone)]
-pub struct HostBreaker<S, C> {
-    inner: S,
-    breakers: KeyedBreakers<Authority>,
-    classifier: C,
-    max_pushback: Duration,
-}
-
-impl<S, C> HostBreaker<S, C> {
-    /// The breakers, as a handle.
-    pub fn breakers(&self) -> &KeyedBreakers<Authority> {
-        &self.breakers
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: fmt::Debug, C> fmt::Debug for HostBreaker<S, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostBreaker")
-            .field("inner", &self.inner)
-            .field("breakers", &self.breakers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, C, Req> Service<Req> for HostBreaker<S, C>
-where
-    Req: RequestParts,
-    S: Service<Req>,
-    S::Response: ResponseParts,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response> + Clone,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = HostBreakerFuture<S::Future, C>;
-
+impl<Req: RequestParts> KeyFn<Req, Authority> for ByAuthority {
     #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn key(&self, req: &Req) -> Authority {
+        req.authority_key()
     }
+}
 
-    fn call(&mut self, req: Req) -> Self::Future {
-        let breaker = self.breakers.get_or_create(&req.authority_key());
-        match breaker.try_acquire() {
-            Ok(permit) => HostBreakerFuture {
-                state: State::Called {
-                    fut: self.inner.call(req),
-                    permit: Some(permit),
-                    breaker,
-                    classifier: self.classifier.clone(),
-                    max_pushback: self.max_pushback,
-                },
+/// Reads how long a failing server asked to be left alone
+/// (`grpc-retry-pushback-ms`, else `Retry-After`), capped, so the breaker
+/// stays open at least that long.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerOpenHint {
+    max: Duration,
+}
+
+impl ServerOpenHint {
+    /// Honours pushback of up to `max`.
+    pub const fn new(max: Duration) -> Self {
+        ServerOpenHint { max }
+    }
+}
+
+impl Default for ServerOpenHint {
+    /// Up to 5 minutes.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(300))
+    }
+}
+
+impl<Res: ResponseParts> OpenHint<Res> for ServerOpenHint {
+    fn open_hint(&self, result: &Result<Res, BoxError>) -> Option<Duration> {
+        match result {
+            Ok(res) => match pushback_from_headers(res.headers(), self.max) {
+                PushbackHint::After(d) => Some(d),
+                _ => None,
             },
-            Err(open) => HostBreakerFuture {
-                state: State::Rejected { error: Some(open) },
-            },
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`HostBreaker`].
-    pub struct HostBreakerFuture<F, C> {
-        #[pin]
-        state: State<F, C>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F, C> {
-        Called {
-            #[pin]
-            fut: F,
-            permit: Option<Permit>,
-            breaker: Breaker,
-            classifier: C,
-            max_pushback: Duration,
-        },
-        Rejected {
-            error: Option<CircuitOpen>,
-        },
-    }
-}
-
-impl<F, C> fmt::Debug for HostBreakerFuture<F, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostBreakerFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, C, T, E> Future for HostBreakerFuture<F, C>
-where
-    F: Future<Output = Result<T, E>>,
-    T: ResponseParts,
-    E: Into<BoxError>,
-    C: Classify<T>,
-{
-    type Output = Result<T, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Called {
-                fut,
-                permit,
-                breaker,
-                classifier,
-                max_pushback,
-            } => {
-                let result = ready!(fut.poll(cx)).map_err(Into::into);
-                let outcome = classifier.classify(&result);
-                if let Some(permit) = permit.take() {
-                    permit.record(outcome);
-                }
-                if outcome == Outcome::Failure {
-                    if let Ok(res) = &result {
-                        if let PushbackHint::After(d) =
-                            pushback_from_headers(res.headers(), *max_pushback)
-                        {
-                            if breaker.hold_open_for(d) {
-                                tracing::info!(
-                                    target: "bulwark::http",
-                                    breaker = breaker.name().unwrap_or(""),
-                                    open_for = ?d,
-                                    "breaker held open as the server asked"
-                                );
-                            }
-                        }
-                    }
-                }
-                Poll::Ready(result)
-            }
-            StateProj::Rejected { error } => Poll::Ready(Err(match error.take() {
-                Some(e) => Box::new(e),
-                None => "breaker future polled after completion".into(),
-            })),
+            Err(_) => None,
         }
     }
 }
@@ -261,7 +106,9 @@ where
 mod tests {
     use super::*;
     use crate::HttpClassifier;
-    use bulwark_breaker::State as BState;
+    use bulwark_breaker::{Breaker, State as BState};
+    use bulwark_core::error::CircuitOpen;
+    use tower::Layer;
     use tower::{service_fn, ServiceExt};
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -272,7 +119,7 @@ mod tests {
             .keyed()
             .build()
             .unwrap();
-        let layer = HostBreakerLayer::new(breakers.clone(), HttpClassifier::new());
+        let layer = host_breaker_layer(breakers.clone(), HttpClassifier::new());
         let svc = layer.layer(service_fn(|req: http::Request<()>| async move {
             let down = req.uri().host() == Some("down.example");
             let res = http::Response::builder()

@@ -41,7 +41,7 @@
 //! axum's `Router::layer`, or directly.
 
 use crate::body::ReplayGuardLayer;
-use crate::breaker::{HostBreaker, HostBreakerLayer};
+use crate::breaker::{host_breaker_layer, HostBreaker, HostBreakerLayer, ServerOpenHint};
 use crate::classify::HttpClassifier;
 use crate::deadline::ServerDeadline;
 use crate::optional::{Optional, OptionalLayer};
@@ -385,7 +385,8 @@ impl<C: Clone> ClientStack<C> {
             retry,
             guard: Identity::new(),
             breaker: breakers.map(|b| {
-                HostBreakerLayer::new(b, self.classifier.clone()).max_pushback(self.max_pushback)
+                host_breaker_layer(b, self.classifier.clone())
+                    .open_hint(ServerOpenHint::new(self.max_pushback))
             }),
             attempt: self.attempt_timeout.map(TimeoutLayer::new),
             bulkhead: self.bulkhead.map(|n| {
