@@ -304,7 +304,7 @@ impl<K, F, C, H> KeyedCircuitBreakerLayer<K, F, C, H> {
     }
 
     /// Holds a key's breaker open at least as long as a failed answer asks:
-    /// see [`OpenHint`](crate::hint::OpenHint).
+    /// see [`OpenHint`].
     pub fn open_hint<H2>(self, hint: H2) -> KeyedCircuitBreakerLayer<K, F, C, H2> {
         KeyedCircuitBreakerLayer {
             breakers: self.breakers,
