@@ -26,8 +26,16 @@
 //! # }
 //! ```
 //!
+//! For gRPC, [`GrpcHostBreakerLayer`] does the same but judges a streamed
+//! answer by the `grpc-status` in its trailers, when the stream ends
+//! (see [`grpc`]).
+//!
 //! [`Breaker::hold_open_for`]: bulwark_breaker::Breaker::hold_open_for
 //! [`KeyedBreakers`]: bulwark_breaker::keyed::KeyedBreakers
+
+pub mod grpc;
+
+pub use grpc::GrpcHostBreakerLayer;
 
 use crate::parts::{RequestParts, ResponseParts};
 use crate::pushback::pushback_from_headers;

@@ -374,6 +374,27 @@ impl GrpcClassifier {
         }
     }
 
+    /// Whether the verdict on `res` is in its trailers: a 2xx head without
+    /// `grpc-status` (a trailers-only answer carries it in the head, and a
+    /// non-2xx answer is judged by its HTTP status). Such a head
+    /// [classifies](Self::classify_head) as a success; the
+    /// [`GrpcHostBreakerLayer`](crate::breaker::GrpcHostBreakerLayer) waits
+    /// for the trailers instead.
+    ///
+    /// ```
+    /// use bulwark_http::GrpcClassifier;
+    ///
+    /// let c = GrpcClassifier::new();
+    /// let streaming = http::Response::new(());
+    /// let trailers_only = http::Response::builder().header("grpc-status", "14").body(()).unwrap();
+    /// assert!(c.needs_trailers(&streaming));
+    /// assert!(!c.needs_trailers(&trailers_only));
+    /// ```
+    #[inline]
+    pub fn needs_trailers<Res: ResponseParts>(&self, res: &Res) -> bool {
+        res.status().is_success() && !res.headers().contains_key("grpc-status")
+    }
+
     /// The class of a response head: its `grpc-status` if present, its HTTP
     /// status otherwise.
     pub fn classify_head<Res: ResponseParts>(&self, res: &Res) -> Outcome {
