@@ -3,6 +3,7 @@
 use crate::adaptive::LimitAlgorithm;
 use crate::keyed::KeyedBulkheadLayer;
 use crate::limiter::{BulkheadHandle, Limiter};
+use crate::sync;
 use crate::{Bulkhead, BulkheadEvent};
 use bulwark_core::{Listener, Listeners};
 use std::fmt;
@@ -30,13 +31,13 @@ impl Config {
         }
     }
 
-    pub(crate) fn limiter(&self) -> Arc<Limiter> {
+    pub(crate) fn limiter(&self) -> sync::Arc<Limiter> {
         let max_queued = if self.max_wait.is_zero() {
             0
         } else {
             self.max_queued
         };
-        Arc::new(Limiter::new(
+        sync::Arc::new(Limiter::new(
             self.max_concurrent,
             max_queued,
             self.max_wait,
@@ -98,7 +99,7 @@ impl fmt::Debug for Config {
 #[derive(Clone, Debug)]
 pub struct BulkheadLayer {
     config: Config,
-    shared: Option<Arc<Limiter>>,
+    shared: Option<sync::Arc<Limiter>>,
 }
 
 impl BulkheadLayer {

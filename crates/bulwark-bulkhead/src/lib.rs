@@ -79,6 +79,7 @@ pub mod keyed;
 mod layer;
 mod limiter;
 mod service;
+mod sync;
 
 use std::sync::Arc;
 

@@ -1,34 +1,41 @@
 //! The shared state of a bulkhead: permits, the wait queue, the (possibly
 //! adaptive) limit and the counters a [`BulkheadHandle`] reads.
 //!
-//! Permits are an atomic counter: taking one is a compare-and-swap, giving one
-//! back a subtraction, and only when callers wait in the queue does either
-//! side take the queue's (short, `parking_lot`) lock. The queue is FIFO:
+//! Permits in use and callers waiting share one atomic word (in flight in
+//! the low half, waiting in the high half): taking a permit is a
+//! compare-and-swap, giving one back a subtraction, and only when callers
+//! wait in the queue does either side take the queue's (short,
+//! `parking_lot`) lock. Because both counts live in one word, a release and a
+//! caller joining the queue are ordered by that word alone: the release
+//! either frees a permit the joiner sees, or sees the joiner and grants it
+//! (model-checked with loom, see the tests at the end). The queue is FIFO:
 //! while anyone waits, new callers queue behind them instead of barging.
 
 use crate::adaptive::{LimitAlgorithm, Sample};
 use crate::error::{BulkheadFull, BulkheadFullReason};
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::BulkheadEvent;
 use bulwark_core::clock::Instant;
 use bulwark_core::Listeners;
-use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
+/// One caller waiting, in the state word.
+const WAITER: u64 = 1 << 32;
+/// The in-flight half of the state word.
+const IN_FLIGHT: u64 = WAITER - 1;
+
 pub(crate) struct Limiter {
-    in_flight: AtomicUsize,
+    /// `waiting << 32 | in_flight`.
+    state: AtomicU64,
     limit: AtomicUsize,
-    // Callers in the wait queue. Read without the lock on every release.
-    queued: AtomicUsize,
     rejections: AtomicU64,
     queue: Mutex<VecDeque<Arc<Slot>>>,
     pub(crate) max_queue: usize,
     pub(crate) max_wait: Duration,
-    pub(crate) name: Option<Arc<str>>,
+    pub(crate) name: Option<std::sync::Arc<str>>,
     pub(crate) listeners: Listeners<BulkheadEvent>,
     adaptive: Option<Mutex<Box<dyn LimitAlgorithm>>>,
 }
@@ -64,15 +71,14 @@ impl Limiter {
         limit: usize,
         max_queue: usize,
         max_wait: Duration,
-        name: Option<Arc<str>>,
+        name: Option<std::sync::Arc<str>>,
         listeners: Listeners<BulkheadEvent>,
         adaptive: Option<Box<dyn LimitAlgorithm>>,
     ) -> Self {
         let limit = adaptive.as_ref().map_or(limit, |a| a.initial_limit());
         Limiter {
-            in_flight: AtomicUsize::new(0),
+            state: AtomicU64::new(0),
             limit: AtomicUsize::new(limit.max(1)),
-            queued: AtomicUsize::new(0),
             rejections: AtomicU64::new(0),
             queue: Mutex::new(VecDeque::new()),
             max_queue,
@@ -88,19 +94,21 @@ impl Limiter {
         self.adaptive.is_some()
     }
 
+    /// Takes a permit if one is under the limit; `barge` lets it jump
+    /// callers already waiting (only the queue's own grants do).
     #[inline]
-    fn try_acquire_raw(&self) -> bool {
-        let limit = self.limit.load(Ordering::Relaxed);
-        let mut current = self.in_flight.load(Ordering::Relaxed);
+    fn take_permit(&self, barge: bool) -> bool {
+        let limit = self.limit.load(Ordering::Acquire) as u64;
+        let mut current = self.state.load(Ordering::Acquire);
         loop {
-            if current >= limit {
+            if current & IN_FLIGHT >= limit || (!barge && current >= WAITER) {
                 return false;
             }
-            match self.in_flight.compare_exchange_weak(
+            match self.state.compare_exchange_weak(
                 current,
                 current + 1,
-                Ordering::SeqCst,
-                Ordering::Relaxed,
+                Ordering::AcqRel,
+                Ordering::Acquire,
             ) {
                 Ok(_) => return true,
                 Err(actual) => current = actual,
@@ -111,7 +119,7 @@ impl Limiter {
     /// Takes a permit if one is free and nobody waits for one.
     #[inline]
     pub(crate) fn try_acquire(&self) -> bool {
-        self.queued.load(Ordering::SeqCst) == 0 && self.try_acquire_raw()
+        self.take_permit(false)
     }
 
     /// Joins the wait queue (or takes a permit if one freed up meanwhile and
@@ -121,12 +129,23 @@ impl Limiter {
         if queue.len() >= self.max_queue {
             return Err(BulkheadFullReason::QueueFull);
         }
-        // Counted before trying, so that a concurrent release either frees a
-        // permit this try sees or sees the waiter and grants it (SeqCst).
-        self.queued.fetch_add(1, Ordering::SeqCst);
-        if queue.is_empty() && self.try_acquire_raw() {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
-            return Ok(Enqueued::Acquired);
+        // Either take a free permit or count ourselves as waiting, in one
+        // step on the state word: a release after this sees the waiter.
+        let limit = self.limit.load(Ordering::Acquire) as u64;
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let free = current & IN_FLIGHT < limit && queue.is_empty();
+            let next = if free { current + 1 } else { current + WAITER };
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) if free => return Ok(Enqueued::Acquired),
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
         }
         let slot = Arc::new(Slot {
             granted: AtomicBool::new(false),
@@ -145,15 +164,15 @@ impl Limiter {
         }
         if let Some(pos) = queue.iter().position(|s| Arc::ptr_eq(s, slot)) {
             queue.remove(pos);
-            self.queued.fetch_sub(1, Ordering::SeqCst);
+            self.state.fetch_sub(WAITER, Ordering::AcqRel);
         }
         false
     }
 
     #[inline]
     pub(crate) fn release(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if self.queued.load(Ordering::SeqCst) != 0 {
+        let before = self.state.fetch_sub(1, Ordering::AcqRel);
+        if before >= WAITER {
             self.grant_waiters();
         }
     }
@@ -161,9 +180,8 @@ impl Limiter {
     #[cold]
     fn grant_waiters(&self) {
         let mut queue = self.queue.lock();
-        while !queue.is_empty() && self.try_acquire_raw() {
+        while !queue.is_empty() && self.grant_one() {
             let slot = queue.pop_front().expect("not empty");
-            self.queued.fetch_sub(1, Ordering::SeqCst);
             slot.granted.store(true, Ordering::Release);
             let waker = slot.waker.lock().take();
             if let Some(waker) = waker {
@@ -172,9 +190,34 @@ impl Limiter {
         }
     }
 
+    /// Moves one waiter's count to the in-flight half if a permit is free:
+    /// the permit goes to the head of the queue (the queue lock is held).
+    fn grant_one(&self) -> bool {
+        let limit = self.limit.load(Ordering::Acquire) as u64;
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            if current & IN_FLIGHT >= limit || current < WAITER {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                current,
+                current - WAITER + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn waiting(&self) -> usize {
+        (self.state.load(Ordering::Acquire) >> 32) as usize
+    }
+
     pub(crate) fn set_limit(&self, limit: usize) {
-        let old = self.limit.swap(limit, Ordering::SeqCst);
-        if limit > old && self.queued.load(Ordering::SeqCst) != 0 {
+        let old = self.limit.swap(limit, Ordering::AcqRel);
+        if limit > old && self.waiting() != 0 {
             self.grant_waiters();
         }
     }
@@ -199,7 +242,7 @@ impl Limiter {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        (self.state.load(Ordering::Relaxed) & IN_FLIGHT) as usize
     }
 
     /// Feeds one sample to the adaptive algorithm and publishes its limit.
@@ -222,7 +265,7 @@ impl Limiter {
                 from: old,
                 to: new,
             });
-            if new > old && self.queued.load(Ordering::SeqCst) != 0 {
+            if new > old && self.waiting() != 0 {
                 self.grant_waiters();
             }
         }
@@ -233,9 +276,9 @@ impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Limiter")
             .field("name", &self.name)
-            .field("in_flight", &self.in_flight)
+            .field("in_flight", &self.in_flight())
             .field("limit", &self.limit)
-            .field("queued", &self.queued)
+            .field("queued", &self.waiting())
             .field("rejections", &self.rejections)
             .field("adaptive", &self.adaptive.is_some())
             .finish()
@@ -309,12 +352,12 @@ impl BulkheadHandle {
     /// Calls holding a permit now (including services made ready and not yet
     /// called).
     pub fn in_flight(&self) -> usize {
-        self.limiter.in_flight.load(Ordering::Relaxed)
+        self.limiter.in_flight()
     }
 
     /// Callers waiting in the queue now.
     pub fn queued(&self) -> usize {
-        self.limiter.queued.load(Ordering::Relaxed)
+        self.limiter.waiting()
     }
 
     /// The current limit (moving, for an adaptive bulkhead).
@@ -378,5 +421,104 @@ impl fmt::Debug for BulkheadHandle {
             .field("limit", &self.limit())
             .field("rejections", &self.rejections())
             .finish()
+    }
+}
+
+/// Model checking of the permit and wait-queue protocol under every
+/// interleaving loom can find:
+/// `RUSTFLAGS="--cfg bulwark_loom" cargo test -p bulwark-bulkhead --lib loom`.
+#[cfg(all(test, bulwark_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::thread;
+
+    fn limiter(limit: usize) -> Arc<Limiter> {
+        Arc::new(Limiter::new(
+            limit,
+            8,
+            Duration::from_secs(1),
+            None,
+            Listeners::new(),
+            None,
+        ))
+    }
+
+    fn noop_waker() -> Waker {
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: std::sync::Arc<Self>) {}
+        }
+        Waker::from(std::sync::Arc::new(Noop))
+    }
+
+    /// A release racing a caller joining the queue never strands the caller:
+    /// it either takes the freed permit itself or is granted it.
+    #[test]
+    fn loom_no_lost_wakeup() {
+        loom::model(|| {
+            let l = limiter(1);
+            assert!(l.try_acquire());
+            let releaser = {
+                let l = l.clone();
+                thread::spawn(move || l.release())
+            };
+            let got = match l.enqueue(&noop_waker()).expect("room in the queue") {
+                Enqueued::Acquired => true,
+                Enqueued::Waiting(slot) => {
+                    releaser.join().unwrap();
+                    return assert!(slot.is_granted(), "a waiter was left unwoken");
+                }
+            };
+            releaser.join().unwrap();
+            assert!(got);
+            assert_eq!(l.in_flight(), 1);
+        });
+    }
+
+    /// A waiter giving up while a release grants it the permit: the permit is
+    /// either the waiter's (cancel says so) or back in the pool; never lost,
+    /// never doubled.
+    #[test]
+    fn loom_cancel_racing_a_grant_leaks_nothing() {
+        loom::model(|| {
+            let l = limiter(1);
+            assert!(l.try_acquire());
+            let slot = match l.enqueue(&noop_waker()).expect("room") {
+                Enqueued::Waiting(slot) => slot,
+                Enqueued::Acquired => unreachable!("the only permit is held"),
+            };
+            let releaser = {
+                let l = l.clone();
+                thread::spawn(move || l.release())
+            };
+            let owned = l.cancel(&slot);
+            releaser.join().unwrap();
+            if owned {
+                assert_eq!(l.in_flight(), 1, "the waiter owns the granted permit");
+                l.release();
+            }
+            assert_eq!(l.in_flight(), 0);
+            assert_eq!(l.waiting(), 0);
+            assert!(l.try_acquire(), "the permit is free again");
+        });
+    }
+
+    /// Two callers competing for one permit with the holder releasing: at
+    /// most one permit is ever out, and whoever waits is granted it.
+    #[test]
+    fn loom_never_more_than_the_limit() {
+        loom::model(|| {
+            let l = limiter(1);
+            assert!(l.try_acquire());
+            let a = {
+                let l = l.clone();
+                thread::spawn(move || l.try_acquire())
+            };
+            l.release();
+            let a_got = a.join().unwrap();
+            let b_got = l.try_acquire();
+            assert!(!(a_got && b_got), "two permits out with a limit of one");
+            assert!(l.in_flight() <= 1);
+        });
     }
 }

@@ -3,12 +3,12 @@
 use crate::error::{BulkheadFull, BulkheadFullReason};
 use crate::future::ResponseFuture;
 use crate::limiter::{BulkheadHandle, Enqueued, Limiter, Permit, Slot};
+use crate::sync::Arc;
 use bulwark_core::clock::Instant;
 use bulwark_core::BoxError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::time::Sleep;
 use tower_service::Service;
