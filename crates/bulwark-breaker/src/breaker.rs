@@ -114,6 +114,13 @@ struct Inner {
     history: VecDeque<Transition>,
 }
 
+/// Why a call was not admitted, before it is counted and reported.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refusal {
+    state: State,
+    retry_after: Option<Duration>,
+}
+
 /// The right to make one call, given by [`Breaker::try_acquire`].
 ///
 /// Report how the call ended with [`record`](Permit::record). A permit dropped
@@ -242,29 +249,43 @@ impl Breaker {
     /// granted while fewer than the permitted number of probes are in flight.
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
+        self.admit().map_err(|refusal| self.reject(refusal))
+    }
+
+    /// Decides admission without counting or reporting a refusal: the tower
+    /// service asks in `poll_ready` (maybe several times) and reports the
+    /// refusal once, in `call`, with [`reject`](Self::reject).
+    #[inline]
+    pub(crate) fn admit(&self) -> Result<Permit, Refusal> {
         let hint = self.shared.hot.hint.load(Ordering::Acquire);
         if hint & STATE_MASK == State::Closed.to_bits() {
             return Ok(self.permit(hint >> EPOCH_SHIFT, false));
         }
-        self.try_acquire_not_closed(hint)
+        self.admit_not_closed(hint)
     }
 
-    fn try_acquire_not_closed(&self, hint: u64) -> Result<Permit, CircuitOpen> {
+    fn admit_not_closed(&self, hint: u64) -> Result<Permit, Refusal> {
         let s = &self.shared.hot;
         let epoch = hint >> EPOCH_SHIFT;
         match State::from_bits(hint) {
             State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
             State::Disabled => Ok(Permit::untracked()),
-            State::ForcedOpen => Err(self.reject(State::ForcedOpen, None)),
+            State::ForcedOpen => Err(Refusal {
+                state: State::ForcedOpen,
+                retry_after: None,
+            }),
             State::Open => {
                 let until = s.open_until.load(Ordering::Acquire);
                 let now = s.base.now_nanos();
                 if now < until {
-                    return Err(self.reject(State::Open, Some(Duration::from_nanos(until - now))));
+                    return Err(Refusal {
+                        state: State::Open,
+                        retry_after: Some(Duration::from_nanos(until - now)),
+                    });
                 }
-                self.acquire_locked()
+                self.admit_locked()
             }
-            State::HalfOpen => self.acquire_locked(),
+            State::HalfOpen => self.admit_locked(),
         }
     }
 
@@ -279,7 +300,7 @@ impl Breaker {
     }
 
     #[cold]
-    fn acquire_locked(&self) -> Result<Permit, CircuitOpen> {
+    fn admit_locked(&self) -> Result<Permit, Refusal> {
         let s = &*self.shared;
         let mut transition = None;
         let result = {
@@ -287,9 +308,10 @@ impl Breaker {
             if inner.state == State::Open {
                 let now = Instant::now();
                 if now < inner.open_until {
-                    let left = inner.open_until - now;
-                    drop(inner);
-                    return Err(self.reject(State::Open, Some(left)));
+                    return Err(Refusal {
+                        state: State::Open,
+                        retry_after: Some(inner.open_until - now),
+                    });
                 }
                 transition =
                     Some(inner.transition(s, State::HalfOpen, TransitionReason::OpenElapsed, now));
@@ -302,19 +324,24 @@ impl Breaker {
                     inner.probes_in_flight += 1;
                     Ok(self.permit(epoch, true))
                 }
-                state => Err(state),
+                // Half-open with every probe slot taken: when a probe
+                // completes is unknown.
+                state => Err(Refusal {
+                    state,
+                    retry_after: None,
+                }),
             }
         };
         if let Some(t) = transition {
             self.emit_transition(t);
         }
-        // Half-open with every probe slot taken: when a probe completes is
-        // unknown.
-        result.map_err(|state| self.reject(state, None))
+        result
     }
 
+    /// Counts and reports a refusal, and makes the error the caller gets.
     #[cold]
-    fn reject(&self, state: State, retry_after: Option<Duration>) -> CircuitOpen {
+    pub(crate) fn reject(&self, refusal: Refusal) -> CircuitOpen {
+        let Refusal { state, retry_after } = refusal;
         let s = &*self.shared;
         s.rejected.0.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(

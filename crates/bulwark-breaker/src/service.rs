@@ -1,11 +1,10 @@
 //! The tower service.
 
-use crate::breaker::Permit;
+use crate::breaker::{Permit, Refusal};
 use crate::future::ResponseFuture;
 use crate::hint::OpenHint;
 use crate::Breaker;
 use bulwark_core::classify::{Classify, DefaultClassifier};
-use bulwark_core::error::CircuitOpen;
 use bulwark_core::BoxError;
 use std::fmt;
 use std::task::{Context, Poll};
@@ -17,7 +16,7 @@ use tower_service::Service;
 /// `poll_ready` asks the breaker first. Admitted: it reserves the admission
 /// (a half-open probe slot, if half-open) and then waits for the inner
 /// service. Refused: it is ready at once without polling the inner service,
-/// and `call` returns a [`CircuitOpen`] error right away, so a caller is never
+/// and `call` returns a [`CircuitOpen`](crate::error::CircuitOpen) error right away, so a caller is never
 /// kept waiting on a service the breaker will not call. Policy decisions never
 /// make `poll_ready` fail.
 ///
@@ -29,7 +28,7 @@ pub struct CircuitBreaker<S, C = DefaultClassifier, H = ()> {
     breaker: Breaker,
     classifier: C,
     hint: H,
-    admission: Option<Result<Permit, CircuitOpen>>,
+    admission: Option<Result<Permit, Refusal>>,
 }
 
 impl<S> CircuitBreaker<S> {
@@ -98,16 +97,15 @@ where
     type Future = ResponseFuture<S::Future, C, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // An admission from an earlier state (say, closed before the breaker
-        // opened while we waited for the inner service) is asked again.
-        if let Some(Ok(permit)) = &self.admission {
-            if permit.is_stale() {
-                self.admission = None;
-            }
+        // A decision from an earlier state is made again: a refusal (the
+        // breaker may admit a probe by now), or an admission from before the
+        // breaker changed state while we waited for the inner service.
+        match &self.admission {
+            Some(Ok(permit)) if permit.is_stale() => self.admission = None,
+            Some(Err(_)) => self.admission = None,
+            _ => {}
         }
-        let admission = self
-            .admission
-            .get_or_insert_with(|| self.breaker.try_acquire());
+        let admission = self.admission.get_or_insert_with(|| self.breaker.admit());
         match admission {
             Err(_) => Poll::Ready(Ok(())),
             Ok(_) => match self.inner.poll_ready(cx) {
@@ -130,7 +128,7 @@ where
         let admission = self
             .admission
             .take()
-            .unwrap_or_else(|| self.breaker.try_acquire());
+            .unwrap_or_else(|| self.breaker.admit());
         match admission {
             Ok(permit) => ResponseFuture::called(
                 self.inner.call(req),
@@ -138,7 +136,7 @@ where
                 self.classifier.clone(),
                 self.hint.clone(),
             ),
-            Err(open) => ResponseFuture::rejected(open),
+            Err(refusal) => ResponseFuture::rejected(self.breaker.reject(refusal)),
         }
     }
 }

@@ -715,3 +715,25 @@ async fn standalone_breaker_guards_futures_and_closures() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(breaker.state(), State::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_is_decided_again_on_the_next_poll_ready_and_counted_once_per_call() {
+    let (mut svc, breaker, calls) = guarded(half_open_builder(1, 1));
+    send(&mut svc, Reply::Fail).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Open);
+    // Made ready while open, several times, and not called: nothing counted.
+    for _ in 0..3 {
+        svc.ready().await.unwrap();
+    }
+    assert_eq!(breaker.rejected(), 0);
+    // Time passes while the refused service waits: the next poll_ready asks
+    // again, and the call becomes a probe instead of a stale rejection.
+    advance(Duration::from_secs(1)).await;
+    svc.ready().await.unwrap().call(Reply::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A refusal is counted when the call is refused.
+    send(&mut svc, Reply::Fail).await.unwrap_err();
+    open_error(send(&mut svc, Reply::Ok).await);
+    assert_eq!(breaker.rejected(), 1);
+}
