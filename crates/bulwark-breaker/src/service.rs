@@ -100,26 +100,26 @@ where
         // A decision from an earlier state is made again: a refusal (the
         // breaker may admit a probe by now), or an admission from before the
         // breaker changed state while we waited for the inner service.
-        match &self.admission {
-            Some(Ok(permit)) if permit.is_stale() => self.admission = None,
-            Some(Err(_)) => self.admission = None,
-            _ => {}
+        let admitted = matches!(&self.admission, Some(Ok(permit)) if !permit.is_stale());
+        if !admitted {
+            let decision = self.breaker.admit();
+            let refused = decision.is_err();
+            self.admission = Some(decision);
+            if refused {
+                return Poll::Ready(Ok(()));
+            }
         }
-        let admission = self.admission.get_or_insert_with(|| self.breaker.admit());
-        match admission {
-            Err(_) => Poll::Ready(Ok(())),
-            Ok(_) => match self.inner.poll_ready(cx) {
-                Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    // The inner service is broken: that is a failure too.
-                    let result: Result<S::Response, BoxError> = Err(e.into());
-                    if let Some(Ok(permit)) = self.admission.take() {
-                        permit.record(self.classifier.classify(&result));
-                    }
-                    Poll::Ready(result.map(|_| ()))
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                // The inner service is broken: that is a failure too.
+                let result: Result<S::Response, BoxError> = Err(e.into());
+                if let Some(Ok(permit)) = self.admission.take() {
+                    permit.record(self.classifier.classify(&result));
                 }
-            },
+                Poll::Ready(result.map(|_| ()))
+            }
         }
     }
 
