@@ -16,6 +16,10 @@
 //!   does not retry its rejections: they are local, `Rejected`). It is keyed
 //!   per authority, so one bad host does not cut off the others, and it does
 //!   not count throttling: a server that says "slow down" is alive.
+//!   With a [`GrpcClassifier`], an answer whose `grpc-status` comes in the
+//!   trailers is judged when its stream ends
+//!   ([`GrpcHostBreakerLayer`]): a server stream that ends `UNAVAILABLE`
+//!   counts as a failure even though its head looked fine.
 //! - The **attempt timeout** is inside the breaker, so a hung attempt is a
 //!   failure the breaker counts, and retry gets the time to try again.
 //! - The **bulkhead** is innermost: it bounds the connections and work in
@@ -41,8 +45,8 @@
 //! axum's `Router::layer`, or directly.
 
 use crate::body::ReplayGuardLayer;
-use crate::breaker::{host_breaker_layer, HostBreaker, HostBreakerLayer, ServerOpenHint};
-use crate::classify::HttpClassifier;
+use crate::breaker::{host_breaker_layer, GrpcHostBreakerLayer, HostBreakerLayer, ServerOpenHint};
+use crate::classify::{GrpcClassifier, HttpClassifier};
 use crate::deadline::ServerDeadline;
 use crate::optional::{Optional, OptionalLayer};
 use crate::pushback::ServerPushback;
@@ -52,6 +56,7 @@ use bulwark_breaker::keyed::KeyedBreakers;
 use bulwark_breaker::{Breaker, BreakerBuilder};
 use bulwark_bulkhead::{Bulkhead, BulkheadLayer};
 use bulwark_core::backoff::{Backoff, Jitter};
+use bulwark_core::{BoxError, Classify, Outcome};
 use bulwark_retry::{Retry, RetryBudget, RetryEvent, RetryLayer};
 use bulwark_timeout::{Timeout, TimeoutLayer};
 use http::uri::Authority;
@@ -292,8 +297,11 @@ impl<C> ClientStack<C> {
     }
 
     /// The classifier shared by retry and the breaker (default
-    /// [`HttpClassifier`]; use [`GrpcClassifier`](crate::GrpcClassifier)
-    /// for gRPC).
+    /// [`HttpClassifier`]; use [`GrpcClassifier`] for gRPC: the breaker then
+    /// judges a streamed answer by the `grpc-status` in its trailers, when
+    /// the stream ends). [`build`](ClientStack::build) takes a
+    /// [`ClientClassifier`]: wrap any other classifier in
+    /// [`HeadClassifier`].
     pub fn classifier<C2>(self, classifier: C2) -> ClientStack<C2> {
         ClientStack {
             total_timeout: self.total_timeout,
@@ -348,7 +356,96 @@ impl<C> ClientStack<C> {
     }
 }
 
-impl<C: Clone> ClientStack<C> {
+/// A classifier the [`ClientStack`] can use: it also chooses how the
+/// stack's per-host breaker hears the verdict.
+///
+/// - [`HttpClassifier`]: at the response head ([`HostBreakerLayer`]).
+/// - [`GrpcClassifier`]: at the response head when it carries the
+///   `grpc-status` (or is not a 2xx), else when the stream ends, from the
+///   trailers ([`GrpcHostBreakerLayer`], whose response body is a
+///   [`GrpcBody`](crate::breaker::grpc::GrpcBody)).
+/// - any other [`Classify`]: wrap it in [`HeadClassifier`] (judged at the
+///   head).
+pub trait ClientClassifier: Clone {
+    /// The per-host breaker layer (a pass-through without breakers).
+    type Breaker: Clone;
+
+    /// The breaker layer over `breakers` (`None`: no breaker), honouring
+    /// server pushback as `hint` says.
+    fn host_breaker(
+        &self,
+        breakers: Option<KeyedBreakers<Authority>>,
+        hint: ServerOpenHint,
+    ) -> Self::Breaker;
+}
+
+impl ClientClassifier for HttpClassifier {
+    type Breaker = OptionalLayer<HostBreakerLayer<HttpClassifier>>;
+
+    fn host_breaker(
+        &self,
+        breakers: Option<KeyedBreakers<Authority>>,
+        hint: ServerOpenHint,
+    ) -> Self::Breaker {
+        OptionalLayer::new(breakers.map(|b| host_breaker_layer(b, *self).open_hint(hint)))
+    }
+}
+
+impl ClientClassifier for GrpcClassifier {
+    type Breaker = GrpcHostBreakerLayer;
+
+    fn host_breaker(
+        &self,
+        breakers: Option<KeyedBreakers<Authority>>,
+        hint: ServerOpenHint,
+    ) -> Self::Breaker {
+        match breakers {
+            Some(b) => GrpcHostBreakerLayer::new(b, *self).open_hint(hint),
+            None => GrpcHostBreakerLayer::off(*self),
+        }
+    }
+}
+
+/// Any [`Classify`] as a [`ClientClassifier`] whose verdict the breaker
+/// takes at the response head.
+///
+/// ```
+/// use bulwark_core::{BoxError, Outcome};
+/// use bulwark_http::stack::HeadClassifier;
+/// use bulwark_http::ClientStack;
+///
+/// // Only 503 is a failure here.
+/// let only_503 = |r: &Result<http::Response<String>, BoxError>| match r {
+///     Ok(res) if res.status() == 503 => Outcome::Failure,
+///     Ok(_) => Outcome::Success,
+///     Err(e) => Outcome::of_error(e),
+/// };
+/// let layer = ClientStack::new().classifier(HeadClassifier(only_503)).build().unwrap();
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeadClassifier<C>(pub C);
+
+impl<Res, C: Classify<Res>> Classify<Res> for HeadClassifier<C> {
+    #[inline]
+    fn classify(&self, result: &Result<Res, BoxError>) -> Outcome {
+        self.0.classify(result)
+    }
+}
+
+impl<C: Clone> ClientClassifier for HeadClassifier<C> {
+    type Breaker = OptionalLayer<HostBreakerLayer<HeadClassifier<C>>>;
+
+    fn host_breaker(
+        &self,
+        breakers: Option<KeyedBreakers<Authority>>,
+        hint: ServerOpenHint,
+    ) -> Self::Breaker {
+        OptionalLayer::new(breakers.map(|b| host_breaker_layer(b, self.clone()).open_hint(hint)))
+    }
+}
+
+impl<C: ClientClassifier> ClientStack<C> {
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<ClientLayer<C>, StackError> {
         self.check()?;
@@ -384,10 +481,10 @@ impl<C: Clone> ClientStack<C> {
             total: self.total_timeout.map(TimeoutLayer::new),
             retry,
             guard: Identity::new(),
-            breaker: breakers.map(|b| {
-                host_breaker_layer(b, self.classifier.clone())
-                    .open_hint(ServerOpenHint::new(self.max_pushback))
-            }),
+            breaker: self
+                .classifier
+                .host_breaker(breakers.clone(), ServerOpenHint::new(self.max_pushback)),
+            breakers,
             attempt: self.attempt_timeout.map(TimeoutLayer::new),
             bulkhead: self.bulkhead.map(|n| {
                 BulkheadLayer::builder()
@@ -403,19 +500,20 @@ impl<C: Clone> ClientStack<C> {
 ///
 /// Clones share the breakers, the retry budget and the bulkhead.
 #[derive(Clone)]
-pub struct ClientLayer<C = HttpClassifier, G = Identity> {
+pub struct ClientLayer<C: ClientClassifier = HttpClassifier, G = Identity> {
     total: Option<TimeoutLayer>,
     retry: Option<RetryLayer<C, ServerPushback, HttpReplay>>,
     guard: G,
-    breaker: Option<HostBreakerLayer<C>>,
+    breakers: Option<KeyedBreakers<Authority>>,
+    breaker: C::Breaker,
     attempt: Option<TimeoutLayer>,
     bulkhead: Option<BulkheadLayer>,
 }
 
-impl<C, G> ClientLayer<C, G> {
+impl<C: ClientClassifier, G> ClientLayer<C, G> {
     /// The per-host breakers, as a handle (`None` without a breaker).
     pub fn breakers(&self) -> Option<&KeyedBreakers<Authority>> {
-        self.breaker.as_ref().map(|b| b.breakers())
+        self.breakers.as_ref()
     }
 
     /// The retry budget (`None` without retry).
@@ -431,6 +529,7 @@ impl<C, G> ClientLayer<C, G> {
             total: self.total,
             retry: self.retry,
             guard,
+            breakers: self.breakers,
             breaker: self.breaker,
             attempt: self.attempt,
             bulkhead: self.bulkhead,
@@ -438,12 +537,12 @@ impl<C, G> ClientLayer<C, G> {
     }
 }
 
-impl<C, G> fmt::Debug for ClientLayer<C, G> {
+impl<C: ClientClassifier, G> fmt::Debug for ClientLayer<C, G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientLayer")
             .field("total", &self.total)
             .field("retry", &self.retry.is_some())
-            .field("breaker", &self.breaker)
+            .field("breakers", &self.breakers)
             .field("attempt", &self.attempt)
             .field("bulkhead", &self.bulkhead)
             .finish_non_exhaustive()
@@ -454,8 +553,9 @@ impl<C, G> fmt::Debug for ClientLayer<C, G> {
 pub type ClientBulkhead<S> = Optional<Bulkhead<S>, S>;
 /// The attempt timeout, if on.
 pub type ClientAttempt<S> = Optional<Timeout<ClientBulkhead<S>>, ClientBulkhead<S>>;
-/// The per-host breaker, if on.
-pub type ClientBreaker<S, C> = Optional<HostBreaker<ClientAttempt<S>, C>, ClientAttempt<S>>;
+/// The per-host breaker, or its pass-through (see [`ClientClassifier`]).
+pub type ClientBreaker<S, C> =
+    <<C as ClientClassifier>::Breaker as Layer<ClientAttempt<S>>>::Service;
 /// The guard (identity unless [`ClientLayer::replay_guard`]).
 pub type ClientGuard<S, C, G> = <G as Layer<ClientBreaker<S, C>>>::Service;
 /// Retry, if on.
@@ -465,8 +565,10 @@ pub type ClientRetry<S, C, G> =
 pub type ClientService<S, C = HttpClassifier, G = Identity> =
     Optional<Timeout<ClientRetry<S, C, G>>, ClientRetry<S, C, G>>;
 
-impl<S, C: Clone, G> Layer<S> for ClientLayer<C, G>
+impl<S, C, G> Layer<S> for ClientLayer<C, G>
 where
+    C: ClientClassifier,
+    C::Breaker: Layer<ClientAttempt<S>>,
     G: Layer<ClientBreaker<S, C>>,
 {
     type Service = ClientService<S, C, G>;
@@ -474,7 +576,7 @@ where
     fn layer(&self, inner: S) -> Self::Service {
         let s = OptionalLayer::new(self.bulkhead.clone()).layer(inner);
         let s = OptionalLayer::new(self.attempt.clone()).layer(s);
-        let s = OptionalLayer::new(self.breaker.clone()).layer(s);
+        let s = self.breaker.layer(s);
         let s = self.guard.layer(s);
         let s = OptionalLayer::new(self.retry.clone()).layer(s);
         OptionalLayer::new(self.total.clone()).layer(s)

@@ -78,7 +78,8 @@ use tower_service::Service;
 /// end; see the [module docs](self).
 #[derive(Clone)]
 pub struct GrpcHostBreakerLayer {
-    breakers: KeyedBreakers<Authority>,
+    // `None`: no breaker; answers pass through (with the same body type).
+    breakers: Option<KeyedBreakers<Authority>>,
     classifier: GrpcClassifier,
     hint: ServerOpenHint,
 }
@@ -88,7 +89,18 @@ impl GrpcHostBreakerLayer {
     /// honouring server pushback of up to 5 minutes.
     pub fn new(breakers: KeyedBreakers<Authority>, classifier: GrpcClassifier) -> Self {
         GrpcHostBreakerLayer {
-            breakers,
+            breakers: Some(breakers),
+            classifier,
+            hint: ServerOpenHint::default(),
+        }
+    }
+
+    /// No breaker: answers pass through, their bodies wrapped in a
+    /// [`GrpcBody`] that records nothing (so a stack keeps one response
+    /// type with its breaker on or off).
+    pub(crate) fn off(classifier: GrpcClassifier) -> Self {
+        GrpcHostBreakerLayer {
+            breakers: None,
             classifier,
             hint: ServerOpenHint::default(),
         }
@@ -100,9 +112,10 @@ impl GrpcHostBreakerLayer {
         self
     }
 
-    /// The breakers, as a handle.
-    pub fn breakers(&self) -> &KeyedBreakers<Authority> {
-        &self.breakers
+    /// The breakers, as a handle (`None` for the client stack's
+    /// pass-through when its breaker is off).
+    pub fn breakers(&self) -> Option<&KeyedBreakers<Authority>> {
+        self.breakers.as_ref()
     }
 }
 
@@ -137,15 +150,16 @@ impl<S> Layer<S> for GrpcHostBreakerLayer {
 #[derive(Clone)]
 pub struct GrpcHostBreaker<S> {
     inner: S,
-    breakers: KeyedBreakers<Authority>,
+    breakers: Option<KeyedBreakers<Authority>>,
     classifier: GrpcClassifier,
     hint: ServerOpenHint,
 }
 
 impl<S> GrpcHostBreaker<S> {
-    /// The breakers, as a handle.
-    pub fn breakers(&self) -> &KeyedBreakers<Authority> {
-        &self.breakers
+    /// The breakers, as a handle (`None`: see
+    /// [`GrpcHostBreakerLayer::breakers`]).
+    pub fn breakers(&self) -> Option<&KeyedBreakers<Authority>> {
+        self.breakers.as_ref()
     }
 
     /// The inner service.
@@ -188,11 +202,14 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        match self
-            .breakers
-            .get_or_create(&req.authority_key())
-            .try_acquire()
-        {
+        let Some(breakers) = &self.breakers else {
+            return ResponseFuture {
+                state: State::Plain {
+                    fut: self.inner.call(req),
+                },
+            };
+        };
+        match breakers.get_or_create(&req.authority_key()).try_acquire() {
             Ok(permit) => ResponseFuture {
                 state: State::Called {
                     fut: self.inner.call(req),
@@ -273,6 +290,10 @@ pin_project! {
         Rejected {
             error: Option<CircuitOpen>,
         },
+        Plain {
+            #[pin]
+            fut: F,
+        },
     }
 }
 
@@ -317,6 +338,11 @@ where
                     }
                 })
             }
+            StateProj::Plain { fut } => Poll::Ready(
+                ready!(fut.poll(cx))
+                    .map(|res| res.map(|inner| GrpcBody { inner, judge: None }))
+                    .map_err(Into::into),
+            ),
             StateProj::Rejected { error } => Poll::Ready(Err(match error.take() {
                 Some(e) => Box::new(e),
                 None => "gRPC breaker future polled after completion".into(),
