@@ -61,8 +61,9 @@
 //!
 //! [`ServerStack`]: crate::ServerStack
 
+use crate::parts::RequestParts;
 use bulwark_timeout::TimeoutPolicy;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -193,9 +194,71 @@ impl Deadline {
     }
 }
 
+/// A request that can carry a [`Deadline`] and have its headers written:
+/// what [`DeadlineLayer`] and [`PropagateDeadlineLayer`] work on.
+///
+/// `http::Request<B>` keeps the deadline in its extensions. With the
+/// `reqwest` feature, `reqwest::Request` is one too, but it has no
+/// extensions: it never carries a deadline, so both layers pass it
+/// unchanged.
+pub trait DeadlineRequest: RequestParts {
+    /// The deadline the request carries, if any.
+    fn deadline(&self) -> Option<Deadline>;
+    /// Makes the request carry `deadline`.
+    fn set_deadline(&mut self, deadline: Deadline);
+    /// The request headers, to write.
+    fn headers_mut(&mut self) -> &mut HeaderMap;
+}
+
+impl<B> DeadlineRequest for http::Request<B> {
+    #[inline]
+    fn deadline(&self) -> Option<Deadline> {
+        self.extensions().get::<Deadline>().copied()
+    }
+
+    #[inline]
+    fn set_deadline(&mut self, deadline: Deadline) {
+        self.extensions_mut().insert(deadline);
+    }
+
+    #[inline]
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
+}
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl DeadlineRequest for reqwest::Request {
+    #[inline]
+    fn deadline(&self) -> Option<Deadline> {
+        None
+    }
+
+    #[inline]
+    fn set_deadline(&mut self, _: Deadline) {}
+
+    #[inline]
+    fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.headers_mut()
+    }
+}
+
+/// Whether `headers` say the request is a gRPC call (`content-type:
+/// application/grpc...`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 /// Server side: stores each request's [`Deadline`] (the smaller of `max`
 /// and what the caller sent) in its extensions; see the
-/// [module docs](self).
+/// [module docs](self). A request that already carries an earlier deadline
+/// keeps it: a deadline is never extended.
+///
+/// The [`ClientStack`](crate::ClientStack) uses it too, with its total
+/// timeout as `max`, so that each attempt can send the time then left.
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     policy: ServerDeadline,
@@ -233,9 +296,10 @@ pub struct SetDeadline<S> {
     policy: ServerDeadline,
 }
 
-impl<S, B> Service<http::Request<B>> for SetDeadline<S>
+impl<S, R> Service<R> for SetDeadline<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<R>,
+    R: DeadlineRequest,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -246,9 +310,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
-        if let Some(budget) = self.policy.timeout(&req) {
-            req.extensions_mut().insert(Deadline::after(budget));
+    fn call(&mut self, mut req: R) -> S::Future {
+        let budget = match (self.policy.max, self.policy.incoming(req.headers())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(budget) = budget {
+            let new = Deadline::after(budget);
+            if req.deadline().map_or(true, |old| new.0 < old.0) {
+                req.set_deadline(new);
+            }
         }
         self.inner.call(req)
     }
@@ -257,15 +328,59 @@ where
 /// Client side: writes the time left before the request's [`Deadline`]
 /// into `grpc-timeout` (and optionally another header, in seconds); see
 /// the [module docs](self). Requests without a deadline pass unchanged.
+///
+/// ```
+/// use bulwark_http::deadline::{Deadline, PropagateDeadlineLayer};
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// // gRPC calls only, and never more than 1 s (say, the attempt timeout).
+/// let svc = ServiceBuilder::new()
+///     .layer(PropagateDeadlineLayer::new().grpc_only().max(Duration::from_secs(1)))
+///     .service_fn(|req: http::Request<()>| async move {
+///         Ok::<_, std::convert::Infallible>(req.headers().get("grpc-timeout").cloned())
+///     });
+/// let mut call = http::Request::post("/pkg.Svc/Get")
+///     .header("content-type", "application/grpc")
+///     .body(())
+///     .unwrap();
+/// call.extensions_mut().insert(Deadline::after(Duration::from_secs(5)));
+/// assert_eq!(svc.clone().oneshot(call).await.unwrap().unwrap(), "1000000u");
+/// let mut plain = http::Request::get("/").body(()).unwrap();
+/// plain.extensions_mut().insert(Deadline::after(Duration::from_secs(5)));
+/// assert_eq!(svc.oneshot(plain).await.unwrap(), None);
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PropagateDeadlineLayer {
     http_header: Option<HeaderName>,
+    max: Option<Duration>,
+    grpc_only: bool,
 }
 
 impl PropagateDeadlineLayer {
     /// Writes `grpc-timeout`.
     pub const fn new() -> Self {
-        PropagateDeadlineLayer { http_header: None }
+        PropagateDeadlineLayer {
+            http_header: None,
+            max: None,
+            grpc_only: false,
+        }
+    }
+
+    /// Never sends more than `max` (e.g. the attempt timeout, after which
+    /// this client gives up on the attempt anyway).
+    pub const fn max(mut self, max: Duration) -> Self {
+        self.max = Some(max);
+        self
+    }
+
+    /// Only writes to gRPC calls (`content-type: application/grpc...`).
+    pub const fn grpc_only(mut self) -> Self {
+        self.grpc_only = true;
+        self
     }
 
     /// Also writes `header` with the seconds left (e.g.
@@ -283,6 +398,8 @@ impl<S> Layer<S> for PropagateDeadlineLayer {
         PropagateDeadline {
             inner,
             http_header: self.http_header.clone(),
+            max: self.max,
+            grpc_only: self.grpc_only,
         }
     }
 }
@@ -292,11 +409,14 @@ impl<S> Layer<S> for PropagateDeadlineLayer {
 pub struct PropagateDeadline<S> {
     inner: S,
     http_header: Option<HeaderName>,
+    max: Option<Duration>,
+    grpc_only: bool,
 }
 
-impl<S, B> Service<http::Request<B>> for PropagateDeadline<S>
+impl<S, R> Service<R> for PropagateDeadline<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<R>,
+    R: DeadlineRequest,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -307,9 +427,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
-        if let Some(deadline) = req.extensions().get::<Deadline>().copied() {
+    fn call(&mut self, mut req: R) -> S::Future {
+        if self.grpc_only && !is_grpc(req.headers()) {
+            return self.inner.call(req);
+        }
+        if let Some(deadline) = req.deadline() {
             let left = deadline.remaining();
+            let left = self.max.map_or(left, |max| max.min(left));
             let caller = req
                 .headers()
                 .get(GRPC_TIMEOUT)
@@ -356,6 +480,22 @@ mod tests {
         assert_eq!(d.timeout(&req), Some(Duration::from_millis(500)));
         let req = http::Request::get("/").body(()).unwrap();
         assert_eq!(d.timeout(&req), None);
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn an_earlier_deadline_is_kept() {
+        use tower::{service_fn, ServiceExt};
+        let svc = DeadlineLayer::new(Some(Duration::from_secs(10))).layer(service_fn(
+            |req: http::Request<()>| async move {
+                Ok::<_, std::convert::Infallible>(req.extensions().get::<Deadline>().copied())
+            },
+        ));
+        let earlier = Deadline::after(Duration::from_secs(2));
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(earlier);
+        assert_eq!(svc.clone().oneshot(req).await.unwrap(), Some(earlier));
+        let got = svc.oneshot(http::Request::new(())).await.unwrap().unwrap();
+        assert_eq!(got.remaining(), Duration::from_secs(10));
     }
 
     proptest! {

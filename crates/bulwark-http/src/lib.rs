@@ -19,7 +19,8 @@
 //! - [`deadline`]: `grpc-timeout` (and an optional HTTP header) bounds the
 //!   work of a server (the [`ServerStack`] honours it) and is set on
 //!   outgoing requests from the time left (`DeadlineLayer`,
-//!   `PropagateDeadlineLayer`).
+//!   `PropagateDeadlineLayer`; the [`ClientStack`] does it for gRPC calls,
+//!   from its total timeout).
 //! - [`stack`]: ready-made [`ClientStack`] and [`ServerStack`] in the order
 //!   that works.
 //!

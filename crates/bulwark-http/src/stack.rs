@@ -25,6 +25,11 @@
 //! - The **bulkhead** is innermost: it bounds the connections and work in
 //!   flight to the transport; its rejections are local, not counted by the
 //!   breaker.
+//! - **Deadline propagation**: the call's deadline (the total timeout) is
+//!   stamped outside retry, and each attempt of a gRPC call carries the
+//!   time then left in `grpc-timeout` (at most the attempt timeout), so the
+//!   server can stop work nobody waits for ([`DeadlineLayer`],
+//!   [`PropagateDeadlineLayer`]).
 //!
 //! # Server
 //!
@@ -47,7 +52,9 @@
 use crate::body::ReplayGuardLayer;
 use crate::breaker::{host_breaker_layer, GrpcHostBreakerLayer, HostBreakerLayer, ServerOpenHint};
 use crate::classify::{GrpcClassifier, HttpClassifier};
-use crate::deadline::ServerDeadline;
+use crate::deadline::{
+    DeadlineLayer, PropagateDeadline, PropagateDeadlineLayer, ServerDeadline, SetDeadline,
+};
 use crate::optional::{Optional, OptionalLayer};
 use crate::pushback::ServerPushback;
 use crate::replay::HttpReplay;
@@ -108,6 +115,7 @@ impl std::error::Error for StackError {}
 /// | breaker | per authority (at most 1,024): 50% failures over the last 20 calls (at least 10), or 5 in a row; open 5 s | [`no_breaker`](Self::no_breaker) |
 /// | attempt timeout | 3 s | [`no_attempt_timeout`](Self::no_attempt_timeout) |
 /// | bulkhead | 256 in flight, fail fast | [`no_bulkhead`](Self::no_bulkhead) |
+/// | deadline propagation | each attempt of a gRPC call carries `grpc-timeout`: the time left of the total timeout (or of a [`Deadline`](crate::deadline::Deadline) the request carries), at most the attempt timeout | [`no_deadline_propagation`](Self::no_deadline_propagation); every request: [`propagate_deadline_always`](Self::propagate_deadline_always) |
 ///
 /// [`build`](Self::build) rejects what cannot work: an attempt timeout not
 /// shorter than the total timeout (retry could never run), zero attempts,
@@ -141,6 +149,8 @@ pub struct ClientStack<C = HttpClassifier> {
     breaker: Option<BreakerBuilder>,
     max_hosts: usize,
     bulkhead: Option<usize>,
+    /// `None`: off; `Some(false)`: gRPC calls; `Some(true)`: every request.
+    propagate: Option<bool>,
     classifier: C,
 }
 
@@ -162,6 +172,7 @@ impl ClientStack {
             breaker: Some(Self::default_breaker()),
             max_hosts: 1024,
             bulkhead: Some(256),
+            propagate: Some(false),
             classifier: HttpClassifier::new(),
         }
     }
@@ -296,6 +307,19 @@ impl<C> ClientStack<C> {
         self
     }
 
+    /// Writes `grpc-timeout` on every request, not only on gRPC calls
+    /// (a [`ServerStack`] honours it on any request).
+    pub fn propagate_deadline_always(mut self) -> Self {
+        self.propagate = Some(true);
+        self
+    }
+
+    /// Writes no `grpc-timeout`.
+    pub fn no_deadline_propagation(mut self) -> Self {
+        self.propagate = None;
+        self
+    }
+
     /// The classifier shared by retry and the breaker (default
     /// [`HttpClassifier`]; use [`GrpcClassifier`] for gRPC: the breaker then
     /// judges a streamed answer by the `grpc-status` in its trailers, when
@@ -316,6 +340,7 @@ impl<C> ClientStack<C> {
             breaker: self.breaker,
             max_hosts: self.max_hosts,
             bulkhead: self.bulkhead,
+            propagate: self.propagate,
             classifier,
         }
     }
@@ -477,9 +502,22 @@ impl<C: ClientClassifier> ClientStack<C> {
             }
             layer
         });
+        let propagate = self.propagate.map(|always| {
+            let layer = PropagateDeadlineLayer::new();
+            let layer = if always { layer } else { layer.grpc_only() };
+            match self.attempt_timeout {
+                Some(attempt) => layer.max(attempt),
+                None => layer,
+            }
+        });
         Ok(ClientLayer {
             total: self.total_timeout.map(TimeoutLayer::new),
+            deadline: self
+                .total_timeout
+                .filter(|_| propagate.is_some())
+                .map(|total| DeadlineLayer::new(Some(total))),
             retry,
+            propagate,
             guard: Identity::new(),
             breaker: self
                 .classifier
@@ -502,7 +540,9 @@ impl<C: ClientClassifier> ClientStack<C> {
 #[derive(Clone)]
 pub struct ClientLayer<C: ClientClassifier = HttpClassifier, G = Identity> {
     total: Option<TimeoutLayer>,
+    deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<C, ServerPushback, HttpReplay>>,
+    propagate: Option<PropagateDeadlineLayer>,
     guard: G,
     breakers: Option<KeyedBreakers<Authority>>,
     breaker: C::Breaker,
@@ -527,7 +567,9 @@ impl<C: ClientClassifier, G> ClientLayer<C, G> {
     pub fn replay_guard(self, guard: ReplayGuardLayer) -> ClientLayer<C, ReplayGuardLayer> {
         ClientLayer {
             total: self.total,
+            deadline: self.deadline,
             retry: self.retry,
+            propagate: self.propagate,
             guard,
             breakers: self.breakers,
             breaker: self.breaker,
@@ -558,12 +600,20 @@ pub type ClientBreaker<S, C> =
     <<C as ClientClassifier>::Breaker as Layer<ClientAttempt<S>>>::Service;
 /// The guard (identity unless [`ClientLayer::replay_guard`]).
 pub type ClientGuard<S, C, G> = <G as Layer<ClientBreaker<S, C>>>::Service;
+/// Writes each attempt's `grpc-timeout`, if on.
+pub type ClientPropagate<S, C, G> =
+    Optional<PropagateDeadline<ClientGuard<S, C, G>>, ClientGuard<S, C, G>>;
 /// Retry, if on.
-pub type ClientRetry<S, C, G> =
-    Optional<Retry<ClientGuard<S, C, G>, C, ServerPushback, HttpReplay>, ClientGuard<S, C, G>>;
+pub type ClientRetry<S, C, G> = Optional<
+    Retry<ClientPropagate<S, C, G>, C, ServerPushback, HttpReplay>,
+    ClientPropagate<S, C, G>,
+>;
+/// Stamps the call's deadline (from the total timeout), if propagating.
+pub type ClientDeadline<S, C, G> =
+    Optional<SetDeadline<ClientRetry<S, C, G>>, ClientRetry<S, C, G>>;
 /// The whole client stack around a transport `S`.
 pub type ClientService<S, C = HttpClassifier, G = Identity> =
-    Optional<Timeout<ClientRetry<S, C, G>>, ClientRetry<S, C, G>>;
+    Optional<Timeout<ClientDeadline<S, C, G>>, ClientDeadline<S, C, G>>;
 
 impl<S, C, G> Layer<S> for ClientLayer<C, G>
 where
@@ -578,7 +628,9 @@ where
         let s = OptionalLayer::new(self.attempt.clone()).layer(s);
         let s = self.breaker.layer(s);
         let s = self.guard.layer(s);
+        let s = OptionalLayer::new(self.propagate.clone()).layer(s);
         let s = OptionalLayer::new(self.retry.clone()).layer(s);
+        let s = OptionalLayer::new(self.deadline.clone()).layer(s);
         OptionalLayer::new(self.total.clone()).layer(s)
     }
 }
@@ -771,6 +823,90 @@ impl<S, M: Clone> Layer<S> for ServerLayer<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::GrpcClassifier;
+    use std::sync::{Arc, Mutex};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    /// Sends one call through `stack` to a server that always answers
+    /// UNAVAILABLE (trailers-only), and returns the `grpc-timeout` of each
+    /// attempt.
+    async fn timeouts_sent(stack: ClientStack<GrpcClassifier>, grpc: bool) -> Vec<String> {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let server = move |req: http::Request<String>| {
+            let t = req
+                .headers()
+                .get("grpc-timeout")
+                .map(|v| v.to_str().unwrap().to_owned());
+            log.lock().unwrap().push(t.unwrap_or_default());
+            std::future::ready(Ok::<_, std::io::Error>(
+                http::Response::builder()
+                    .header("grpc-status", "14")
+                    .body(String::new())
+                    .unwrap(),
+            ))
+        };
+        let svc = ServiceBuilder::new()
+            .layer(stack.build().unwrap())
+            .service(tower::service_fn(server));
+        let mut req = http::Request::post("http://a.example/pkg.Svc/Get");
+        if grpc {
+            req = req.header("content-type", "application/grpc");
+        }
+        let _ = svc.oneshot(req.body(String::new()).unwrap()).await;
+        let v = seen.lock().unwrap().clone();
+        v
+    }
+
+    fn grpc_stack() -> ClientStack<GrpcClassifier> {
+        ClientStack::new()
+            .classifier(GrpcClassifier::new())
+            .replay(HttpReplay::new().retry_all())
+            .no_breaker()
+            .max_attempts(3)
+            .backoff(Backoff::constant(Duration::from_millis(100)))
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn each_attempt_sends_the_time_then_left() {
+        let stack = grpc_stack()
+            .total_timeout(Duration::from_secs(2))
+            .no_attempt_timeout();
+        assert_eq!(
+            timeouts_sent(stack, true).await,
+            ["2000000u", "1900000u", "1800000u"]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn grpc_timeout_is_capped_by_the_attempt_timeout_and_only_for_grpc() {
+        let stack = || {
+            grpc_stack()
+                .total_timeout(Duration::from_millis(1150))
+                .attempt_timeout(Duration::from_secs(1))
+        };
+        // 1.15 s left, capped at the 1 s attempt timeout; then 1.05 s
+        // (capped); then 0.95 s.
+        assert_eq!(
+            timeouts_sent(stack(), true).await,
+            ["1000000u", "1000000u", "950000u"]
+        );
+        // Not a gRPC call: nothing, unless asked for.
+        assert_eq!(timeouts_sent(stack(), false).await, ["", "", ""]);
+        assert_eq!(
+            timeouts_sent(stack().propagate_deadline_always(), false).await,
+            ["1000000u", "1000000u", "950000u"]
+        );
+        assert_eq!(
+            timeouts_sent(stack().no_deadline_propagation(), true).await,
+            ["", "", ""]
+        );
+        // No total timeout: nothing to send.
+        assert_eq!(
+            timeouts_sent(grpc_stack().no_total_timeout(), true).await,
+            ["", "", ""]
+        );
+    }
 
     #[test]
     fn builder_checks() {
