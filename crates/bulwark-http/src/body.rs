@@ -15,6 +15,17 @@
 //! [`ReplayEvent`] listeners). The caller still gets the first attempt's
 //! answer.
 //!
+//! A body can also go over the cap *after* the answer arrived (the server
+//! answered before the upload ended, and the upload went on). Retry made
+//! its copy before the attempt was sent, so neither the mark nor the
+//! [`Replay`](bulwark_retry::Replay) hook can stop the next attempt: the
+//! guard does, by not sending the copy. That attempt fails at once with
+//! [`BodyNotReplayable`] (which stops retrying); the transport, the server
+//! and the breaker never see it. The caller then gets that error rather
+//! than the first answer, which the retry layer has already dropped:
+//! keeping it would take a retry layer that checks its copy again before
+//! each attempt and holds the previous answer through the backoff.
+//!
 //! ```
 //! use bulwark_http::body::ReplayBody;
 //! use bytes::Bytes;
@@ -342,8 +353,16 @@ where
 
     fn call(&mut self, req: http::Request<ReplayBody<B>>) -> Self::Future {
         let shared = req.body().shared.clone();
+        // A copy of a body that went over the cap after the copy was made
+        // (the server answered before the upload ended): it cannot be sent
+        // again, so it is not sent at all.
+        let inner = if req.body().pos == 0 && shared.lock().overflowed {
+            None
+        } else {
+            Some(self.inner.call(req))
+        };
         GuardFuture {
-            inner: self.inner.call(req),
+            inner,
             shared,
             listeners: self.listeners.clone(),
         }
@@ -353,8 +372,9 @@ where
 pin_project! {
     /// The response future of [`ReplayGuard`].
     pub struct GuardFuture<F, B> {
+        // `None`: the copy was refused before it was sent.
         #[pin]
-        inner: F,
+        inner: Option<F>,
         shared: Arc<Mutex<Shared<B>>>,
         listeners: Listeners<ReplayEvent>,
     }
@@ -375,7 +395,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx)).map_err(Into::into);
+        let Some(inner) = this.inner.as_pin_mut() else {
+            let limit = this.shared.lock().limit;
+            return Poll::Ready(Err(Box::new(BodyNotReplayable {
+                limit,
+                source: None,
+            })));
+        };
+        let result = ready!(inner.poll(cx)).map_err(Into::into);
         let (over, limit) = {
             let s = this.shared.lock();
             (s.overflowed, s.limit)
@@ -445,6 +472,34 @@ mod tests {
         assert!(bulwark_core::error::is_caused_by::<BodyNotReplayable>(
             &*err
         ));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_copy_over_the_cap_after_the_answer_is_not_sent() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tower::{service_fn, ServiceExt};
+        let sent = Arc::new(AtomicUsize::new(0));
+        let count = sent.clone();
+        // The server answers at once; the upload goes on after the answer.
+        let svc = ReplayGuardLayer::new().layer(service_fn(
+            move |req: http::Request<ReplayBody<Chunks>>| {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(req.into_body().collect());
+                async { Ok::<_, BoxError>(http::Response::new(())) }
+            },
+        ));
+        let body = ReplayBody::with_limit(chunks(4, 10), 25);
+        let copy = body.clone(); // what retry keeps for the next attempt
+        let res = svc.clone().oneshot(http::Request::new(body)).await.unwrap();
+        assert!(
+            res.extensions().get::<NotReplayed>().is_none(),
+            "not over yet"
+        );
+        tokio::task::yield_now().await; // the upload ends, over the cap
+        assert!(copy.is_over_limit());
+        let err = svc.oneshot(http::Request::new(copy)).await.unwrap_err();
+        assert!(err.is::<BodyNotReplayable>());
+        assert_eq!(sent.load(Ordering::SeqCst), 1, "the copy was not sent");
     }
 
     #[tokio::test]
