@@ -96,18 +96,14 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Future, C, H>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         // A decision from an earlier state is made again: a refusal (the
         // breaker may admit a probe by now), or an admission from before the
         // breaker changed state while we waited for the inner service.
         let admitted = matches!(&self.admission, Some(Ok(permit)) if !permit.is_stale());
-        if !admitted {
-            let decision = self.breaker.admit();
-            let refused = decision.is_err();
-            self.admission = Some(decision);
-            if refused {
-                return Poll::Ready(Ok(()));
-            }
+        if !admitted && self.admission.insert(self.breaker.admit()).is_err() {
+            return Poll::Ready(Ok(()));
         }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
@@ -123,6 +119,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         // Without `poll_ready` first (a caller's bug), decide now.
         let admission = self
