@@ -47,10 +47,7 @@ fn overhead(results: &[bulwark_benches::Measured], of: usize, against: usize) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = bulwark_benches::timer_runtime();
     let _enter = rt.enter();
 
     // 1. Closed, count window, all successes.

@@ -18,10 +18,7 @@ use tower::ServiceBuilder;
 static GLOBAL: Counting = &INSTRUMENTED_SYSTEM;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = bulwark_benches::timer_runtime();
     let _enter = rt.enter();
 
     let mut bare = Noop;

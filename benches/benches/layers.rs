@@ -16,10 +16,7 @@ use tower::Layer;
 static GLOBAL: bulwark_benches::Counting = &bulwark_benches::INSTRUMENTED_SYSTEM;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("runtime");
+    let rt = bulwark_benches::timer_runtime();
     let _guard = rt.enter();
 
     // Timeout.

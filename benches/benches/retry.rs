@@ -41,10 +41,7 @@ fn overhead(results: &[Measured], of: usize, against: usize) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
+    let rt = bulwark_benches::timer_runtime();
     let _enter = rt.enter();
 
     let mut bare = Noop;

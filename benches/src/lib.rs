@@ -46,6 +46,15 @@ pub fn is_bench() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
+/// A current-thread runtime with a timer, for the layers that need one;
+/// benchmarks enter it (`let _enter = rt.enter();`) and poll by hand.
+pub fn timer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime builds")
+}
+
 /// A service that answers at once and never fails: the cost of the layers
 /// around it is what is measured.
 #[derive(Clone, Copy, Debug, Default)]
