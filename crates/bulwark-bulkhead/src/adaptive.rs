@@ -92,16 +92,43 @@ pub trait LimitAlgorithm: Send + 'static {
     fn update(&mut self, sample: &Sample) -> usize;
 }
 
-fn clamp(limit: f64, min: usize, max: usize) -> f64 {
-    limit.clamp(min as f64, max as f64)
+/// The range a limit moves in; `min <= max` always holds.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    min: usize,
+    max: usize,
+}
+
+impl Bounds {
+    const DEFAULT: Bounds = Bounds { min: 1, max: 1000 };
+
+    /// At least 1; raises the maximum if it was lower.
+    fn with_min(self, min: usize) -> Self {
+        let min = min.max(1);
+        Bounds {
+            min,
+            max: self.max.max(min),
+        }
+    }
+
+    /// Never below the minimum.
+    fn with_max(self, max: usize) -> Self {
+        Bounds {
+            min: self.min,
+            max: max.max(self.min),
+        }
+    }
+
+    fn clamp(self, limit: f64) -> f64 {
+        limit.clamp(self.min as f64, self.max as f64)
+    }
 }
 
 /// Additive increase, multiplicative decrease (see the [module docs](self)).
 #[derive(Debug, Clone)]
 pub struct Aimd {
     limit: f64,
-    min: usize,
-    max: usize,
+    bounds: Bounds,
     backoff: f64,
     threshold: Duration,
 }
@@ -112,24 +139,24 @@ impl Aimd {
     pub fn new(initial: usize) -> Self {
         Aimd {
             limit: initial.max(1) as f64,
-            min: 1,
-            max: 1000,
+            bounds: Bounds::DEFAULT,
             backoff: 0.9,
             threshold: Duration::from_secs(1),
         }
     }
 
-    /// The lowest the limit goes (at least 1).
+    /// The lowest the limit goes (at least 1; the highest is raised to it
+    /// if it was lower).
     pub fn min_limit(mut self, min: usize) -> Self {
-        self.min = min.max(1);
-        self.limit = clamp(self.limit, self.min, self.max.max(self.min));
+        self.bounds = self.bounds.with_min(min);
+        self.limit = self.bounds.clamp(self.limit);
         self
     }
 
     /// The highest the limit goes.
     pub fn max_limit(mut self, max: usize) -> Self {
-        self.max = max.max(self.min);
-        self.limit = clamp(self.limit, self.min, self.max);
+        self.bounds = self.bounds.with_max(max);
+        self.limit = self.bounds.clamp(self.limit);
         self
     }
 
@@ -153,9 +180,9 @@ impl LimitAlgorithm for Aimd {
 
     fn update(&mut self, s: &Sample) -> usize {
         if s.dropped || s.latency > self.threshold {
-            self.limit = clamp((self.limit * self.backoff).floor(), self.min, self.max);
+            self.limit = self.bounds.clamp((self.limit * self.backoff).floor());
         } else if s.in_flight * 2 >= self.limit as usize {
-            self.limit = clamp(self.limit + 1.0, self.min, self.max);
+            self.limit = self.bounds.clamp(self.limit + 1.0);
         }
         self.limit as usize
     }
@@ -165,8 +192,7 @@ impl LimitAlgorithm for Aimd {
 #[derive(Clone)]
 pub struct Vegas {
     limit: f64,
-    min: usize,
-    max: usize,
+    bounds: Bounds,
     rtt_noload: Option<Duration>,
     probe_multiplier: usize,
     probe_count: usize,
@@ -179,8 +205,8 @@ impl fmt::Debug for Vegas {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vegas")
             .field("limit", &self.limit)
-            .field("min", &self.min)
-            .field("max", &self.max)
+            .field("min", &self.bounds.min)
+            .field("max", &self.bounds.max)
             .field("rtt_noload", &self.rtt_noload)
             .finish()
     }
@@ -191,8 +217,7 @@ impl Vegas {
     pub fn new(initial: usize) -> Self {
         Vegas {
             limit: initial.max(1) as f64,
-            min: 1,
-            max: 1000,
+            bounds: Bounds::DEFAULT,
             rtt_noload: None,
             probe_multiplier: 30,
             probe_count: 0,
@@ -202,17 +227,18 @@ impl Vegas {
         }
     }
 
-    /// The lowest the limit goes (at least 1).
+    /// The lowest the limit goes (at least 1; the highest is raised to it
+    /// if it was lower).
     pub fn min_limit(mut self, min: usize) -> Self {
-        self.min = min.max(1);
-        self.limit = clamp(self.limit, self.min, self.max.max(self.min));
+        self.bounds = self.bounds.with_min(min);
+        self.limit = self.bounds.clamp(self.limit);
         self
     }
 
     /// The highest the limit goes.
     pub fn max_limit(mut self, max: usize) -> Self {
-        self.max = max.max(self.min);
-        self.limit = clamp(self.limit, self.min, self.max);
+        self.bounds = self.bounds.with_max(max);
+        self.limit = self.bounds.clamp(self.limit);
         self
     }
 
@@ -283,13 +309,23 @@ impl LimitAlgorithm for Vegas {
             }
         };
         let next = (1.0 - self.smoothing) * self.limit + self.smoothing * target;
-        self.limit = clamp(next, self.min, self.max);
+        self.limit = self.bounds.clamp(next);
         self.limit as usize
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_minimum_above_the_maximum_raises_it_instead_of_panicking() {
+        let sample = Sample::new(Duration::from_millis(1), 1, false);
+        let mut a = Aimd::new(10).max_limit(5).min_limit(8);
+        assert_eq!(a.update(&sample), 8);
+        let mut v = Vegas::new(10).max_limit(5).min_limit(8);
+        assert_eq!(v.update(&sample), 8);
+    }
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
