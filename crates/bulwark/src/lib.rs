@@ -25,7 +25,9 @@
 //! named instances, health), `metrics` (everything reported through the
 //! `metrics` facade), `observe-axum` (a health and admin router) and
 //! `config` (TOML files and `BULWARK_` environment variables), as the
-//! `observe` and `config` modules.
+//! `observe` and `config` modules; `sim`, the virtual-time fault simulator
+//! that shows what a stack does while its upstream fails, and a chaos layer
+//! for game days.
 //!
 //! # Quick start
 //!
@@ -108,6 +110,10 @@ pub use bulwark_observe as observe;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub use bulwark_config as config;
+
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub use bulwark_sim as sim;
 
 mod builder;
 
