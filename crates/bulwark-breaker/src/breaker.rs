@@ -108,6 +108,7 @@ struct Inner {
     trips: u32,
     probes_in_flight: u32,
     probe_successes: u32,
+    probe_failures: u32,
     open_until: Instant,
     open_delays: Delays,
     random: Random,
@@ -165,6 +166,8 @@ pub struct Snapshot {
     pub probes_in_flight: u32,
     /// Successful probes so far (half-open).
     pub probe_successes: u32,
+    /// Failed or slow probes so far (half-open).
+    pub probe_failures: u32,
     /// How long the breaker has been in its state.
     pub time_in_state: Duration,
     /// How long until an open breaker admits a probe.
@@ -217,6 +220,7 @@ impl Breaker {
                 trips: 0,
                 probes_in_flight: 0,
                 probe_successes: 0,
+                probe_failures: 0,
                 open_until: now,
                 open_delays,
                 random,
@@ -413,12 +417,18 @@ impl Breaker {
             }
             if probe {
                 let now = now.unwrap_or_else(Instant::now);
+                let failed = match outcome {
+                    Outcome::Failure => Some(TransitionReason::ProbeFailed),
+                    Outcome::Success if slow => Some(TransitionReason::ProbeSlow),
+                    _ => None,
+                };
                 match outcome {
-                    Outcome::Failure => {
-                        Some(inner.transition(s, State::Open, TransitionReason::ProbeFailed, now))
-                    }
-                    Outcome::Success if slow => {
-                        Some(inner.transition(s, State::Open, TransitionReason::ProbeSlow, now))
+                    _ if failed.is_some() => {
+                        inner.probe_failures += 1;
+                        (inner.probe_failures >= inner.config.failures_to_reopen).then(|| {
+                            let reason = failed.unwrap_or(TransitionReason::ProbeFailed);
+                            inner.transition(s, State::Open, reason, now)
+                        })
                     }
                     Outcome::Success => {
                         inner.probe_successes += 1;
@@ -547,6 +557,7 @@ impl Breaker {
             consecutive_trips: inner.trips,
             probes_in_flight: inner.probes_in_flight,
             probe_successes: inner.probe_successes,
+            probe_failures: inner.probe_failures,
             time_in_state: now.saturating_duration_since(inner.since),
             next_probe_in: (inner.state == State::Open)
                 .then(|| inner.open_until.saturating_duration_since(now)),
@@ -711,6 +722,7 @@ impl Inner {
         self.epoch += 1;
         self.since = now;
         self.probe_successes = 0;
+        self.probe_failures = 0;
         match to {
             State::Open => {
                 self.trips = self.trips.saturating_add(1);

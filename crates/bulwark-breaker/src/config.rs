@@ -38,6 +38,7 @@ pub(crate) struct Config {
     pub(crate) open: Backoff,
     pub(crate) probes: u32,
     pub(crate) successes_to_close: u32,
+    pub(crate) failures_to_reopen: u32,
     pub(crate) history: usize,
     pub(crate) seed: Option<u64>,
 }
@@ -88,6 +89,7 @@ impl Default for BreakerBuilder {
                 open: Backoff::constant(Duration::from_secs(30)),
                 probes: 3,
                 successes_to_close: 3,
+                failures_to_reopen: 1,
                 history: 32,
                 seed: None,
             },
@@ -182,6 +184,17 @@ impl BreakerBuilder {
     /// Closes after `count` successful probes.
     pub fn successes_to_close(mut self, count: u32) -> Self {
         self.config.successes_to_close = count;
+        self
+    }
+
+    /// Opens again after `count` failed (or slow) probes in one half-open
+    /// period. With more than one, half-open judges the probes' success
+    /// ratio instead of reopening on any failure: `successes_to_close(2)`
+    /// with `failures_to_reopen(2)` and 3 probes is a majority vote, which
+    /// closes a breaker over an upstream that fails a third of its calls 3
+    /// times in 4, where "3 successes, no failure" closes it 3 times in 10.
+    pub fn failures_to_reopen(mut self, count: u32) -> Self {
+        self.config.failures_to_reopen = count;
         self
     }
 
@@ -298,6 +311,9 @@ impl BreakerBuilder {
         if c.successes_to_close == 0 {
             return Err(invalid("successes_to_close", "must be at least 1"));
         }
+        if c.failures_to_reopen == 0 {
+            return Err(invalid("failures_to_reopen", "must be at least 1"));
+        }
         c.open
             .validate()
             .map_err(|e| invalid("open_duration", e.to_string()))?;
@@ -344,6 +360,7 @@ mod tests {
         assert_eq!(field(b().without_failure_rate()), "failure_rate");
         assert_eq!(field(b().permitted_probes(0)), "permitted_probes");
         assert_eq!(field(b().successes_to_close(0)), "successes_to_close");
+        assert_eq!(field(b().failures_to_reopen(0)), "failures_to_reopen");
         assert_eq!(
             field(b().open_backoff(Backoff::exponential(Duration::from_secs(1), 0.5))),
             "open_duration"

@@ -23,6 +23,7 @@ struct Cfg {
     growing_open: bool,
     probes: u32,
     successes: u32,
+    failures: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +60,7 @@ fn cfg() -> impl Strategy<Value = Cfg> {
         any::<bool>(),
         1u32..4,
         1u32..4,
+        1u32..4,
     )
         .prop_map(
             |(
@@ -70,6 +72,7 @@ fn cfg() -> impl Strategy<Value = Cfg> {
                 growing_open,
                 probes,
                 successes,
+                failures,
             )| {
                 let minimum = match window {
                     Win::Count(n) => minimum.min(n),
@@ -90,6 +93,7 @@ fn cfg() -> impl Strategy<Value = Cfg> {
                     growing_open,
                     probes,
                     successes,
+                    failures,
                 }
             },
         )
@@ -119,6 +123,7 @@ fn build(cfg: &Cfg) -> Breaker {
         .minimum_calls(cfg.minimum)
         .permitted_probes(cfg.probes)
         .successes_to_close(cfg.successes)
+        .failures_to_reopen(cfg.failures)
         .history(0);
     b = match cfg.window {
         Win::Count(n) => b.count_window(n),
@@ -159,6 +164,7 @@ struct Model {
     open_until: u64,
     probes_in_flight: u32,
     probe_successes: u32,
+    probe_failures: u32,
     rejected: u64,
 }
 
@@ -183,6 +189,7 @@ impl Model {
             open_until: 0,
             probes_in_flight: 0,
             probe_successes: 0,
+            probe_failures: 0,
             rejected: 0,
         }
     }
@@ -215,6 +222,7 @@ impl Model {
         self.state = to;
         self.epoch += 1;
         self.probe_successes = 0;
+        self.probe_failures = 0;
         match to {
             State::Open => {
                 self.trips += 1;
@@ -312,8 +320,14 @@ impl Model {
         let slow = self.cfg.slow_rate.is_some() && self.now - p.start >= SLOW.as_millis() as u64;
         if p.probe {
             match outcome {
-                Outcome::Failure => self.go(State::Open),
-                Outcome::Success if slow => self.go(State::Open),
+                Outcome::Failure | Outcome::Success
+                    if outcome == Outcome::Failure || slow =>
+                {
+                    self.probe_failures += 1;
+                    if self.probe_failures >= self.cfg.failures {
+                        self.go(State::Open);
+                    }
+                }
                 Outcome::Success => {
                     self.probe_successes += 1;
                     if self.probe_successes >= self.cfg.successes {
@@ -446,6 +460,7 @@ async fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
             step
         );
         prop_assert_eq!(snap.probe_successes, model.probe_successes, "step {}", step);
+        prop_assert_eq!(snap.probe_failures, model.probe_failures, "step {}", step);
         prop_assert_eq!(snap.rejected, model.rejected, "step {}", step);
         prop_assert!(
             snap.probes_in_flight <= model.cfg.probes,
