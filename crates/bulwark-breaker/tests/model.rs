@@ -320,9 +320,7 @@ impl Model {
         let slow = self.cfg.slow_rate.is_some() && self.now - p.start >= SLOW.as_millis() as u64;
         if p.probe {
             match outcome {
-                Outcome::Failure | Outcome::Success
-                    if outcome == Outcome::Failure || slow =>
-                {
+                Outcome::Failure | Outcome::Success if outcome == Outcome::Failure || slow => {
                     self.probe_failures += 1;
                     if self.probe_failures >= self.cfg.failures {
                         self.go(State::Open);

@@ -54,7 +54,7 @@ pub mod body;
 pub mod breaker;
 pub mod classify;
 pub mod deadline;
-pub mod optional;
+pub use bulwark_stack::optional;
 pub mod parts;
 pub mod pushback;
 pub mod replay;

@@ -192,8 +192,44 @@ pub fn bulwark_http() -> Stack {
     })
 }
 
+/// Bulwark's recommended client stack ([`bulwark_stack::ClientStack`]) with
+/// its defaults, told the one thing a user must tell it: the caller's
+/// deadline, as its total timeout. Retries only idempotent requests, keys
+/// its breakers by host, and reads the rate-limited answers' retry-after.
+pub fn bulwark() -> Stack {
+    Stack::new("bulwark", |upstream, ctx: &mut StackContext| {
+        let layer = bulwark_stack::ClientStack::new()
+            .name("sim")
+            .total_timeout(ctx.scenario().deadline)
+            .classifier(classify)
+            .pushback(pushback)
+            .replay(IdempotentOnly)
+            .seed(ctx.seed())
+            .breaker_per_key(|req: &SimRequest| req.host, 1024)
+            .build()
+            .expect("the default stack is valid");
+        if let Some(breakers) = layer.breaker() {
+            let breakers = breakers.breakers().clone();
+            ctx.watch("breaker (worst host)", move || {
+                breakers
+                    .entries()
+                    .iter()
+                    .map(|(_, b)| crate::run::breaker_level(b.state()))
+                    .fold(0.0, f64::max)
+            });
+        }
+        ServiceBuilder::new().layer(layer).service(upstream)
+    })
+}
+
 /// The baselines and Bulwark's recommended stacks, in report order: what
 /// `cargo run --example simulate` runs.
 pub fn recommended_with_baselines() -> Vec<Stack> {
-    vec![none(), tower(), bulwark_defaults(), bulwark_http()]
+    vec![
+        none(),
+        tower(),
+        bulwark_defaults(),
+        bulwark(),
+        bulwark_http(),
+    ]
 }

@@ -17,6 +17,7 @@
 //! | `timeout`  | [`timeout`]   | fixed or per-request timeouts                         |
 //! | `bulkhead` | [`bulkhead`]  | concurrency limits: fail fast or bounded wait, adaptive |
 //! | `fallback` | [`fallback`]  | values, closures, backup services, stale-if-error     |
+//! | `stack`    | [`stack`]     | the recommended client stack for any service, in the order that works |
 //!
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
@@ -98,6 +99,10 @@ pub use bulwark_bulkhead as bulkhead;
 #[cfg(feature = "fallback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
 pub use bulwark_fallback as fallback;
+
+#[cfg(feature = "stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+pub use bulwark_stack as stack;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

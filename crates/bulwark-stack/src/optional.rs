@@ -7,7 +7,7 @@
 //! changing the stack's type.
 //!
 //! ```
-//! use bulwark_http::optional::OptionalLayer;
+//! use bulwark_stack::optional::OptionalLayer;
 //! use bulwark_timeout::TimeoutLayer;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};

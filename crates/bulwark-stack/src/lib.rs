@@ -1,0 +1,50 @@
+//! # The recommended client stack, for any tower service
+//!
+//! [`ClientStack`] puts Bulwark's layers in the order that works, gives
+//! them one classifier and one seed, and starts from defaults chosen by
+//! what they do in `bulwark-sim`'s scenarios:
+//!
+//! ```text
+//!  request ─▶ total timeout ─▶ retry (budget) ─▶ circuit breaker ─▶ attempt timeout ─▶ bulkhead ─▶ service
+//! ```
+//!
+//! - the **total timeout** bounds what the caller waits, and is the
+//!   deadline retry plans within: no retry is started that could not end
+//!   before it;
+//! - **retry** sits outside the breaker, so the breaker sees every attempt
+//!   and retry does not retry its refusals;
+//! - the **attempt timeout** sits inside the breaker, so a hung attempt is
+//!   a failure it counts;
+//! - the **bulkhead** is innermost: it bounds what really reaches the
+//!   service, and its refusals are local, not counted by the breaker.
+//!
+//! For HTTP and gRPC, `bulwark-http`'s stack adds status classification,
+//! `Retry-After`, idempotent replay and per-host breakers on the same
+//! order.
+//!
+//! ```
+//! use bulwark_stack::ClientStack;
+//! use bulwark_core::BoxError;
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), BoxError> {
+//! let svc = ServiceBuilder::new()
+//!     .layer(ClientStack::new().total_timeout(Duration::from_secs(2)).build()?)
+//!     .service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) });
+//! assert_eq!(svc.oneshot(41).await?, 42);
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod client;
+mod defaults;
+pub mod optional;
+
+pub use client::{
+    ClientLayer, ClientService, ClientStack, KeyedBy, MakeBreaker, OneBreaker, StackAttempt,
+    StackBreaker, StackBulkhead, StackRetry,
+};
