@@ -7,7 +7,7 @@ use crate::state::{State, Transition, TransitionReason};
 use crate::window::{CountWindow, Counts, TimeWindow, Window};
 use bulwark_core::backoff::{Delays, Random};
 use bulwark_core::classify::Outcome;
-use bulwark_core::clock::{Instant, TimeBase};
+use bulwark_core::clock::{self, Instant, TimeBase};
 use bulwark_core::error::CircuitOpen;
 use bulwark_core::event::Listeners;
 use parking_lot::Mutex;
@@ -622,8 +622,9 @@ impl Breaker {
     /// Only lengthens: an open time already longer is kept, and a breaker
     /// that is not [`Open`](State::Open) is left alone (a server asking for
     /// less load is not a reason to stop calling it). Returns whether the
-    /// open time was extended. A duration too long to represent is ignored;
-    /// callers cap what a server may ask.
+    /// open time was extended. A duration too long to represent (up to
+    /// `Duration::MAX`) saturates: the breaker stays open until reset, so
+    /// callers should cap what a server may ask.
     ///
     /// ```
     /// use bulwark_breaker::{Breaker, State};
@@ -644,9 +645,8 @@ impl Breaker {
         if inner.state != State::Open {
             return false;
         }
-        let Some(until) = Instant::now().checked_add(at_least) else {
-            return false;
-        };
+        // Too long to represent: held open "forever" (until reset).
+        let until = clock::saturating_add(Instant::now(), at_least);
         if until <= inner.open_until {
             return false;
         }
@@ -728,9 +728,7 @@ impl Inner {
                 self.trips = self.trips.saturating_add(1);
                 let delay = self.open_delays.next_delay();
                 // A delay too long to represent means "until reset".
-                self.open_until = now
-                    .checked_add(delay)
-                    .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600));
+                self.open_until = clock::saturating_add(now, delay);
                 s.hot
                     .open_until
                     .store(s.hot.base.nanos(self.open_until), Ordering::Release);
@@ -847,7 +845,6 @@ mod tests {
         assert_eq!(breaker.state(), State::Open);
         // Shorter than the open time: kept.
         assert!(!breaker.hold_open_for(Duration::from_secs(5)));
-        assert!(!breaker.hold_open_for(Duration::MAX));
         assert!(breaker.hold_open_for(Duration::from_secs(30)));
         tokio::time::advance(Duration::from_secs(29)).await;
         let err = breaker.try_acquire().unwrap_err();
@@ -856,6 +853,15 @@ mod tests {
         let permit = breaker.try_acquire().expect("probe admitted");
         assert!(permit.is_probe());
         permit.record(Outcome::Success);
+        assert_eq!(breaker.state(), State::Closed);
+        // Too long to represent: held open "forever", until a reset.
+        let _ = breaker.call_sync(|| Err::<(), _>("down"));
+        assert!(breaker.hold_open_for(Duration::MAX));
+        assert_eq!(
+            breaker.snapshot().next_probe_in,
+            Some(bulwark_core::clock::FAR_FUTURE)
+        );
+        breaker.reset();
         assert_eq!(breaker.state(), State::Closed);
     }
 }

@@ -7,7 +7,9 @@
 //! at once with [`BulkheadFull`]. When `max_keys`
 //! partitions exist, idle ones (nothing in flight) are forgotten to make room;
 //! if every partition is busy, a call with a new key is rejected, so memory
-//! stays bounded.
+//! stays bounded. A call's permit is taken under the same lock that evicts,
+//! so a partition is never forgotten while a call for its key is being
+//! admitted: the per-key limit holds at every instant.
 //!
 //! ```
 //! use bulwark_bulkhead::BulkheadLayer;
@@ -52,21 +54,45 @@ struct Partitions<K> {
     overflow: AtomicU64,
 }
 
+/// Why a keyed call got no permit.
+enum NoPermit {
+    /// The key's partition is at its limit.
+    Busy(Arc<Limiter>),
+    /// Every partition is busy and no new key fits.
+    NoRoom,
+}
+
 impl<K: Hash + Eq> Partitions<K> {
-    fn get(&self, key: K) -> Option<Arc<Limiter>> {
+    /// Takes a permit of `key`'s partition, creating the partition if there
+    /// is room.
+    ///
+    /// The permit is taken while the map lock is held: eviction (which also
+    /// runs under the lock) forgets only partitions with nothing in flight,
+    /// so a partition can never be forgotten between being looked up and
+    /// handing out its permit, and a key never has two limiters at once.
+    fn acquire(&self, key: K) -> Result<Permit, NoPermit> {
         let mut map = self.map.lock();
         if let Some(l) = map.get(&key) {
-            return Some(l.clone());
+            return if l.try_acquire() {
+                Ok(Permit::new(l.clone()))
+            } else {
+                Err(NoPermit::Busy(l.clone()))
+            };
         }
         if map.len() >= self.max_keys {
             map.retain(|_, l| l.in_flight() > 0);
             if map.len() >= self.max_keys {
-                return None;
+                return Err(NoPermit::NoRoom);
             }
         }
         let limiter = self.config.fail_fast().limiter();
-        map.insert(key, limiter.clone());
-        Some(limiter)
+        let permit = if limiter.try_acquire() {
+            Ok(Permit::new(limiter.clone()))
+        } else {
+            Err(NoPermit::Busy(limiter.clone()))
+        };
+        map.insert(key, limiter);
+        permit
     }
 }
 
@@ -201,16 +227,15 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.key)(&req);
-        match self.partitions.get(key) {
-            Some(limiter) if limiter.try_acquire() => {
-                let mut permit = Permit::new(limiter);
+        match self.partitions.acquire(key) {
+            Ok(mut permit) => {
                 permit.start();
                 ResponseFuture::called(self.inner.call(req), permit)
             }
-            Some(limiter) => {
+            Err(NoPermit::Busy(limiter)) => {
                 ResponseFuture::rejected(limiter.reject(BulkheadFullReason::AtCapacity))
             }
-            None => {
+            Err(NoPermit::NoRoom) => {
                 self.partitions.overflow.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!("keyed bulkhead has no room for another key");
                 let full = BulkheadFull::at_capacity();

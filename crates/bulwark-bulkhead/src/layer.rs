@@ -174,7 +174,9 @@ impl BulkheadBuilder {
     }
 
     /// When full, wait up to `max_wait` for a permit in a bounded FIFO queue
-    /// instead of failing at once. `Duration::ZERO` (the default) fails fast.
+    /// instead of failing at once. `Duration::ZERO` (the default) fails fast;
+    /// a wait too long to be a deadline (up to `Duration::MAX`) is capped at
+    /// [`FAR_FUTURE`](bulwark_core::clock::FAR_FUTURE), i.e. no time limit.
     pub fn max_wait(mut self, max_wait: Duration) -> Self {
         self.config.max_wait = max_wait;
         self

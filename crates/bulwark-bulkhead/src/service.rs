@@ -4,7 +4,7 @@ use crate::error::{BulkheadFull, BulkheadFullReason};
 use crate::future::ResponseFuture;
 use crate::limiter::{BulkheadHandle, Enqueued, Limiter, Permit, Slot};
 use crate::sync::Arc;
-use bulwark_core::clock::Instant;
+use bulwark_core::clock::{self, Instant};
 use bulwark_core::BoxError;
 use std::fmt;
 use std::future::Future;
@@ -148,7 +148,10 @@ impl<S> Bulkhead<S> {
                             return Poll::Ready(());
                         }
                         Ok(Enqueued::Waiting(slot)) => {
-                            let deadline = Instant::now() + self.limiter.max_wait;
+                            // A `max_wait` too long for a deadline waits "forever"
+                            // (capped far in the future) instead of panicking.
+                            let deadline =
+                                clock::saturating_add(Instant::now(), self.limiter.max_wait);
                             match &mut self.sleep {
                                 Some(sleep) => sleep.as_mut().reset(deadline),
                                 None => {

@@ -1,8 +1,11 @@
 //! The configuration of each layer: serde structs with documented defaults.
 //!
 //! Durations are written the humantime way: `"250ms"`, `"30s"`, `"5m"`,
-//! `"1h 30m"`. Unknown keys are errors (a typo never silently leaves a
-//! default in place). Every struct is `#[serde(default)]`: a key left out
+//! `"1h 30m"`, and none may be longer than [`MAX_DURATION`] (one year): a
+//! longer one (`"18446744073709551615s"`, `"500000000000y"`) is a typo or an
+//! attempt to say "never", and is refused with a [`ConfigError`] naming the
+//! setting rather than left to overflow a deadline. Unknown keys are errors
+//! (a typo never silently leaves a default in place). Every struct is `#[serde(default)]`: a key left out
 //! takes the shared default (`[defaults.<layer>]`), and that one the
 //! built-in default listed on each field.
 
@@ -15,6 +18,35 @@ use std::time::Duration;
 
 fn rate_ok(r: f64) -> bool {
     r > 0.0 && r <= 1.0
+}
+
+/// The longest duration any setting accepts: one year (365 days). Longer
+/// values are refused, naming the setting.
+///
+/// ```
+/// use bulwark_config::ResilienceConfig;
+///
+/// let err = ResilienceConfig::from_toml_str("[timeout.p]\ntotal = \"18446744073709551615s\"").unwrap_err();
+/// assert_eq!(err.path(), "timeout.p.total");
+/// assert!(err.reason().starts_with("must be at most 1 year"));
+/// ```
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Refuses the first of `durations` longer than [`MAX_DURATION`].
+fn check_durations<const N: usize>(
+    at: &str,
+    durations: [(&str, Option<Duration>); N],
+) -> Result<(), ConfigError> {
+    for (field, d) in durations {
+        if let Some(d) = d.filter(|d| *d > MAX_DURATION) {
+            return Err(ConfigError::invalid(
+                at,
+                field,
+                format!("must be at most 1 year (365 days), got {d:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Which calls a breaker's rates are computed over.
@@ -107,6 +139,15 @@ impl BreakerConfig {
     /// The first field that cannot work, and why.
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+        check_durations(
+            at,
+            [
+                ("window_duration", Some(self.window_duration)),
+                ("slow_call_duration", self.slow_call_duration),
+                ("open_for", Some(self.open_for)),
+                ("open_for_max", self.open_for_max),
+            ],
+        )?;
         match self.window {
             WindowKind::Count => {
                 if self.window_size == 0 {
@@ -136,6 +177,15 @@ impl BreakerConfig {
                     return err(
                         "window_buckets",
                         format!("must be between 1 and 10000, got {}", self.window_buckets),
+                    );
+                }
+                if self.window_duration.as_nanos() < u128::from(self.window_buckets) {
+                    return err(
+                        "window_duration",
+                        format!(
+                            "{:?} is too short for {} buckets (window_buckets): each bucket needs at least 1ns",
+                            self.window_duration, self.window_buckets
+                        ),
                     );
                 }
             }
@@ -190,10 +240,16 @@ impl BreakerConfig {
         if self.successes_to_close == 0 {
             return err("successes_to_close", "must be at least 1".into());
         }
-        // The builder's own checks, in case they know more.
-        self.builder()
-            .validate()
-            .map_err(|e| ConfigError::invalid(at, e.field(), e.reason().to_owned()))
+        // The builder's own checks, in case they know more. The builder
+        // calls the window setting `window`; here it is the length or size.
+        self.builder().validate().map_err(|e| {
+            let field = match (e.field(), self.window) {
+                ("window", WindowKind::Count) => "window_size",
+                ("window", WindowKind::Time) => "window_duration",
+                (field, _) => field,
+            };
+            ConfigError::invalid(at, field, e.reason().to_owned())
+        })
     }
 
     /// A breaker builder with these settings (not named, no listeners).
@@ -317,6 +373,16 @@ impl RetryConfig {
     /// The first field that cannot work, and why.
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
         let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+        check_durations(
+            at,
+            [
+                ("initial_backoff", Some(self.initial_backoff)),
+                ("backoff_step", Some(self.backoff_step)),
+                ("max_backoff", Some(self.max_backoff)),
+                ("max_pushback", Some(self.max_pushback)),
+                ("deadline", self.deadline),
+            ],
+        )?;
         if self.max_attempts == 0 {
             return err(
                 "max_attempts",
@@ -419,6 +485,7 @@ impl RetryBudgetConfig {
     ///
     /// The first field that cannot work, and why.
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_durations(at, [("window", Some(self.window))])?;
         self.budget().map(drop).map_err(|e| e.at(at))
     }
 
@@ -462,8 +529,17 @@ impl TimeoutConfig {
     ///
     /// # Errors
     ///
-    /// A zero limit, or an attempt timeout not shorter than the total.
+    /// A zero limit, one longer than [`MAX_DURATION`], or an attempt
+    /// timeout not shorter than the total.
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_durations(
+            at,
+            [
+                ("total", self.total),
+                ("attempt", self.attempt),
+                ("readiness", self.readiness),
+            ],
+        )?;
         for (field, d) in [
             ("total", self.total),
             ("attempt", self.attempt),
@@ -529,8 +605,10 @@ impl BulkheadConfig {
     ///
     /// # Errors
     ///
-    /// A limit of 0, or a wait with no room to wait in.
+    /// A limit of 0, a wait longer than [`MAX_DURATION`], or a wait with no
+    /// room to wait in.
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_durations(at, [("max_wait", Some(self.max_wait))])?;
         if self.max_concurrent == 0 {
             return Err(ConfigError::invalid(
                 at,
@@ -584,8 +662,10 @@ impl KeyedBreakerConfig {
     ///
     /// # Errors
     ///
-    /// No room for a key, or a zero idle timeout.
+    /// No room for a key, or a zero idle timeout (or one longer than
+    /// [`MAX_DURATION`]).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_durations(at, [("idle_timeout", Some(self.idle_timeout))])?;
         if self.max_keys == 0 {
             return Err(ConfigError::invalid(
                 at,

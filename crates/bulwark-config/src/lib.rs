@@ -9,7 +9,8 @@
 //!   shared defaults, named instances overriding them, and a global switch
 //!   that turns every layer into a pass-through.
 //! - Validation that names the setting and the reason ([`ConfigError`]);
-//!   never a panic, never a silent default.
+//!   never a panic, never a silent default. Durations are bounded by
+//!   [`MAX_DURATION`] (one year): longer ones are refused.
 //! - Client stacks per upstream from the configuration
 //!   ([`ResilienceConfig::client_layer`]), and reloads that apply new
 //!   thresholds to live instances without losing their state
@@ -46,7 +47,7 @@ mod stack;
 pub use error::{ConfigError, ReloadError};
 pub use layers::{
     BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RetryBudgetConfig, RetryConfig,
-    TimeoutConfig,
+    TimeoutConfig, MAX_DURATION,
 };
 pub use load::{Defaults, Loader, ResilienceConfig};
 pub use stack::ClientLayer;

@@ -6,6 +6,7 @@ use crate::layers::{
     TimeoutConfig,
 };
 use figment::providers::{Env, Format, Toml};
+use figment::value::Dict;
 use figment::{Figment, Provider};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -265,54 +266,93 @@ impl Loader {
 }
 
 /// The top level: the switch, and which names each layer has.
+///
+/// Every layer section and every instance in it must be a table: a value of
+/// another type (`[breaker]\npayments = 5`) is an error at its path, never
+/// read as "no settings" (`Figment::focus` sees a non-table as empty).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Top {
     #[serde(default = "yes")]
     enabled: bool,
     #[serde(default)]
-    #[allow(dead_code)] // read only to reject unknown layers
+    #[allow(dead_code)] // read only to reject unknown layers and non-tables
     defaults: TopDefaults,
     #[serde(default)]
-    breaker: BTreeMap<String, figment::value::Value>,
+    breaker: BTreeMap<String, Dict>,
     #[serde(default)]
-    retry: BTreeMap<String, figment::value::Value>,
+    retry: BTreeMap<String, Dict>,
     #[serde(default)]
-    timeout: BTreeMap<String, figment::value::Value>,
+    timeout: BTreeMap<String, Dict>,
     #[serde(default)]
-    bulkhead: BTreeMap<String, figment::value::Value>,
+    bulkhead: BTreeMap<String, Dict>,
     #[serde(default)]
-    retry_budget: BTreeMap<String, figment::value::Value>,
+    retry_budget: BTreeMap<String, Dict>,
     #[serde(default)]
-    keyed_breaker: BTreeMap<String, figment::value::Value>,
+    keyed_breaker: BTreeMap<String, Dict>,
 }
 
-/// Only checks that `[defaults]` holds known layers.
+/// Only checks that `[defaults]` holds known layers, each a table.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct TopDefaults {
-    breaker: Option<figment::value::Value>,
-    retry: Option<figment::value::Value>,
-    timeout: Option<figment::value::Value>,
-    bulkhead: Option<figment::value::Value>,
-    retry_budget: Option<figment::value::Value>,
-    keyed_breaker: Option<figment::value::Value>,
+    breaker: Option<Dict>,
+    retry: Option<Dict>,
+    timeout: Option<Dict>,
+    bulkhead: Option<Dict>,
+    retry_budget: Option<Dict>,
+    keyed_breaker: Option<Dict>,
 }
+
+/// The layer sections, as named in the file.
+const LAYERS: [&str; 6] = [
+    "breaker",
+    "retry",
+    "timeout",
+    "bulkhead",
+    "retry_budget",
+    "keyed_breaker",
+];
 
 fn yes() -> bool {
     true
 }
 
-fn from_figment(e: figment::Error, at: &str) -> ConfigError {
+/// `e` at `at`, its path cut to the `depth` levels settings have there:
+/// serde reports a bad enum value (`window = { a = 1 }`) one level inside
+/// it, and a struct read from an array (`defaults = [1]`) at an index.
+fn from_figment(e: figment::Error, at: &str, depth: usize) -> ConfigError {
     let origin = e.metadata.as_ref().map(|m| m.name.to_string());
     let mut path: Vec<String> = e.path.clone();
+    // The TOML parser hands a date-time over as a table with one private
+    // key: where a table belongs, that key shows up in the path or as an
+    // unknown field. The setting is the one holding the date-time.
+    let private = |key: &str| key.starts_with("$__toml_private");
+    let in_path = path.iter().position(|p| private(p));
+    if let Some(i) = in_path {
+        path.truncate(i);
+    }
+    let datetime = in_path.is_some()
+        || matches!(&e.kind, figment::error::Kind::UnknownField(field, _) if private(field));
+    let unknown = !datetime && matches!(e.kind, figment::error::Kind::UnknownField(..));
     if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-        if path.last() != Some(field) {
+        if unknown && path.last() != Some(field) {
             path.push(field.clone());
         }
     }
+    path.truncate(depth);
+    // Under `defaults`, only layer names are settings.
+    if at.is_empty()
+        && path.len() == 2
+        && path[0] == "defaults"
+        && !unknown
+        && !LAYERS.contains(&path[1].as_str())
+    {
+        path.truncate(1);
+    }
     let reason = match &e.kind {
+        _ if datetime => "invalid type: found a date-time, expected a table".to_owned(),
         figment::error::Kind::UnknownField(field, expected) => {
             format!("is not a known setting (`{field}`; expected one of {expected:?})")
         }
@@ -360,7 +400,7 @@ fn section<T: DeserializeOwned>(
     if name.is_some() {
         merged = merged.merge(figment.focus(&at));
     }
-    let value: T = merged.extract().map_err(|e| from_figment(e, &at))?;
+    let value: T = merged.extract().map_err(|e| from_figment(e, &at, 1))?;
     validate(&value, &at).map_err(|e| {
         // Say where the offending value came from (file or environment).
         let field = e
@@ -377,7 +417,7 @@ fn section<T: DeserializeOwned>(
 fn instances<T: DeserializeOwned>(
     figment: &Figment,
     kind: &str,
-    names: &BTreeMap<String, figment::value::Value>,
+    names: &BTreeMap<String, Dict>,
     validate: impl Fn(&T, &str) -> Result<(), ConfigError> + Copy,
 ) -> Result<BTreeMap<String, T>, ConfigError> {
     names
@@ -390,7 +430,7 @@ fn instances<T: DeserializeOwned>(
 }
 
 fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
-    let top: Top = figment.extract().map_err(|e| from_figment(e, ""))?;
+    let top: Top = figment.extract().map_err(|e| from_figment(e, "", 2))?;
     let defaults = Defaults {
         breaker: section(figment, "breaker", None, BreakerConfig::validate)?,
         retry: section(figment, "retry", None, RetryConfig::validate)?,

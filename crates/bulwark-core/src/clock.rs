@@ -7,6 +7,11 @@
 //! [`TimeBase`] turns instants into nanosecond offsets that fit an atomic,
 //! for state read on hot paths without a lock.
 //!
+//! [`saturating_add`] is how every layer turns a configured duration into a
+//! deadline: `Instant + Duration` panics when the sum does not fit (a limit
+//! of [`Duration::MAX`], a pushback of ten years), so a duration past
+//! [`FAR_FUTURE`] is taken to mean "never" and capped there instead.
+//!
 //! ```
 //! use bulwark_core::clock::{Instant, TimeBase};
 //! use std::time::Duration;
@@ -57,7 +62,10 @@ impl TimeBase {
     /// The instant `nanos` after the base.
     #[inline]
     pub fn instant(&self, nanos: u64) -> Instant {
-        self.start + Duration::from_nanos(nanos)
+        let d = Duration::from_nanos(nanos);
+        self.start
+            .checked_add(d)
+            .unwrap_or_else(|| saturating_add(self.start, d))
     }
 }
 
@@ -65,6 +73,29 @@ impl Default for TimeBase {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// How far ahead "never" is: 100 years, longer than any process lives, and
+/// short enough that `Instant + FAR_FUTURE` fits on every platform tokio
+/// supports and that a [`TimeBase`] (584 years) still holds the result.
+pub const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + d`, never panicking: a `d` beyond [`FAR_FUTURE`] (up to
+/// [`Duration::MAX`]) is capped at [`FAR_FUTURE`], i.e. "never".
+///
+/// ```
+/// use bulwark_core::clock::{saturating_add, Instant, FAR_FUTURE};
+/// use std::time::Duration;
+///
+/// let now = Instant::now();
+/// assert_eq!(saturating_add(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+/// assert_eq!(saturating_add(now, Duration::MAX), now + FAR_FUTURE);
+/// ```
+#[inline]
+pub fn saturating_add(at: Instant, d: Duration) -> Instant {
+    // `at + FAR_FUTURE` fits wherever tokio runs (tokio itself schedules
+    // "never" 30 years ahead); should it not, `at` keeps this from panicking.
+    at.checked_add(d.min(FAR_FUTURE)).unwrap_or(at)
 }
 
 /// A duration in whole nanoseconds, saturating at `u64::MAX`.

@@ -235,3 +235,28 @@ async fn events() {
     assert!(svc.oneshot(Do::Full).await.is_err());
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn stale_max_age_of_any_duration() {
+    // 0, 1 ns, a second, "forever": never a panic; an answer is served as
+    // long as its age is within the maximum.
+    for max_age in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_secs(1),
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+    ] {
+        let layer = FallbackLayer::stale_if_error(|_: &Do| 0u8, max_age, 4);
+        let svc = layer.layer(primary());
+        assert_eq!(svc.clone().oneshot(Do::Answer(7)).await.unwrap(), 7);
+        assert_eq!(
+            svc.clone().oneshot(Do::Fail).await.unwrap(),
+            7,
+            "{max_age:?}"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let served = svc.oneshot(Do::Fail).await.is_ok();
+        assert_eq!(served, max_age >= Duration::from_secs(2), "{max_age:?}");
+    }
+}

@@ -9,7 +9,7 @@
 //! | answer | HTTP default | gRPC default | breaker | retry |
 //! |---|---|---|---|---|
 //! | server broken | `5xx`, `408` | `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `INTERNAL`, `UNKNOWN` | failure | yes |
-//! | asks for less load | `429` | `RESOURCE_EXHAUSTED` | **not counted** | after the pushback |
+//! | asks for less load | `429`; a failure status marked `bulwark-shed` | `RESOURCE_EXHAUSTED` | **not counted** | after the pushback |
 //! | caller's fault | other `4xx` | `INVALID_ARGUMENT`, `NOT_FOUND`, ... | not counted | no |
 //! | transport error | connect refused, reset, timeout | same | failure | yes |
 //! | Bulwark rejection | open breaker, full bulkhead | same | not counted | no |
@@ -17,6 +17,17 @@
 //! Throttling is its own class ([`Outcome::Throttled`]): a server that says
 //! "slow down" is alive, and opening the breaker on it would throw away the
 //! capacity it still grants.
+//!
+//! A Bulwark server that sheds a request (its bulkhead is full) answers 503
+//! (or 429) with `Retry-After` and the [`SHED_HEADER`] marker
+//! (`bulwark-shed: 1`, see [`response`](crate::response)); the classifiers
+//! judge a marked answer whose status would be a failure as throttled, so a
+//! Bulwark client in front of a full Bulwark server backs off instead of
+//! opening its breaker on it. A bare 503, even with a `Retry-After`, is still
+//! a failure: that is how a server that is down says when to come back (and
+//! the breaker then stays open that long, see
+//! [`ServerOpenHint`](crate::breaker::ServerOpenHint)).
+//! [`HttpClassifier::ignore_shed_marker`] turns the marker off.
 //!
 //! ```
 //! use bulwark_core::{BoxError, Classify, Outcome};
@@ -34,6 +45,7 @@
 //! ```
 
 use crate::parts::ResponseParts;
+pub use crate::response::SHED_HEADER;
 use bulwark_core::{BoxError, Classify, Outcome};
 use http::HeaderMap;
 use std::fmt;
@@ -76,7 +88,9 @@ impl StatusSet {
 /// Requests` is throttled, `1xx`-`3xx` succeed, other `4xx` are
 /// [`Ignored`](Outcome::Ignored) (the caller's fault says nothing about the
 /// upstream). An `Err` is a failure unless it is a Bulwark rejection.
-/// A status in no set succeeds if below 400 and is ignored otherwise.
+/// A status in no set succeeds if below 400 and is ignored otherwise. An
+/// answer marked as shed ([`SHED_HEADER`]) whose status would be a failure
+/// is throttled (see the [module docs](self)).
 ///
 /// ```
 /// use bulwark_core::{BoxError, Classify, Outcome};
@@ -92,6 +106,8 @@ impl StatusSet {
 pub struct HttpClassifier {
     failure: StatusSet,
     throttled: StatusSet,
+    // Whether a failure status marked as shed is throttled.
+    shed_marker: bool,
 }
 
 impl HttpClassifier {
@@ -100,6 +116,7 @@ impl HttpClassifier {
         let mut c = HttpClassifier {
             failure: StatusSet::EMPTY,
             throttled: StatusSet::EMPTY,
+            shed_marker: true,
         };
         c.failure.set(500..=599, true);
         c.failure.set(408..=408, true);
@@ -131,7 +148,38 @@ impl HttpClassifier {
         self
     }
 
-    /// The class of one status code.
+    /// Judges answers marked as shed ([`SHED_HEADER`]) by their status alone,
+    /// like any other answer (by default, a marked answer whose status would
+    /// be a failure is throttled).
+    ///
+    /// ```
+    /// use bulwark_core::{BoxError, Classify, Outcome};
+    /// use bulwark_http::classify::{HttpClassifier, SHED_HEADER};
+    ///
+    /// let shed = Ok::<_, BoxError>(
+    ///     http::Response::builder().status(503).header(SHED_HEADER, "1").body(()).unwrap(),
+    /// );
+    /// assert_eq!(HttpClassifier::new().classify(&shed), Outcome::Throttled);
+    /// assert_eq!(HttpClassifier::new().ignore_shed_marker().classify(&shed), Outcome::Failure);
+    /// ```
+    pub const fn ignore_shed_marker(mut self) -> Self {
+        self.shed_marker = false;
+        self
+    }
+
+    /// The class of an answer: its status, and the shed marker.
+    #[inline]
+    pub fn classify_response<Res: ResponseParts>(&self, res: &Res) -> Outcome {
+        match self.classify_status(res.status()) {
+            Outcome::Failure if self.shed_marker && res.headers().contains_key(SHED_HEADER) => {
+                Outcome::Throttled
+            }
+            outcome => outcome,
+        }
+    }
+
+    /// The class of one status code (without the shed marker, which is in
+    /// the headers: see [`classify_response`](Self::classify_response)).
     #[inline]
     pub const fn classify_status(&self, status: http::StatusCode) -> Outcome {
         let s = status.as_u16();
@@ -167,7 +215,7 @@ impl<Res: ResponseParts> Classify<Res> for HttpClassifier {
     #[inline]
     fn classify(&self, result: &Result<Res, BoxError>) -> Outcome {
         match result {
-            Ok(res) => self.classify_status(res.status()),
+            Ok(res) => self.classify_response(res),
             Err(e) => Outcome::of_error(e),
         }
     }
@@ -229,7 +277,8 @@ const ALL_CODES: [GrpcCode; 17] = [
 /// in its headers carries it in its trailers: it is a success when the
 /// headers arrive, and [`classify_trailers`](Self::classify_trailers) judges
 /// the trailers at the end of the stream. A response whose HTTP status is
-/// not 2xx is judged by the HTTP defaults ([`HttpClassifier`]). With the
+/// not 2xx is judged by the HTTP defaults ([`HttpClassifier`], shed marker
+/// included). With the
 /// `tonic` feature, an `Err` carrying a `tonic::Status` is judged by its
 /// code.
 ///
@@ -273,6 +322,7 @@ impl GrpcClassifier {
             http: HttpClassifier {
                 failure: StatusSet::EMPTY,
                 throttled: StatusSet::EMPTY,
+                shed_marker: true,
             },
         }
         .with_http_defaults()
@@ -400,7 +450,7 @@ impl GrpcClassifier {
     pub fn classify_head<Res: ResponseParts>(&self, res: &Res) -> Outcome {
         let status = res.status();
         if !status.is_success() && res.headers().get("grpc-status").is_none() {
-            return self.http.classify_status(status);
+            return self.http.classify_response(res);
         }
         let value = match res.headers().get("grpc-status") {
             // The common answer, without building anything.
@@ -504,6 +554,54 @@ mod tests {
         let c = c.not_failure(500..=599).failure(404..=404);
         assert_eq!(c.classify(&res(503)), Outcome::Ignored);
         assert_eq!(c.classify(&res(404)), Outcome::Failure);
+    }
+
+    fn marked(status: u16, retry_after: bool) -> Result<http::Response<()>, BoxError> {
+        let mut res = http::Response::builder()
+            .status(status)
+            .header(SHED_HEADER, "1");
+        if retry_after {
+            res = res.header("retry-after", "1");
+        }
+        Ok(res.body(()).unwrap())
+    }
+
+    #[test]
+    fn shed_answers_are_throttled_not_failures() {
+        let http = HttpClassifier::new();
+        let grpc = GrpcClassifier::new();
+        for retry_after in [false, true] {
+            // What a Bulwark server sheds with.
+            assert_eq!(http.classify(&marked(503, retry_after)), Outcome::Throttled);
+            assert_eq!(http.classify(&marked(429, retry_after)), Outcome::Throttled);
+            assert_eq!(grpc.classify(&marked(503, retry_after)), Outcome::Throttled);
+            // The marker does not turn other answers into throttling.
+            assert_eq!(http.classify(&marked(200, retry_after)), Outcome::Success);
+            assert_eq!(http.classify(&marked(404, retry_after)), Outcome::Ignored);
+            // Turned off, the status decides.
+            let off = http.ignore_shed_marker();
+            assert_eq!(off.classify(&marked(503, retry_after)), Outcome::Failure);
+        }
+        // Without the marker a 503 fails, Retry-After or not: a server that
+        // is down says when to come back that way.
+        let down = Ok::<_, BoxError>(
+            http::Response::builder()
+                .status(503)
+                .header("retry-after", "20")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(http.classify(&down), Outcome::Failure);
+        assert_eq!(grpc.classify(&down), Outcome::Failure);
+        // A gRPC answer is judged by its grpc-status, marker or not.
+        let grpc_answer = Ok::<_, BoxError>(
+            http::Response::builder()
+                .header("grpc-status", "14")
+                .header(SHED_HEADER, "1")
+                .body(())
+                .unwrap(),
+        );
+        assert_eq!(grpc.classify(&grpc_answer), Outcome::Failure);
     }
 
     #[test]

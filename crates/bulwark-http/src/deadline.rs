@@ -179,13 +179,10 @@ impl<B> TimeoutPolicy<http::Request<B>> for ServerDeadline {
 pub struct Deadline(pub Instant);
 
 impl Deadline {
-    /// `budget` from now.
+    /// `budget` from now (a budget too long to represent is "never": see
+    /// [`saturating_add`](bulwark_core::clock::saturating_add)).
     pub fn after(budget: Duration) -> Self {
-        let now = Instant::now();
-        Deadline(
-            now.checked_add(budget)
-                .unwrap_or(now + Duration::from_secs(86_400 * 365)),
-        )
+        Deadline(bulwark_core::clock::saturating_add(Instant::now(), budget))
     }
 
     /// The time left (zero once passed).

@@ -2,7 +2,8 @@
 //! tonic and reqwest as if they were part of them.
 //!
 //! - [`classify`]: status-based classification ([`HttpClassifier`]: `5xx`
-//!   and `408` fail, `429` is throttled) and `grpc-status` classification
+//!   and `408` fail, `429` and answers marked as shed ([`SHED_HEADER`]) are
+//!   throttled) and `grpc-status` classification
 //!   ([`GrpcClassifier`], reusing tower-http's parser; a streaming answer's
 //!   trailers are judged by [`GrpcClassifier::classify_trailers`]).
 //! - [`pushback`]: `Retry-After` and `grpc-retry-pushback-ms`, parsed
@@ -13,7 +14,8 @@
 //! - [`body`]: [`ReplayBody`](body::ReplayBody) keeps a streaming body up to a
 //!   cap so it can be sent again.
 //! - [`response`]: Bulwark errors become responses (503 with `Retry-After`
-//!   for an open breaker, 504 for a timeout, ...) without a
+//!   for an open breaker, 503 with `Retry-After` and `bulwark-shed: 1` for a
+//!   shed request, 504 for a timeout, ...) without a
 //!   `HandleErrorLayer` closure ([`ErrorMapping`], [`MapErrorsLayer`]); with
 //!   the `tonic` feature, [`status`] maps them to `tonic::Status`.
 //! - [`deadline`]: `grpc-timeout` (and an optional HTTP header) bounds the
@@ -67,5 +69,5 @@ pub mod status;
 pub use classify::{GrpcClassifier, HttpClassifier};
 pub use pushback::ServerPushback;
 pub use replay::HttpReplay;
-pub use response::{ErrorMapping, MapErrorsLayer};
+pub use response::{ErrorMapping, MapErrorsLayer, SHED_HEADER};
 pub use stack::{ClientStack, ServerStack, StackError};

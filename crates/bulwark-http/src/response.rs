@@ -9,11 +9,20 @@
 //! | error (anywhere in the `source()` chain) | client mapping | server mapping |
 //! |---|---|---|
 //! | [`CircuitOpen`] | 503 + `Retry-After` (next probe) | 503 + `Retry-After` |
-//! | [`BulkheadFull`] | 503 (or 429) | 503 (or 429) |
+//! | [`BulkheadFull`] (shed) | 503 (or 429) + `Retry-After: 1` + `bulwark-shed: 1` | same |
 //! | [`Elapsed`] (a timeout) | 504 Gateway Timeout | 503 (or 408) |
 //! | anything else | 500 | 500 |
 //!
 //! The body is the error's message as `text/plain`.
+//!
+//! A shed answer says that the server is alive but full, so that clients do
+//! not mistake it for a failure: it carries a `Retry-After` (1 s by default,
+//! [`ErrorMapping::shed_retry_after`]) and the [`SHED_HEADER`] marker
+//! (`bulwark-shed: 1`). Bulwark's [`HttpClassifier`](crate::HttpClassifier)
+//! judges a marked answer as [`Throttled`](bulwark_core::Outcome::Throttled),
+//! not as a failure: a client's breaker does not open on a server that sheds
+//! load, and its retry waits the `Retry-After` (within its budget) before
+//! trying again.
 //!
 //! ```
 //! use bulwark_core::{error::CircuitOpen, BoxError};
@@ -50,6 +59,15 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// The header marking an answer as shed: `bulwark-shed: 1` on every answer
+/// an [`ErrorMapping`] makes of a full bulkhead ([`BulkheadFull`]).
+///
+/// It tells a client that the server refused the request because it is
+/// full, not because it is broken; [`HttpClassifier`](crate::HttpClassifier)
+/// reads it (see the [module docs](self)). Any server may send it on its own
+/// load-shedding answers to get the same treatment.
+pub const SHED_HEADER: &str = "bulwark-shed";
+
 /// The table from Bulwark errors to HTTP statuses; see the
 /// [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +76,7 @@ pub struct ErrorMapping {
     bulkhead_full: StatusCode,
     timeout: StatusCode,
     other: StatusCode,
+    shed_retry_after: Duration,
 }
 
 impl ErrorMapping {
@@ -68,6 +87,7 @@ impl ErrorMapping {
             bulkhead_full: StatusCode::SERVICE_UNAVAILABLE,
             timeout: StatusCode::GATEWAY_TIMEOUT,
             other: StatusCode::INTERNAL_SERVER_ERROR,
+            shed_retry_after: Duration::from_secs(1),
         }
     }
 
@@ -91,6 +111,28 @@ impl ErrorMapping {
     /// about their rate).
     pub const fn bulkhead_status(mut self, status: StatusCode) -> Self {
         self.bulkhead_full = status;
+        self
+    }
+
+    /// The `Retry-After` of a shed answer (a full bulkhead): 1 s by default,
+    /// rounded up to whole seconds. Short, because a full server frees up as
+    /// soon as calls complete; it only keeps clients from retrying at once.
+    ///
+    /// ```
+    /// use bulwark_core::{error::BulkheadFull, BoxError};
+    /// use bulwark_http::response::{ErrorMapping, SHED_HEADER};
+    /// use std::time::Duration;
+    ///
+    /// let full: BoxError = BulkheadFull::at_capacity().into();
+    /// let res: http::Response<String> = ErrorMapping::server().response(&full);
+    /// assert_eq!((res.headers()["retry-after"].as_bytes(), res.headers()[SHED_HEADER].as_bytes()), (&b"1"[..], &b"1"[..]));
+    /// let res: http::Response<String> = ErrorMapping::server()
+    ///     .shed_retry_after(Duration::from_millis(2500))
+    ///     .response(&full);
+    /// assert_eq!(res.headers()["retry-after"], "3");
+    /// ```
+    pub const fn shed_retry_after(mut self, after: Duration) -> Self {
+        self.shed_retry_after = after;
         self
     }
 
@@ -119,16 +161,30 @@ impl ErrorMapping {
         }
     }
 
-    /// The `Retry-After` to send for `error`: the time until an open breaker
-    /// probes again, rounded up to whole seconds.
+    /// The `Retry-After` to send for `error`, rounded up to whole seconds:
+    /// the time until an open breaker probes again, or for a shed request
+    /// (a full bulkhead) the [`shed_retry_after`](Self::shed_retry_after).
     pub fn retry_after(&self, error: &(dyn Error + 'static)) -> Option<Duration> {
-        let after = find::<CircuitOpen>(error)?.retry_after()?;
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        let after = match find::<CircuitOpen>(error) {
+            Some(open) => open.retry_after()?,
+            None if self.is_shed(error) => self.shed_retry_after,
+            None => return None,
+        };
+        let secs = after
+            .as_secs()
+            .saturating_add(u64::from(after.subsec_nanos() > 0));
         Some(Duration::from_secs(secs))
     }
 
-    /// The response for `error`: its status, `Retry-After` when known, and
-    /// the error's message as a `text/plain` body.
+    /// Whether `error` sheds the request: a full bulkhead (and no open
+    /// breaker, which says something about the upstream instead).
+    fn is_shed(&self, error: &(dyn Error + 'static)) -> bool {
+        !is_caused_by::<CircuitOpen>(error) && is_caused_by::<BulkheadFull>(error)
+    }
+
+    /// The response for `error`: its status, `Retry-After` when known, the
+    /// [`SHED_HEADER`] marker for a shed request, and the error's message as
+    /// a `text/plain` body.
     pub fn response<B: From<String>>(&self, error: &BoxError) -> http::Response<B> {
         let mut res = http::Response::new(B::from(error.to_string()));
         *res.status_mut() = self.status(&**error);
@@ -139,6 +195,12 @@ impl ErrorMapping {
         );
         if let Some(after) = self.retry_after(&**error) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        }
+        if self.is_shed(&**error) {
+            headers.insert(
+                http::HeaderName::from_static(SHED_HEADER),
+                HeaderValue::from_static("1"),
+            );
         }
         res
     }
@@ -358,5 +420,34 @@ mod tests {
         let open: BoxError = CircuitOpen::new(Some(Duration::from_secs(3))).into();
         let res: http::Response<String> = ErrorMapping::client().response(&open);
         assert_eq!(res.headers()["retry-after"], "3");
+        assert!(
+            res.headers().get(SHED_HEADER).is_none(),
+            "an open breaker is not shedding"
+        );
+    }
+
+    #[test]
+    fn shed_answers_say_so() {
+        let full: BoxError = BulkheadFull::at_capacity().into();
+        for mapping in [ErrorMapping::client(), ErrorMapping::server()] {
+            for status in [
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::TOO_MANY_REQUESTS,
+            ] {
+                let res: http::Response<String> = mapping.bulkhead_status(status).response(&full);
+                assert_eq!(res.status(), status);
+                assert_eq!(res.headers()["retry-after"], "1");
+                assert_eq!(res.headers()[SHED_HEADER], "1");
+            }
+        }
+        let res: http::Response<String> = ErrorMapping::server()
+            .shed_retry_after(Duration::MAX)
+            .response(&full);
+        assert_eq!(res.headers()["retry-after"], u64::MAX.to_string().as_str());
+        // A timeout is not shedding: no marker, no Retry-After.
+        let timeout: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
+        let res: http::Response<String> = ErrorMapping::server().response(&timeout);
+        assert!(res.headers().get(SHED_HEADER).is_none());
+        assert!(res.headers().get("retry-after").is_none());
     }
 }

@@ -41,7 +41,12 @@
 //!   error (503 + `Retry-After`, 504, ...; see [`ErrorMapping`]).
 //! - The **bulkhead** sheds load before any work is done: a request over the
 //!   limit is answered at once with a 503 (or 429), which is cheap, instead of
-//!   queueing behind requests that will time out.
+//!   queueing behind requests that will time out. A shed answer carries
+//!   `Retry-After: 1` ([`ServerStack::shed_retry_after`]) and
+//!   `bulwark-shed: 1` ([`SHED_HEADER`](crate::SHED_HEADER)), so that a
+//!   client tells "full, come back in a moment" from "broken": a
+//!   [`ClientStack`] in front judges it throttled, backs off and retries
+//!   within its budget, and its breaker stays closed.
 //! - The **timeout** is inside the bulkhead so a permit is held for at most
 //!   the timeout; it honours the caller's `grpc-timeout` when shorter
 //!   ([`ServerDeadline`]).
@@ -640,7 +645,7 @@ where
 /// | part | default | off |
 /// |---|---|---|
 /// | errors → responses | [`ErrorMapping::server`] | always on |
-/// | bulkhead | 512 in flight, the rest shed at once (503) | [`no_bulkhead`](Self::no_bulkhead) |
+/// | bulkhead | 512 in flight, the rest shed at once (503 + `Retry-After: 1` + `bulwark-shed: 1`) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | request timeout | 30 s, or the caller's `grpc-timeout` if shorter | [`no_timeout`](Self::no_timeout) |
 ///
 /// ```
@@ -720,6 +725,13 @@ impl ServerStack {
     /// common choice).
     pub fn shed_status(mut self, status: http::StatusCode) -> Self {
         self.mapping = self.mapping.bulkhead_status(status);
+        self
+    }
+
+    /// The `Retry-After` of a shed request (1 s by default, rounded up to
+    /// whole seconds; see [`ErrorMapping::shed_retry_after`]).
+    pub fn shed_retry_after(mut self, after: Duration) -> Self {
+        self.mapping = self.mapping.shed_retry_after(after);
         self
     }
 

@@ -50,7 +50,11 @@ impl<F> ResponseFuture<F> {
         ResponseFuture {
             response: Inner::Response { future },
             sleep: None,
-            limit: Some((limit, Instant::now() + limit)),
+            // A limit too long for a deadline to be represented (say
+            // `Duration::MAX`) never fires: the request is unlimited.
+            limit: Instant::now()
+                .checked_add(limit)
+                .map(|deadline| (limit, deadline)),
             listeners,
         }
     }

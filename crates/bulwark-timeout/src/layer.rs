@@ -35,6 +35,10 @@ pub struct TimeoutLayer<P = Duration> {
 
 impl TimeoutLayer<Duration> {
     /// The same limit for every request.
+    ///
+    /// Any duration is accepted: `Duration::ZERO` fails every request that
+    /// is not ready at once, and a limit too long to be a deadline (such as
+    /// `Duration::MAX`) never fires.
     pub const fn new(limit: Duration) -> Self {
         TimeoutLayer {
             policy: limit,
@@ -62,7 +66,8 @@ impl<P> TimeoutLayer<P> {
     ///
     /// When it elapses, the next `call` fails at once with
     /// [`Elapsed`](crate::Elapsed) for
-    /// [`Limit::Readiness`](crate::error::Limit::Readiness).
+    /// [`Limit::Readiness`](crate::error::Limit::Readiness). As for the
+    /// request limit, a `limit` too long to be a deadline never fires.
     pub fn readiness_timeout(mut self, limit: Duration) -> Self {
         self.readiness = Some(limit);
         self

@@ -145,8 +145,11 @@ where
         // Only a service that is not ready at once pays for a timer; the box
         // is reused by later waits.
         if !self.waiting {
+            // A limit too long for a deadline to be represented never fires.
+            let Some(deadline) = Instant::now().checked_add(limit) else {
+                return Poll::Pending;
+            };
             self.waiting = true;
-            let deadline = Instant::now() + limit;
             match &mut self.ready_sleep {
                 Some(sleep) => sleep.as_mut().reset(deadline),
                 None => self.ready_sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),

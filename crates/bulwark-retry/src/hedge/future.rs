@@ -3,7 +3,7 @@
 use super::HedgeShared;
 use crate::event::{GiveUpReason, RetryEvent};
 use crate::replay::Replay;
-use bulwark_core::clock::Instant;
+use bulwark_core::clock::{self, Instant};
 use bulwark_core::{BoxError, Classify};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -73,7 +73,7 @@ where
     ) -> Self {
         let timer = if shared.max_hedges > 0 {
             Timer::Armed {
-                sleep: tokio::time::sleep_until(start + shared.delay()),
+                sleep: tokio::time::sleep_until(clock::saturating_add(start, shared.delay())),
             }
         } else {
             Timer::Off
@@ -232,7 +232,7 @@ where
             });
             if more {
                 this.timer.set(Timer::Armed {
-                    sleep: tokio::time::sleep_until(now + shared.delay()),
+                    sleep: tokio::time::sleep_until(clock::saturating_add(now, shared.delay())),
                 });
             } else {
                 this.timer.set(Timer::Off);
