@@ -26,7 +26,7 @@
 //! When no other attempt is made, the last result is returned as it was: an
 //! HTTP 503 stays a response. When a retry is turned away by a local
 //! rejection (the breaker opened during the call), the last upstream answer
-//! is returned instead, or a [`RetryRejected`](error::RetryRejected) error
+//! is returned instead, or a [`RetryRejected`] error
 //! that tells both ([`error`]). [`event`]s (and `tracing`) tell how many
 //! attempts ran and why retrying stopped.
 //!
