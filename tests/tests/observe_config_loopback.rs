@@ -135,8 +135,13 @@ async fn config_stack_health_reload_and_admin_over_loopback() {
 
     // The upstream fails with 503s: two calls of two attempts each; the
     // third failure opens the breaker, which rejects the fourth attempt.
+    // That call still gets the upstream's last answer, the 503, not the
+    // breaker's rejection (issue 15: errors that tell the truth).
     up.failing.store(true, Ordering::SeqCst);
     assert_eq!(call_status(&client).await, 503);
+    assert_eq!(call_status(&client).await, 503);
+    assert_eq!(up.served.load(Ordering::SeqCst), 1 + 3);
+    // The next call is rejected at once.
     let err = client.clone().oneshot("/".into()).await.unwrap_err();
     assert!(bulwark::error::is_caused_by::<bulwark::error::CircuitOpen>(
         &*err

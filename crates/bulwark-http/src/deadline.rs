@@ -241,6 +241,36 @@ impl DeadlineRequest for reqwest::Request {
     }
 }
 
+/// The retry hook that reads the [`Deadline`] a request carries (see
+/// [`RetryLayer::deadline_from`](bulwark_retry::RetryLayer::deadline_from)),
+/// so that retry knows when the caller gives up: a retry that cannot come
+/// before it is not made, and the last answer is returned at once. The
+/// [`ClientStack`](crate::ClientStack) uses it.
+///
+/// ```
+/// use bulwark_http::deadline::{CarriedDeadline, Deadline};
+/// use bulwark_retry::policy::RequestDeadline;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let mut req = http::Request::new(());
+/// assert_eq!(CarriedDeadline.deadline(&req), None);
+/// let deadline = Deadline::after(Duration::from_secs(2));
+/// req.extensions_mut().insert(deadline);
+/// assert_eq!(CarriedDeadline.deadline(&req), Some(deadline.0));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarriedDeadline;
+
+impl<R: DeadlineRequest> bulwark_retry::policy::RequestDeadline<R> for CarriedDeadline {
+    #[inline]
+    fn deadline(&self, request: &R) -> Option<Instant> {
+        DeadlineRequest::deadline(request).map(|d| d.0)
+    }
+}
+
 /// Whether `headers` say the request is a gRPC call (`content-type:
 /// application/grpc...`).
 pub fn is_grpc(headers: &HeaderMap) -> bool {

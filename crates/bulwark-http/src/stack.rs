@@ -11,7 +11,12 @@
 //! - **Retry** is inside it, so no retry outlives the caller; it retries
 //!   failures and throttled answers (after the server's `Retry-After`), only
 //!   for idempotent requests, under a budget shared by every clone so that
-//!   retries cannot turn an outage into a storm.
+//!   retries cannot turn an outage into a storm. It knows the deadline: the
+//!   total timeout, or the [`Deadline`](crate::deadline::Deadline) the
+//!   request carries if earlier ([`CarriedDeadline`]). A retry that could not
+//!   start before it (a `Retry-After: 20` against a 10 s total timeout) is
+//!   not waited for: the caller gets the server's answer (the 503, the 429)
+//!   at once, not the timeout's error 10 s later.
 //! - The **breaker** is inside retry so it sees every attempt (and retry
 //!   does not retry its rejections: they are local, `Rejected`). It is keyed
 //!   per authority, so one bad host does not cut off the others, and it does
@@ -58,7 +63,8 @@ use crate::body::ReplayGuardLayer;
 use crate::breaker::{host_breaker_layer, GrpcHostBreakerLayer, HostBreakerLayer, ServerOpenHint};
 use crate::classify::{GrpcClassifier, HttpClassifier};
 use crate::deadline::{
-    DeadlineLayer, PropagateDeadline, PropagateDeadlineLayer, ServerDeadline, SetDeadline,
+    CarriedDeadline, DeadlineLayer, PropagateDeadline, PropagateDeadlineLayer, ServerDeadline,
+    SetDeadline,
 };
 use crate::optional::{Optional, OptionalLayer};
 use crate::pushback::ServerPushback;
@@ -116,7 +122,7 @@ impl std::error::Error for StackError {}
 /// | part | default | off |
 /// |---|---|---|
 /// | total timeout | 10 s | [`no_total_timeout`](Self::no_total_timeout) |
-/// | retry | 3 attempts, exponential from 100 ms (x2, full jitter, at most 2 s), budget 20% + 10/s, `Retry-After` up to 30 s, idempotent requests only | [`no_retry`](Self::no_retry) |
+/// | retry | 3 attempts, exponential from 100 ms (x2, full jitter, at most 2 s), budget 20% + 10/s, `Retry-After` up to 30 s, idempotent requests only; no retry that cannot start before the total timeout (or the request's [`Deadline`](crate::deadline::Deadline)) ends: the last answer at once instead | [`no_retry`](Self::no_retry) |
 /// | breaker | per authority (at most 1,024): 50% failures over the last 20 calls (at least 10), or 5 in a row; open 5 s | [`no_breaker`](Self::no_breaker) |
 /// | attempt timeout | 3 s | [`no_attempt_timeout`](Self::no_attempt_timeout) |
 /// | bulkhead | 256 in flight, fail fast | [`no_bulkhead`](Self::no_bulkhead) |
@@ -497,7 +503,13 @@ impl<C: ClientClassifier> ClientStack<C> {
                 .max_pushback(self.max_pushback)
                 .classifier(self.classifier.clone())
                 .pushback(ServerPushback::new().max(self.max_pushback))
-                .replay(self.replay);
+                .replay(self.replay)
+                .deadline_from(CarriedDeadline);
+            // The total timeout starts with retry's call: give retry the same
+            // limit, so that it does not schedule what the timeout would cut.
+            if let Some(total) = self.total_timeout {
+                layer = layer.deadline(total);
+            }
             if let Some(budget) = self.budget.clone() {
                 layer = layer.budget(budget);
             }
@@ -546,7 +558,7 @@ impl<C: ClientClassifier> ClientStack<C> {
 pub struct ClientLayer<C: ClientClassifier = HttpClassifier, G = Identity> {
     total: Option<TimeoutLayer>,
     deadline: Option<DeadlineLayer>,
-    retry: Option<RetryLayer<C, ServerPushback, HttpReplay>>,
+    retry: Option<RetryLayer<C, ServerPushback, HttpReplay, CarriedDeadline>>,
     propagate: Option<PropagateDeadlineLayer>,
     guard: G,
     breakers: Option<KeyedBreakers<Authority>>,
@@ -610,7 +622,7 @@ pub type ClientPropagate<S, C, G> =
     Optional<PropagateDeadline<ClientGuard<S, C, G>>, ClientGuard<S, C, G>>;
 /// Retry, if on.
 pub type ClientRetry<S, C, G> = Optional<
-    Retry<ClientPropagate<S, C, G>, C, ServerPushback, HttpReplay>,
+    Retry<ClientPropagate<S, C, G>, C, ServerPushback, HttpReplay, CarriedDeadline>,
     ClientPropagate<S, C, G>,
 >;
 /// Stamps the call's deadline (from the total timeout), if propagating.
@@ -918,6 +930,98 @@ mod tests {
             timeouts_sent(grpc_stack().no_total_timeout(), true).await,
             ["", "", ""]
         );
+    }
+
+    /// A server that answers `status` with `Retry-After: retry_after`, and
+    /// counts its calls.
+    fn throttling(
+        status: u16,
+        retry_after: &'static str,
+    ) -> (
+        impl tower::Service<
+                http::Request<String>,
+                Response = http::Response<String>,
+                Error = std::io::Error,
+                Future = impl Send,
+            > + Clone,
+        Arc<Mutex<u32>>,
+    ) {
+        let calls = Arc::new(Mutex::new(0));
+        let count = calls.clone();
+        let server = tower::service_fn(move |_: http::Request<String>| {
+            *count.lock().unwrap() += 1;
+            std::future::ready(Ok::<_, std::io::Error>(
+                http::Response::builder()
+                    .status(status)
+                    .header("retry-after", retry_after)
+                    .body(String::new())
+                    .unwrap(),
+            ))
+        });
+        (server, calls)
+    }
+
+    fn get() -> http::Request<String> {
+        http::Request::get("http://a.example/")
+            .body(String::new())
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn a_retry_after_past_the_total_timeout_returns_the_answer_at_once() {
+        // Issue 12, defect 4: the default stack (10 s total timeout) against a
+        // 503 with Retry-After: 20 used to wait 10 s and fail with "request
+        // timed out". Ten years, and 1e26 s (saturating), the same.
+        for after in ["20", "315360000", "100000000000000000000000000"] {
+            let (server, calls) = throttling(503, after);
+            let svc = ServiceBuilder::new()
+                .layer(ClientStack::new().build().unwrap())
+                .service(server);
+            let start = tokio::time::Instant::now();
+            let res = svc.oneshot(get()).await.expect("the server's answer");
+            assert_eq!(res.status(), 503, "Retry-After: {after}");
+            assert_eq!(start.elapsed(), Duration::ZERO, "Retry-After: {after}");
+            assert_eq!(*calls.lock().unwrap(), 1);
+        }
+        // A 429 whose Retry-After fits is honoured, to the millisecond.
+        let (server, calls) = throttling(429, "4");
+        let svc = ServiceBuilder::new()
+            .layer(ClientStack::new().build().unwrap())
+            .service(server);
+        let start = tokio::time::Instant::now();
+        let res = svc.oneshot(get()).await.unwrap();
+        assert_eq!(res.status(), 429);
+        // 0, 4 s, 8 s; a third retry at 12 s would pass the 10 s deadline.
+        assert_eq!(*calls.lock().unwrap(), 3);
+        assert_eq!(start.elapsed(), Duration::from_secs(8));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn retry_reads_the_deadline_the_request_carries() {
+        let (server, calls) = throttling(429, "2");
+        let svc = ServiceBuilder::new()
+            .layer(ClientStack::new().build().unwrap())
+            .service(server);
+        let mut req = get();
+        req.extensions_mut()
+            .insert(crate::deadline::Deadline::after(Duration::from_secs(1)));
+        let start = tokio::time::Instant::now();
+        let res = svc.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), 429);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(*calls.lock().unwrap(), 1);
+        // Without a total timeout, the request's deadline alone counts.
+        let (server, calls) = throttling(429, "2");
+        let svc = ServiceBuilder::new()
+            .layer(ClientStack::new().no_total_timeout().build().unwrap())
+            .service(server);
+        let mut req = get();
+        req.extensions_mut()
+            .insert(crate::deadline::Deadline::after(Duration::from_secs(3)));
+        let start = tokio::time::Instant::now();
+        assert_eq!(svc.oneshot(req).await.unwrap().status(), 429);
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        assert_eq!(*calls.lock().unwrap(), 2);
     }
 
     #[test]

@@ -30,9 +30,16 @@ use std::time::Duration;
 pub enum GiveUpReason {
     /// Every allowed attempt was made.
     AttemptsExhausted,
-    /// The retry budget (or gRPC retry throttling) refused another attempt.
+    /// The retry budget (or gRPC retry throttling) refused another attempt:
+    /// either when the attempt ended (the budget was already empty, so the
+    /// call does not wait for the backoff), or when the scheduled retry was
+    /// about to be sent (others had emptied it meanwhile).
     BudgetExhausted,
-    /// The next attempt could not start before the call's deadline.
+    /// The next attempt could not start [`min_time_left`] before the call's
+    /// deadline: decided when the attempt ended (no wait), or while the retry
+    /// waited for the inner service to be ready.
+    ///
+    /// [`min_time_left`]: crate::RetryLayer::min_time_left
     Deadline,
     /// The server's pushback said not to retry.
     Pushback,
@@ -67,7 +74,8 @@ impl fmt::Display for GiveUpReason {
 #[non_exhaustive]
 pub enum RetryEvent {
     /// Attempt `attempt` will be sent after `delay`, because the previous one
-    /// ended as `outcome`.
+    /// ended as `outcome`. The budget is paid when it is sent; if it cannot
+    /// be sent then, a [`GaveUp`](RetryEvent::GaveUp) follows instead.
     RetryScheduled {
         /// The number of the attempt that will be sent.
         attempt: u32,
@@ -85,7 +93,8 @@ pub enum RetryEvent {
         attempts: u32,
     },
     /// The call ended with an outcome that is not retried (ignored or
-    /// rejected, by default).
+    /// rejected, by default), or that the layer's
+    /// [`RetryIf`](crate::policy::RetryIf) predicate refused.
     NotRetried {
         /// How many attempts ran.
         attempts: u32,

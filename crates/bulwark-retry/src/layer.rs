@@ -2,7 +2,7 @@
 
 use crate::budget::RetryBudget;
 use crate::event::RetryEvent;
-use crate::policy::RetryOn;
+use crate::policy::{RequestIf, RetryOn};
 use crate::replay::CloneReplay;
 use crate::service::{Retry, Shared};
 use bulwark_core::backoff::{Backoff, Jitter, Random};
@@ -23,8 +23,12 @@ pub(crate) struct Config {
     pub(crate) retry_on: RetryOn,
     pub(crate) max_pushback: Duration,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) min_time_left: Duration,
     pub(crate) seed: Option<u64>,
 }
+
+/// The default of [`RetryLayer::min_time_left`].
+pub const DEFAULT_MIN_TIME_LEFT: Duration = Duration::from_millis(5);
 
 /// Retries calls whose outcome is worth another attempt, with backoff,
 /// under a shared budget.
@@ -40,7 +44,9 @@ pub(crate) struct Config {
 /// | [`retry_on`](Self::retry_on) | failures and throttled answers, never local rejections |
 /// | [`budget`](Self::budget) | 20% of requests + 10/s over 10 s ([`RetryBudget::default`]) |
 /// | [`pushback`](Self::pushback) | none; [`max_pushback`](Self::max_pushback) 30 s |
-/// | [`deadline`](Self::deadline) | none |
+/// | [`deadline`](Self::deadline), [`deadline_from`](Self::deadline_from) | none |
+/// | [`min_time_left`](Self::min_time_left) | 5 ms |
+/// | [`retry_if`](Self::retry_if), [`retry_request_if`](Self::retry_request_if) | every request |
 /// | [`replay`](Self::replay) | [`CloneReplay`]: requests must be `Clone` |
 ///
 /// Every service made by one layer (and every clone of those services) draws
@@ -98,11 +104,13 @@ pub(crate) struct Config {
 /// assert!(err.is::<tower::timeout::error::Elapsed>());
 /// # }
 /// ```
-pub struct RetryLayer<C = DefaultClassifier, P = (), R = CloneReplay> {
+pub struct RetryLayer<C = DefaultClassifier, P = (), R = CloneReplay, D = (), I = ()> {
     pub(crate) config: Config,
     pub(crate) classifier: C,
     pub(crate) pushback: P,
     pub(crate) replay: R,
+    pub(crate) deadline_from: D,
+    pub(crate) retry_if: I,
     pub(crate) budget: RetryBudget,
     pub(crate) listeners: Listeners<RetryEvent>,
 }
@@ -119,11 +127,14 @@ impl RetryLayer {
                 retry_on: RetryOn::default(),
                 max_pushback: Duration::from_secs(30),
                 deadline: None,
+                min_time_left: DEFAULT_MIN_TIME_LEFT,
                 seed: None,
             },
             classifier: DefaultClassifier,
             pushback: (),
             replay: CloneReplay,
+            deadline_from: (),
+            retry_if: (),
             budget: RetryBudget::default(),
             listeners: Listeners::new(),
         }
@@ -136,7 +147,7 @@ impl Default for RetryLayer {
     }
 }
 
-impl<C, P, R> RetryLayer<C, P, R> {
+impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// At most `n` attempts per call, the original included (`1` disables
     /// retries). A call is always made once: `0` is reported by
     /// [`validate`](Self::validate) and acts as `1`.
@@ -201,13 +212,62 @@ impl<C, P, R> RetryLayer<C, P, R> {
     }
 
     /// A total time budget for the whole call, counted from `call`: a retry
-    /// whose delay would end after it is not started, and the last outcome
-    /// is returned.
+    /// whose delay (backoff or pushback) would end less than
+    /// [`min_time_left`](Self::min_time_left) before it is not scheduled,
+    /// and the last result (the throttled response, the error) is returned
+    /// at once, without waiting. Give it the same limit as the total timeout
+    /// around the layer, so that a retry that cannot come in time ends the
+    /// call with the server's answer instead of the timeout's error.
     ///
     /// It does not cut an attempt short; put a timeout around the layer for
-    /// that.
+    /// that. A request may also carry its own deadline
+    /// ([`deadline_from`](Self::deadline_from)); the earlier one counts.
+    /// Arithmetic saturates: `Duration::MAX` means no limit.
+    ///
+    /// ```
+    /// use bulwark_core::backoff::Backoff;
+    /// use bulwark_core::clock::Instant;
+    /// use bulwark_retry::RetryLayer;
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let down = service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) });
+    /// let svc = RetryLayer::new()
+    ///     .backoff(Backoff::constant(Duration::from_secs(3)))
+    ///     .deadline(Duration::from_secs(2))
+    ///     .layer(down);
+    /// let start = Instant::now();
+    /// // A retry 3 s later would come after the 2 s deadline: none is tried.
+    /// assert_eq!(svc.oneshot(()).await.unwrap_err().to_string(), "down");
+    /// assert_eq!(start.elapsed(), Duration::ZERO);
+    /// # }
+    /// ```
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.config.deadline = Some(deadline);
+        self
+    }
+
+    /// The least time that must be left before the call's deadline to start
+    /// another attempt (default 5 ms): an attempt with less would almost
+    /// surely be cut short by the caller's timeout, and would only load the
+    /// upstream. Counted after the delay: a retry is scheduled only if it can
+    /// start at least this long before the deadline, and is started only if
+    /// that still holds once the inner service is ready. The first attempt
+    /// is always made. No effect without a deadline.
+    ///
+    /// ```
+    /// use bulwark_retry::RetryLayer;
+    /// use std::time::Duration;
+    ///
+    /// let layer = RetryLayer::new()
+    ///     .deadline(Duration::from_secs(2))
+    ///     .min_time_left(Duration::from_millis(50));
+    /// # drop(layer);
+    /// ```
+    pub fn min_time_left(mut self, min: Duration) -> Self {
+        self.config.min_time_left = min;
         self
     }
 
@@ -226,12 +286,14 @@ impl<C, P, R> RetryLayer<C, P, R> {
 
     /// Decides the [`Outcome`](bulwark_core::Outcome) of every attempt;
     /// share one classifier with the breaker and fallback.
-    pub fn classifier<C2>(self, classifier: C2) -> RetryLayer<C2, P, R> {
+    pub fn classifier<C2>(self, classifier: C2) -> RetryLayer<C2, P, R, D, I> {
         RetryLayer {
             config: self.config,
             classifier,
             pushback: self.pushback,
             replay: self.replay,
+            deadline_from: self.deadline_from,
+            retry_if: self.retry_if,
             budget: self.budget,
             listeners: self.listeners,
         }
@@ -239,12 +301,14 @@ impl<C, P, R> RetryLayer<C, P, R> {
 
     /// Reads a server's pushback from each retried result (see
     /// [`Pushback`](crate::policy::Pushback)).
-    pub fn pushback<P2>(self, pushback: P2) -> RetryLayer<C, P2, R> {
+    pub fn pushback<P2>(self, pushback: P2) -> RetryLayer<C, P2, R, D, I> {
         RetryLayer {
             config: self.config,
             classifier: self.classifier,
             pushback,
             replay: self.replay,
+            deadline_from: self.deadline_from,
+            retry_if: self.retry_if,
             budget: self.budget,
             listeners: self.listeners,
         }
@@ -253,15 +317,149 @@ impl<C, P, R> RetryLayer<C, P, R> {
     /// How requests are copied for another attempt (see
     /// [`Replay`](crate::replay::Replay)); needed for requests that are not
     /// `Clone`.
-    pub fn replay<R2>(self, replay: R2) -> RetryLayer<C, P, R2> {
+    pub fn replay<R2>(self, replay: R2) -> RetryLayer<C, P, R2, D, I> {
         RetryLayer {
             config: self.config,
             classifier: self.classifier,
             pushback: self.pushback,
             replay,
+            deadline_from: self.deadline_from,
+            retry_if: self.retry_if,
             budget: self.budget,
             listeners: self.listeners,
         }
+    }
+
+    /// Reads the deadline each request carries (see
+    /// [`RequestDeadline`](crate::policy::RequestDeadline)), so that retry
+    /// knows when the caller gives up without being told again. The call's
+    /// deadline is the earlier of this and [`deadline`](Self::deadline);
+    /// retries that cannot start [`min_time_left`](Self::min_time_left)
+    /// before it are not made, and the last result is returned at once.
+    ///
+    /// ```
+    /// use bulwark_core::backoff::Backoff;
+    /// use bulwark_core::clock::Instant;
+    /// use bulwark_retry::RetryLayer;
+    /// use std::time::Duration;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// /// A request that says when its caller gives up.
+    /// #[derive(Clone)]
+    /// struct Job { due: Instant }
+    ///
+    /// let down = service_fn(|_: Job| async { Err::<(), _>(std::io::Error::other("down")) });
+    /// let svc = RetryLayer::new()
+    ///     .backoff(Backoff::constant(Duration::from_millis(500)))
+    ///     .deadline_from(|job: &Job| Some(job.due))
+    ///     .layer(down);
+    /// let start = Instant::now();
+    /// let job = Job { due: start + Duration::from_millis(700) };
+    /// // The first retry (at 500 ms) fits, the second (at 1 s) would not.
+    /// assert!(svc.oneshot(job).await.is_err());
+    /// assert_eq!(start.elapsed(), Duration::from_millis(500));
+    /// # }
+    /// ```
+    pub fn deadline_from<D2>(self, hook: D2) -> RetryLayer<C, P, R, D2, I> {
+        RetryLayer {
+            config: self.config,
+            classifier: self.classifier,
+            pushback: self.pushback,
+            replay: self.replay,
+            deadline_from: hook,
+            retry_if: self.retry_if,
+            budget: self.budget,
+            listeners: self.listeners,
+        }
+    }
+
+    /// Retries only the results `predicate` accepts: any
+    /// [`RetryIf`](crate::policy::RetryIf), such as a
+    /// `Fn(&Req, &Result<Res, BoxError>) -> bool`, asked after an attempt
+    /// whose outcome [`retry_on`](Self::retry_on) would retry, with the
+    /// request's copy and the result. A refused result is returned as it is
+    /// ([`RetryEvent::NotRetried`]).
+    ///
+    /// To decide on the request alone, prefer
+    /// [`retry_request_if`](Self::retry_request_if): it is asked before the
+    /// request is sent, so a request that may not be retried is never
+    /// copied.
+    ///
+    /// ```
+    /// use bulwark_core::BoxError;
+    /// use bulwark_retry::RetryLayer;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let n = calls.clone();
+    /// let down = service_fn(move |_: &'static str| {
+    ///     n.fetch_add(1, Ordering::SeqCst);
+    ///     async { Err::<(), _>(std::io::Error::other("reset")) }
+    /// });
+    /// // Retry a failed write only when it is marked safe to repeat.
+    /// let svc = RetryLayer::new()
+    ///     .retry_if(|req: &&'static str, _: &Result<(), BoxError>| req.starts_with("safe"))
+    ///     .layer(down);
+    /// assert!(svc.clone().oneshot("write").await.is_err());
+    /// assert_eq!(calls.load(Ordering::SeqCst), 1);
+    /// assert!(svc.oneshot("safe write").await.is_err());
+    /// assert_eq!(calls.load(Ordering::SeqCst), 4);
+    /// # }
+    /// ```
+    pub fn retry_if<I2>(self, predicate: I2) -> RetryLayer<C, P, R, D, I2> {
+        RetryLayer {
+            config: self.config,
+            classifier: self.classifier,
+            pushback: self.pushback,
+            replay: self.replay,
+            deadline_from: self.deadline_from,
+            retry_if: predicate,
+            budget: self.budget,
+            listeners: self.listeners,
+        }
+    }
+
+    /// Retries only the requests `predicate` (a `Fn(&Req) -> bool`)
+    /// accepts, decided once per call before the request is sent: a request
+    /// it refuses is sent once and never copied (no clone, no buffered
+    /// body), and its result is returned as it is
+    /// ([`RetryEvent::NotRetried`]). No allocation either way. "Only
+    /// idempotent requests" is one line:
+    ///
+    /// ```
+    /// use bulwark_retry::RetryLayer;
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let calls = Arc::new(AtomicU32::new(0));
+    /// let n = calls.clone();
+    /// #[derive(Clone)]
+    /// struct Call { method: &'static str }
+    ///
+    /// let down = service_fn(move |_: Call| {
+    ///     n.fetch_add(1, Ordering::SeqCst);
+    ///     async { Err::<(), _>(std::io::Error::other("reset")) }
+    /// });
+    /// let svc = RetryLayer::new()
+    ///     .retry_request_if(|call: &Call| matches!(call.method, "GET" | "HEAD" | "PUT" | "DELETE"))
+    ///     .layer(down);
+    /// assert!(svc.clone().oneshot(Call { method: "POST" }).await.is_err());
+    /// assert_eq!(calls.load(Ordering::SeqCst), 1, "a POST is sent once");
+    /// assert!(svc.oneshot(Call { method: "GET" }).await.is_err());
+    /// assert_eq!(calls.load(Ordering::SeqCst), 4, "a GET is retried");
+    /// # }
+    /// ```
+    pub fn retry_request_if<F>(self, predicate: F) -> RetryLayer<C, P, R, D, RequestIf<F>> {
+        self.retry_if(RequestIf::new(predicate))
     }
 
     /// The budget this layer's services draw on.
@@ -270,8 +468,8 @@ impl<C, P, R> RetryLayer<C, P, R> {
     }
 }
 
-impl<C: Clone, P: Clone, R: Clone> RetryLayer<C, P, R> {
-    pub(crate) fn shared(&self) -> Arc<Shared<C, P, R>> {
+impl<C: Clone, P: Clone, R: Clone, D: Clone, I: Clone> RetryLayer<C, P, R, D, I> {
+    pub(crate) fn shared(&self) -> Arc<Shared<C, P, R, D, I>> {
         let mut config = self.config;
         config.max_attempts = config.max_attempts.max(1);
         Arc::new(Shared {
@@ -279,6 +477,8 @@ impl<C: Clone, P: Clone, R: Clone> RetryLayer<C, P, R> {
             classifier: self.classifier.clone(),
             pushback: self.pushback.clone(),
             replay: self.replay.clone(),
+            deadline_from: self.deadline_from.clone(),
+            retry_if: self.retry_if.clone(),
             budget: self.budget.clone(),
             random: self.config.seed.map(|s| Mutex::new(Random::seeded(s))),
             listeners: self.listeners.clone(),
@@ -286,28 +486,30 @@ impl<C: Clone, P: Clone, R: Clone> RetryLayer<C, P, R> {
     }
 }
 
-impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for RetryLayer<C, P, R> {
-    type Service = Retry<S, C, P, R>;
+impl<S, C: Clone, P: Clone, R: Clone, D: Clone, I: Clone> Layer<S> for RetryLayer<C, P, R, D, I> {
+    type Service = Retry<S, C, P, R, D, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Retry::from_shared(inner, self.shared())
     }
 }
 
-impl<C: Clone, P: Clone, R: Clone> Clone for RetryLayer<C, P, R> {
+impl<C: Clone, P: Clone, R: Clone, D: Clone, I: Clone> Clone for RetryLayer<C, P, R, D, I> {
     fn clone(&self) -> Self {
         RetryLayer {
             config: self.config,
             classifier: self.classifier.clone(),
             pushback: self.pushback.clone(),
             replay: self.replay.clone(),
+            deadline_from: self.deadline_from.clone(),
+            retry_if: self.retry_if.clone(),
             budget: self.budget.clone(),
             listeners: self.listeners.clone(),
         }
     }
 }
 
-impl<C, P, R> fmt::Debug for RetryLayer<C, P, R> {
+impl<C, P, R, D, I> fmt::Debug for RetryLayer<C, P, R, D, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryLayer")
             .field("max_attempts", &self.config.max_attempts)
@@ -315,6 +517,7 @@ impl<C, P, R> fmt::Debug for RetryLayer<C, P, R> {
             .field("retry_on", &self.config.retry_on)
             .field("max_pushback", &self.config.max_pushback)
             .field("deadline", &self.config.deadline)
+            .field("min_time_left", &self.config.min_time_left)
             .field("budget", &self.budget)
             .field("classifier", &std::any::type_name::<C>())
             .field("listeners", &self.listeners)

@@ -13,12 +13,21 @@
 //!   several layers ([`budget`]), so retries can never become a storm;
 //! - **server pushback** ([`Pushback`]): the result of an
 //!   attempt may set the next delay (`Retry-After`) or forbid retries;
-//! - an optional **deadline** for the whole call;
+//! - **deadline-aware**: with a deadline (the layer's own, or one the
+//!   request carries, read by a [`RequestDeadline`] hook), a retry whose
+//!   delay would end after it is not made, and the last answer is returned
+//!   at once instead of waiting for the caller's timeout;
+//! - a **retry predicate** that sees the request ([`RetryIf`],
+//!   [`RetryLayer::retry_request_if`]), so "only idempotent requests" is one
+//!   line;
 //! - **readiness** polled again before every attempt, and requests copied only
 //!   when another attempt may be needed ([`Replay`]).
 //!
 //! When no other attempt is made, the last result is returned as it was: an
-//! HTTP 503 stays a response. [`event`]s (and `tracing`) tell how many
+//! HTTP 503 stays a response. When a retry is turned away by a local
+//! rejection (the breaker opened during the call), the last upstream answer
+//! is returned instead, or a [`RetryRejected`] error
+//! that tells both ([`error`]). [`event`]s (and `tracing`) tell how many
 //! attempts ran and why retrying stopped.
 //!
 //! [`hedge::HedgeLayer`] sends speculative extra attempts when the first is
@@ -56,6 +65,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod budget;
+pub mod error;
 pub mod event;
 pub mod future;
 pub mod hedge;
@@ -69,7 +79,8 @@ pub use bulwark_core::backoff::{Backoff, Jitter};
 pub use event::{GiveUpReason, RetryEvent};
 pub use hedge::{Hedge, HedgeLayer};
 
-pub use layer::RetryLayer;
-pub use policy::{Pushback, PushbackHint, RetryOn};
+pub use error::RetryRejected;
+pub use layer::{RetryLayer, DEFAULT_MIN_TIME_LEFT};
+pub use policy::{Pushback, PushbackHint, RequestDeadline, RequestIf, RetryIf, RetryOn};
 pub use replay::Replay;
 pub use service::Retry;

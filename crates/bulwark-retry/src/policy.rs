@@ -1,4 +1,5 @@
-//! Which outcomes are retried, and how a server's pushback shapes the retry.
+//! Which outcomes are retried, how a server's pushback shapes the retry,
+//! which requests may be retried, and when a request must be done by.
 //!
 //! Retry decides in two steps. First the layer's classifier (shared with the
 //! breaker, fallback and metrics, see [`Classify`](bulwark_core::Classify))
@@ -27,7 +28,15 @@
 //! assert_eq!(pushback.pushback(&Ok(503)), PushbackHint::After(Duration::from_secs(2)));
 //! assert_eq!(().pushback(&Ok::<u16, BoxError>(503)), PushbackHint::None);
 //! ```
+//!
+//! Two hooks see the request: a [`RetryIf`] predicate (set with
+//! [`RetryLayer::retry_if`](crate::RetryLayer::retry_if) or
+//! [`RetryLayer::retry_request_if`](crate::RetryLayer::retry_request_if))
+//! decides which requests may be retried, and a [`RequestDeadline`] hook
+//! (set with [`RetryLayer::deadline_from`](crate::RetryLayer::deadline_from))
+//! reads the deadline a request carries.
 
+use bulwark_core::clock::Instant;
 use bulwark_core::{BoxError, Outcome};
 use std::fmt;
 use std::time::Duration;
@@ -150,6 +159,161 @@ where
     #[inline]
     fn pushback(&self, result: &Result<Res, BoxError>) -> PushbackHint {
         self(result)
+    }
+}
+
+/// Which requests (and which of their results) may be retried: the
+/// predicate of [`RetryLayer::retry_if`](crate::RetryLayer::retry_if) and
+/// [`RetryLayer::retry_request_if`](crate::RetryLayer::retry_request_if).
+///
+/// It is asked twice, and neither question allocates:
+///
+/// 1. [`may_retry`](Self::may_retry), once per call, before the request is
+///    sent: `false` means the request is sent once and no copy of it is
+///    made at all (no clone, no body buffered). This is the place for "only
+///    idempotent requests".
+/// 2. [`retry`](Self::retry), after an attempt whose outcome
+///    [`RetryOn`] would retry, with the copy kept for the next attempt and
+///    the result: `false` returns the result as it is.
+///
+/// A call that a predicate keeps from retrying is reported as
+/// [`RetryEvent::NotRetried`](crate::RetryEvent::NotRetried), not as a
+/// give-up. It is implemented for `()` (every request may be retried), for
+/// every `Fn(&Req, &Result<Res, BoxError>) -> bool` (question 2) and for
+/// [`RequestIf`] (question 1).
+///
+/// ```
+/// use bulwark_core::BoxError;
+/// use bulwark_retry::policy::{RequestIf, RetryIf};
+///
+/// // Question 1: only reads are retried, decided before the call.
+/// let reads = RequestIf::new(|method: &&str| *method == "GET");
+/// assert!(RetryIf::<&str, u16>::may_retry(&reads, &"GET"));
+/// assert!(!RetryIf::<&str, u16>::may_retry(&reads, &"POST"));
+///
+/// // Question 2: a 503 is retried for GET only.
+/// let when = |method: &&str, result: &Result<u16, BoxError>| {
+///     *method == "GET" || !matches!(result, Ok(503))
+/// };
+/// assert!(when.retry(&"GET", &Ok(503)));
+/// assert!(!when.retry(&"POST", &Ok(503)));
+/// ```
+pub trait RetryIf<Req, Res> {
+    /// Whether `request` may be retried at all, asked once per call before
+    /// it is sent; `false` sends it once without making a copy.
+    #[inline]
+    fn may_retry(&self, request: &Req) -> bool {
+        let _ = request;
+        true
+    }
+
+    /// Whether the attempt that ended with `result` is retried (asked only
+    /// for outcomes that [`RetryOn`] retries). `request` is the copy that
+    /// the next attempt would send.
+    fn retry(&self, request: &Req, result: &Result<Res, BoxError>) -> bool;
+}
+
+impl<Req, Res> RetryIf<Req, Res> for () {
+    #[inline]
+    fn retry(&self, _: &Req, _: &Result<Res, BoxError>) -> bool {
+        true
+    }
+}
+
+impl<Req, Res, F> RetryIf<Req, Res> for F
+where
+    F: Fn(&Req, &Result<Res, BoxError>) -> bool,
+{
+    #[inline]
+    fn retry(&self, request: &Req, result: &Result<Res, BoxError>) -> bool {
+        self(request, result)
+    }
+}
+
+/// A [`RetryIf`] predicate on the request alone, asked once per call before
+/// it is sent (see [`RetryLayer::retry_request_if`](crate::RetryLayer::retry_request_if)):
+/// a request it refuses is sent once, and never copied.
+///
+/// ```
+/// use bulwark_retry::policy::{RequestIf, RetryIf};
+///
+/// let even = RequestIf::new(|n: &u32| n % 2 == 0);
+/// assert!(RetryIf::<u32, ()>::may_retry(&even, &2));
+/// assert!(!RetryIf::<u32, ()>::may_retry(&even, &3));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIf<F>(F);
+
+impl<F> RequestIf<F> {
+    /// Wraps a `Fn(&Req) -> bool`.
+    pub const fn new(predicate: F) -> Self {
+        RequestIf(predicate)
+    }
+
+    /// The predicate.
+    pub fn get_ref(&self) -> &F {
+        &self.0
+    }
+}
+
+impl<Req, Res, F> RetryIf<Req, Res> for RequestIf<F>
+where
+    F: Fn(&Req) -> bool,
+{
+    #[inline]
+    fn may_retry(&self, request: &Req) -> bool {
+        (self.0)(request)
+    }
+
+    #[inline]
+    fn retry(&self, _: &Req, _: &Result<Res, BoxError>) -> bool {
+        true
+    }
+}
+
+/// The deadline a request carries, if any: the hook of
+/// [`RetryLayer::deadline_from`](crate::RetryLayer::deadline_from).
+///
+/// Read once per call (when retries are possible), before the first
+/// attempt. The call's deadline is the earlier of this one and the layer's
+/// own [`deadline`](crate::RetryLayer::deadline). Implemented for `()` (no
+/// deadline) and for every `Fn(&Req) -> Option<Instant>`; `bulwark-http`
+/// implements it for the `Deadline` kept in a request's extensions.
+///
+/// ```
+/// use bulwark_core::clock::Instant;
+/// use bulwark_retry::policy::RequestDeadline;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// /// A request that says when its caller gives up.
+/// struct Job { due: Option<Instant> }
+/// let hook = |job: &Job| job.due;
+/// let due = Instant::now() + Duration::from_secs(1);
+/// assert_eq!(hook.deadline(&Job { due: Some(due) }), Some(due));
+/// assert_eq!(RequestDeadline::<Job>::deadline(&(), &Job { due: Some(due) }), None);
+/// # }
+/// ```
+pub trait RequestDeadline<Req> {
+    /// When the caller of `request` gives up, if it says.
+    fn deadline(&self, request: &Req) -> Option<Instant>;
+}
+
+impl<Req> RequestDeadline<Req> for () {
+    #[inline]
+    fn deadline(&self, _: &Req) -> Option<Instant> {
+        None
+    }
+}
+
+impl<Req, F> RequestDeadline<Req> for F
+where
+    F: Fn(&Req) -> Option<Instant>,
+{
+    #[inline]
+    fn deadline(&self, request: &Req) -> Option<Instant> {
+        self(request)
     }
 }
 

@@ -4,7 +4,7 @@ use crate::budget::RetryBudget;
 use crate::event::{GiveUpReason, RetryEvent};
 use crate::future::ResponseFuture;
 use crate::layer::{Config, RetryLayer};
-use crate::policy::{Pushback, PushbackHint};
+use crate::policy::{Pushback, PushbackHint, RequestDeadline, RetryIf};
 use crate::replay::{CloneReplay, Replay};
 use bulwark_core::backoff::{Delays, Random};
 use bulwark_core::clock::Instant;
@@ -18,11 +18,13 @@ use std::time::Duration;
 use tower_service::Service;
 
 /// What every clone of one [`Retry`] service shares.
-pub(crate) struct Shared<C, P, R> {
+pub(crate) struct Shared<C, P, R, D, I> {
     pub(crate) config: Config,
     pub(crate) classifier: C,
     pub(crate) pushback: P,
     pub(crate) replay: R,
+    pub(crate) deadline_from: D,
+    pub(crate) retry_if: I,
     pub(crate) budget: RetryBudget,
     /// The seeded root of every call's jitter, when seeded.
     pub(crate) random: Option<Mutex<Random>>,
@@ -30,14 +32,17 @@ pub(crate) struct Shared<C, P, R> {
 }
 
 /// Everything the decision after one attempt needs to know about the call.
-pub(crate) struct CallState<'a> {
+pub(crate) struct CallState<'a, Req> {
     pub(crate) attempts: u32,
-    pub(crate) has_copy: bool,
+    /// The copy of the request for the next attempt, if one was made.
+    pub(crate) copy: Option<&'a Req>,
+    /// Whether the retry predicate let this request be retried at all.
+    pub(crate) retryable: bool,
     pub(crate) delays: &'a mut Option<Delays>,
-    pub(crate) started: Option<Instant>,
+    pub(crate) deadline: Option<Instant>,
 }
 
-impl<C, P, R> Shared<C, P, R> {
+impl<C, P, R, D, I> Shared<C, P, R, D, I> {
     fn random(&self) -> Random {
         match &self.random {
             Some(root) => root.lock().fork(),
@@ -45,48 +50,93 @@ impl<C, P, R> Shared<C, P, R> {
         }
     }
 
+    /// The call's deadline: the earlier of the layer's own (counted from
+    /// now) and the one the request carries. `None`: no limit (also when
+    /// the layer's would overflow the clock).
+    pub(crate) fn call_deadline<Req>(&self, request: &Req) -> Option<Instant>
+    where
+        D: RequestDeadline<Req>,
+    {
+        let own = self
+            .config
+            .deadline
+            .and_then(|d| Instant::now().checked_add(d));
+        match (own, self.deadline_from.deadline(request)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether an attempt started `delay` from now would leave at least
+    /// `min_time_left` before `deadline` (saturating: a delay past the end
+    /// of the clock never does).
+    pub(crate) fn in_time(&self, delay: Duration, deadline: Instant) -> bool {
+        Instant::now()
+            .checked_add(delay)
+            .and_then(|t| t.checked_add(self.config.min_time_left))
+            .is_some_and(|start_by| start_by <= deadline)
+    }
+
+    /// Reports that the call ends with an outcome that would have been
+    /// retried.
+    pub(crate) fn gave_up(&self, attempts: u32, outcome: Outcome, reason: GiveUpReason) {
+        tracing::debug!(attempts, %outcome, %reason, "not retrying");
+        self.listeners.emit(|| RetryEvent::GaveUp {
+            attempts,
+            outcome,
+            reason,
+        });
+    }
+
+    fn not_retried(&self, attempts: u32, outcome: Outcome) {
+        if outcome == Outcome::Success {
+            if attempts > 1 {
+                tracing::debug!(attempts, "request succeeded after retries");
+            }
+            self.listeners.emit(|| RetryEvent::Succeeded { attempts });
+        } else {
+            self.listeners
+                .emit(|| RetryEvent::NotRetried { attempts, outcome });
+        }
+    }
+
     /// After an attempt ended as `outcome`: the delay before the next one, or
-    /// `None` to return `result` as it is.
-    pub(crate) fn decide<Res>(
+    /// `None` to end the call with `result`.
+    ///
+    /// Nothing is taken from the budget here: only a peek, so that a call
+    /// whose retry the budget would refuse does not wait for nothing. The
+    /// retry is paid for when it is sent.
+    pub(crate) fn decide<Req, Res>(
         &self,
         result: &Result<Res, BoxError>,
         outcome: Outcome,
-        call: CallState<'_>,
+        call: CallState<'_, Req>,
     ) -> Option<Duration>
     where
         P: Pushback<Res>,
+        I: RetryIf<Req, Res>,
     {
         let attempts = call.attempts;
-        if !self.config.retry_on.contains(outcome) {
-            if outcome == Outcome::Success {
-                if attempts > 1 {
-                    tracing::debug!(attempts, "request succeeded after retries");
-                }
-                self.listeners.emit(|| RetryEvent::Succeeded { attempts });
-            } else {
-                self.listeners
-                    .emit(|| RetryEvent::NotRetried { attempts, outcome });
-            }
+        if !self.config.retry_on.contains(outcome) || !call.retryable {
+            self.not_retried(attempts, outcome);
             return None;
         }
         let hint = self.pushback.pushback(result);
-        let give_up = |reason: GiveUpReason| {
-            tracing::debug!(attempts, %outcome, %reason, "not retrying");
-            self.listeners.emit(|| RetryEvent::GaveUp {
-                attempts,
-                outcome,
-                reason,
-            });
-            None
-        };
         if hint == PushbackHint::Stop {
-            return give_up(GiveUpReason::Pushback);
+            self.gave_up(attempts, outcome, GiveUpReason::Pushback);
+            return None;
         }
         if attempts >= self.config.max_attempts {
-            return give_up(GiveUpReason::AttemptsExhausted);
+            self.gave_up(attempts, outcome, GiveUpReason::AttemptsExhausted);
+            return None;
         }
-        if !call.has_copy {
-            return give_up(GiveUpReason::NotReplayable);
+        let Some(copy) = call.copy else {
+            self.gave_up(attempts, outcome, GiveUpReason::NotReplayable);
+            return None;
+        };
+        if !self.retry_if.retry(copy, result) {
+            self.not_retried(attempts, outcome);
+            return None;
         }
         let (delay, pushback) = match hint {
             PushbackHint::After(d) => (d.min(self.config.max_pushback), true),
@@ -97,15 +147,15 @@ impl<C, P, R> Shared<C, P, R> {
                 (delays.next_delay(), false)
             }
         };
-        if let (Some(started), Some(deadline)) = (call.started, self.config.deadline) {
-            let ends = Instant::now().checked_add(delay);
-            let limit = started.checked_add(deadline);
-            if matches!((ends, limit), (Some(e), Some(l)) if e > l) || ends.is_none() {
-                return give_up(GiveUpReason::Deadline);
+        if let Some(deadline) = call.deadline {
+            if !self.in_time(delay, deadline) {
+                self.gave_up(attempts, outcome, GiveUpReason::Deadline);
+                return None;
             }
         }
-        if !self.budget.withdraw() {
-            return give_up(GiveUpReason::BudgetExhausted);
+        if !self.budget.would_allow() {
+            self.gave_up(attempts, outcome, GiveUpReason::BudgetExhausted);
+            return None;
         }
         let attempt = attempts + 1;
         tracing::debug!(attempt, ?delay, %outcome, pushback, "retry scheduled");
@@ -125,9 +175,9 @@ impl<C, P, R> Shared<C, P, R> {
 /// its own inner service for readiness. The inner service must be `Clone`:
 /// every call's future owns a clone, which it makes ready again before every
 /// retry.
-pub struct Retry<S, C = DefaultClassifier, P = (), R = CloneReplay> {
+pub struct Retry<S, C = DefaultClassifier, P = (), R = CloneReplay, D = (), I = ()> {
     inner: S,
-    shared: Arc<Shared<C, P, R>>,
+    shared: Arc<Shared<C, P, R, D, I>>,
 }
 
 impl<S> Retry<S> {
@@ -137,8 +187,8 @@ impl<S> Retry<S> {
     }
 }
 
-impl<S, C, P, R> Retry<S, C, P, R> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C, P, R>>) -> Self {
+impl<S, C, P, R, D, I> Retry<S, C, P, R, D, I> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C, P, R, D, I>>) -> Self {
         Retry { inner, shared }
     }
 
@@ -163,17 +213,19 @@ impl<S, C, P, R> Retry<S, C, P, R> {
     }
 }
 
-impl<S, C, P, R, Req> Service<Req> for Retry<S, C, P, R>
+impl<S, C, P, R, D, I, Req> Service<Req> for Retry<S, C, P, R, D, I>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: Classify<S::Response>,
     P: Pushback<S::Response>,
     R: Replay<Req>,
+    D: RequestDeadline<Req>,
+    I: RetryIf<Req, S::Response>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, C, P, R>;
+    type Future = ResponseFuture<S, Req, C, P, R, D, I>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -187,19 +239,34 @@ where
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
         let shared = &self.shared;
-        let copy = if shared.config.max_attempts > 1 {
+        let may_retry = shared.config.max_attempts > 1;
+        // Asked before any copy is made, so a request that may not be
+        // retried is never copied.
+        let retryable = !may_retry || shared.retry_if.may_retry(&request);
+        let copy = if may_retry && retryable {
             shared.replay.replay(&request)
         } else {
             None
         };
+        // Only a call that can retry needs its deadline (and a clock read).
+        let deadline = match copy {
+            Some(_) => shared.call_deadline(&request),
+            None => None,
+        };
         shared.budget.deposit();
-        let started = shared.config.deadline.map(|_| Instant::now());
         let future = service.call(request);
-        ResponseFuture::new(future, service, copy, self.shared.clone(), started)
+        ResponseFuture::new(
+            future,
+            service,
+            copy,
+            retryable,
+            self.shared.clone(),
+            deadline,
+        )
     }
 }
 
-impl<S: Clone, C, P, R> Clone for Retry<S, C, P, R> {
+impl<S: Clone, C, P, R, D, I> Clone for Retry<S, C, P, R, D, I> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
@@ -208,7 +275,7 @@ impl<S: Clone, C, P, R> Clone for Retry<S, C, P, R> {
     }
 }
 
-impl<S: fmt::Debug, C, P, R> fmt::Debug for Retry<S, C, P, R> {
+impl<S: fmt::Debug, C, P, R, D, I> fmt::Debug for Retry<S, C, P, R, D, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retry")
             .field("inner", &self.inner)

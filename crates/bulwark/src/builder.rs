@@ -3,6 +3,11 @@
 use tower::layer::util::Stack;
 use tower::ServiceBuilder;
 
+/// A builder with a retry layer on top of `L`.
+#[cfg(feature = "retry")]
+type WithRetry<C, P, R, D, I, L> =
+    ServiceBuilder<Stack<bulwark_retry::RetryLayer<C, P, R, D, I>, L>>;
+
 /// Adds Bulwark's layers to a `tower::ServiceBuilder` by name.
 ///
 /// Each method is `.layer(...)` with the matching Bulwark layer; the names
@@ -30,10 +35,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 
     /// Retries with `layer`'s policy.
     #[cfg(feature = "retry")]
-    fn retry_with<C, P, R>(
+    fn retry_with<C, P, R, D, I>(
         self,
-        layer: bulwark_retry::RetryLayer<C, P, R>,
-    ) -> ServiceBuilder<Stack<bulwark_retry::RetryLayer<C, P, R>, L>>;
+        layer: bulwark_retry::RetryLayer<C, P, R, D, I>,
+    ) -> WithRetry<C, P, R, D, I, L>;
 
     /// Fails calls that take longer than `limit` with
     /// [`Elapsed`](bulwark_timeout::Elapsed).
@@ -68,10 +73,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "retry")]
-    fn retry_with<C, P, R>(
+    fn retry_with<C, P, R, D, I>(
         self,
-        layer: bulwark_retry::RetryLayer<C, P, R>,
-    ) -> ServiceBuilder<Stack<bulwark_retry::RetryLayer<C, P, R>, L>> {
+        layer: bulwark_retry::RetryLayer<C, P, R, D, I>,
+    ) -> WithRetry<C, P, R, D, I, L> {
         self.layer(layer)
     }
 
