@@ -17,6 +17,7 @@
 //! | `timeout`  | [`timeout`]   | fixed or per-request timeouts                         |
 //! | `bulkhead` | [`bulkhead`]  | concurrency limits: fail fast or bounded wait, adaptive |
 //! | `fallback` | [`fallback`]  | values, closures, backup services, stale-if-error     |
+//! | `throttle` | [`throttle`]  | client-side adaptive throttling from the accept rate  |
 //!
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
@@ -109,6 +110,10 @@ pub use bulwark_observe as observe;
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub use bulwark_config as config;
 
+#[cfg(feature = "throttle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
+pub use bulwark_throttle as throttle;
+
 mod builder;
 
 pub use builder::ServiceBuilderExt;
@@ -117,7 +122,9 @@ pub use builder::ServiceBuilderExt;
 pub mod prelude {
     pub use crate::builder::ServiceBuilderExt;
     pub use bulwark_core::backoff::{Backoff, Jitter};
-    pub use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen};
+    pub use bulwark_core::error::{
+        find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally,
+    };
     pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
 
     #[cfg(feature = "breaker")]
@@ -128,6 +135,8 @@ pub mod prelude {
     pub use bulwark_fallback::FallbackLayer;
     #[cfg(feature = "retry")]
     pub use bulwark_retry::{HedgeLayer, RetryBudget, RetryLayer};
+    #[cfg(feature = "throttle")]
+    pub use bulwark_throttle::AdaptiveThrottleLayer;
     #[cfg(feature = "timeout")]
     pub use bulwark_timeout::{Elapsed, TimeoutLayer};
 }
