@@ -5,7 +5,7 @@ use crate::keyed::KeyedBulkheadLayer;
 use crate::limiter::{BulkheadHandle, Limiter};
 use crate::sync;
 use crate::{Bulkhead, BulkheadEvent};
-use bulwark_core::{Listener, Listeners};
+use bulwark_core::{DefaultClassifier, Listener, Listeners};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +43,11 @@ impl Config {
             self.max_wait,
             self.name.clone(),
             self.listeners.clone(),
-            self.adaptive.as_ref().map(|make| make()),
+            self.adaptive.as_ref().map(|make| {
+                let mut algorithm = make();
+                algorithm.inherit_max_limit(self.max_concurrent);
+                algorithm
+            }),
         ))
     }
 }
@@ -96,10 +100,20 @@ impl fmt::Debug for Config {
 /// above it does not count its rejections (they are
 /// [`Outcome::Rejected`](bulwark_core::Outcome::Rejected)), and retry does not
 /// retry them.
+///
+/// # Classifier
+///
+/// An adaptive limit learns from how calls end, as the shared
+/// [`Classify`](bulwark_core::Classify) says (by default
+/// [`DefaultClassifier`]: `Ok` is a success, `Err` a failure, Bulwark's own
+/// rejections neither); give the bulkhead the classifier the breaker and
+/// retry use with [`classifier`](BulkheadLayer::classifier). A static limit
+/// never classifies.
 #[derive(Clone, Debug)]
-pub struct BulkheadLayer {
+pub struct BulkheadLayer<C = DefaultClassifier> {
     config: Config,
     shared: Option<sync::Arc<Limiter>>,
+    classifier: C,
 }
 
 impl BulkheadLayer {
@@ -120,6 +134,37 @@ impl BulkheadLayer {
                 listeners: Listeners::new(),
                 adaptive: None,
             },
+            classifier: DefaultClassifier,
+        }
+    }
+}
+
+impl<C> BulkheadLayer<C> {
+    /// Classifies results with `classifier` (see [`adaptive`](crate::adaptive)
+    /// for what each outcome tells an adaptive limit). A shared layer keeps
+    /// its one limit.
+    ///
+    /// ```
+    /// use bulwark_bulkhead::{adaptive::Gradient2, BulkheadLayer};
+    /// use bulwark_core::{BoxError, Outcome};
+    ///
+    /// // HTTP-like: a 429 is not congestion, a 5xx is.
+    /// let layer = BulkheadLayer::builder()
+    ///     .adaptive(Gradient2::default())
+    ///     .build()
+    ///     .classifier(|r: &Result<u16, BoxError>| match r {
+    ///         Ok(429) => Outcome::Throttled,
+    ///         Ok(s) if *s >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(e) => Outcome::of_error(e),
+    ///     });
+    /// # let _ = layer;
+    /// ```
+    pub fn classifier<C2>(self, classifier: C2) -> BulkheadLayer<C2> {
+        BulkheadLayer {
+            config: self.config,
+            shared: self.shared,
+            classifier,
         }
     }
 
@@ -131,19 +176,22 @@ impl BulkheadLayer {
         })
     }
 
-    pub(crate) fn wrap<S>(&self, inner: S) -> Bulkhead<S> {
+    pub(crate) fn wrap<S>(&self, inner: S) -> Bulkhead<S, C>
+    where
+        C: Clone,
+    {
         let limiter = match &self.shared {
             Some(shared) => shared.clone(),
             None => self.config.limiter(),
         };
-        Bulkhead::with_limiter(inner, limiter)
+        Bulkhead::with_limiter(inner, limiter, self.classifier.clone())
     }
 }
 
-impl<S> Layer<S> for BulkheadLayer {
-    type Service = Bulkhead<S>;
+impl<S, C: Clone> Layer<S> for BulkheadLayer<C> {
+    type Service = Bulkhead<S, C>;
 
-    fn layer(&self, inner: S) -> Bulkhead<S> {
+    fn layer(&self, inner: S) -> Bulkhead<S, C> {
         self.wrap(inner)
     }
 }
@@ -161,13 +209,25 @@ impl<S> Layer<S> for BulkheadLayer {
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Debug)]
-pub struct BulkheadBuilder {
+pub struct BulkheadBuilder<C = DefaultClassifier> {
     config: Config,
+    classifier: C,
 }
 
-impl BulkheadBuilder {
-    /// At most `n` calls in flight (at least 1). With
-    /// [`adaptive`](Self::adaptive), the algorithm's own bounds apply instead.
+impl<C> BulkheadBuilder<C> {
+    /// At most `n` calls in flight (at least 1; 64 by default). With
+    /// [`adaptive`](Self::adaptive), it is the highest the adaptive limit
+    /// goes, unless the algorithm's own `max_limit` was set.
+    ///
+    /// ```
+    /// use bulwark_bulkhead::{adaptive::Gradient2, BulkheadLayer};
+    ///
+    /// let layer = BulkheadLayer::builder()
+    ///     .max_concurrent(100) // the adaptive maximum
+    ///     .adaptive(Gradient2::new(20))
+    ///     .build_shared();
+    /// # let _ = layer;
+    /// ```
     pub fn max_concurrent(mut self, n: usize) -> Self {
         self.config.max_concurrent = n.max(1);
         self
@@ -203,8 +263,11 @@ impl BulkheadBuilder {
         self
     }
 
-    /// Moves the limit with `algorithm` (see [`adaptive`](crate::adaptive)):
-    /// each limit built from this builder starts from a copy of it.
+    /// Moves the limit with `algorithm` (see [`adaptive`](crate::adaptive);
+    /// [`Gradient2`](crate::adaptive::Gradient2) is the recommended one):
+    /// each limit built from this builder starts from a copy of it, bounded
+    /// by [`max_concurrent`](Self::max_concurrent) unless the algorithm's own
+    /// maximum is set.
     pub fn adaptive<A>(mut self, algorithm: A) -> Self
     where
         A: LimitAlgorithm + Clone + Sync,
@@ -213,26 +276,60 @@ impl BulkheadBuilder {
         self
     }
 
+    /// Classifies results with `classifier`, as the breaker and retry do:
+    /// an adaptive limit counts only
+    /// [`Failure`](bulwark_core::Outcome::Failure)s as drops and learns
+    /// latency only from [`Success`](bulwark_core::Outcome::Success)es (see
+    /// [`adaptive`](crate::adaptive)). [`DefaultClassifier`] by default.
+    ///
+    /// ```
+    /// use bulwark_bulkhead::{adaptive::Gradient2, BulkheadLayer};
+    /// use bulwark_core::{BoxError, Outcome};
+    ///
+    /// let layer = BulkheadLayer::builder()
+    ///     .adaptive(Gradient2::default())
+    ///     .classifier(|r: &Result<u16, BoxError>| match r {
+    ///         Ok(429) => Outcome::Throttled,
+    ///         Ok(s) if *s >= 500 => Outcome::Failure,
+    ///         Ok(_) => Outcome::Success,
+    ///         Err(e) => Outcome::of_error(e),
+    ///     })
+    ///     .build();
+    /// # let _ = layer;
+    /// ```
+    pub fn classifier<C2>(self, classifier: C2) -> BulkheadBuilder<C2> {
+        BulkheadBuilder {
+            config: self.config,
+            classifier,
+        }
+    }
+
     /// A layer giving each service it wraps a limit of its own.
-    pub fn build(self) -> BulkheadLayer {
+    pub fn build(self) -> BulkheadLayer<C> {
         BulkheadLayer {
             config: self.config,
             shared: None,
+            classifier: self.classifier,
         }
     }
 
     /// A layer whose services all share one limit.
-    pub fn build_shared(self) -> BulkheadLayer {
+    pub fn build_shared(self) -> BulkheadLayer<C> {
         let shared = self.config.limiter();
         BulkheadLayer {
             config: self.config,
             shared: Some(shared),
+            classifier: self.classifier,
         }
     }
+}
 
+impl BulkheadBuilder {
     /// A layer with one limit per key taken from each request by `key`
     /// (e.g. the host), keeping at most `max_keys` partitions; see
-    /// [`KeyedBulkheadLayer`]. Keyed partitions fail fast.
+    /// [`KeyedBulkheadLayer`]. Keyed partitions fail fast, and classify
+    /// with the [`DefaultClassifier`] (so `build_keyed` is only offered
+    /// without a [`classifier`](Self::classifier)).
     ///
     /// The key type `K` is usually inferred from `key`'s use; name it with
     /// `build_keyed::<K, _>` when it is not.

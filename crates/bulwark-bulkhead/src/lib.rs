@@ -61,8 +61,12 @@
 //! # Adaptive
 //!
 //! [`BulkheadBuilder::adaptive`] lets the limit move between a minimum and a
-//! maximum from observed latency and failures ([`adaptive::Aimd`],
-//! [`adaptive::Vegas`]); see [`adaptive`] for the algorithms.
+//! maximum ([`max_concurrent`](BulkheadBuilder::max_concurrent) unless the
+//! algorithm sets its own) from observed latency and failures:
+//! [`adaptive::Gradient2`] (recommended), [`adaptive::Vegas`],
+//! [`adaptive::Aimd`]. What a result means to the limit is decided by the
+//! shared classifier ([`BulkheadBuilder::classifier`]): only failures are
+//! congestion. See [`adaptive`] for the algorithms and why Gradient2.
 //!
 //! # Observing
 //!

@@ -11,7 +11,7 @@
 //! (model-checked with loom, see the tests at the end). The queue is FIFO:
 //! while anyone waits, new callers queue behind them instead of barging.
 
-use crate::adaptive::{LimitAlgorithm, Sample};
+use crate::adaptive::{LimitAlgorithm, Sample, SampleKind};
 use crate::error::{BulkheadFull, BulkheadFullReason};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::BulkheadEvent;
@@ -246,11 +246,11 @@ impl Limiter {
     }
 
     /// Feeds one sample to the adaptive algorithm and publishes its limit.
-    pub(crate) fn sample(&self, start: Instant, in_flight: usize, dropped: bool) {
+    pub(crate) fn sample(&self, start: Instant, in_flight: usize, kind: SampleKind) {
         let Some(algorithm) = &self.adaptive else {
             return;
         };
-        let sample = Sample::new(start.elapsed(), in_flight, dropped);
+        let sample = Sample::new(start.elapsed(), in_flight, kind);
         let new = algorithm.lock().update(&sample).max(1);
         let old = self.limit.swap(new, Ordering::SeqCst);
         if old != new {
@@ -309,12 +309,20 @@ impl Permit {
         }
     }
 
-    /// The call completed; `dropped` when it failed. Gives the permit back.
+    /// Whether the call is timed for an adaptive limit (only then is its
+    /// outcome worth classifying).
     #[inline]
-    pub(crate) fn complete(mut self, dropped: Option<bool>) {
+    pub(crate) fn is_timed(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// The call ended; `kind` is its sample (`None`: the outcome says
+    /// nothing about congestion). Gives the permit back.
+    #[inline]
+    pub(crate) fn complete(mut self, kind: Option<SampleKind>) {
         if let Some((start, in_flight)) = self.started.take() {
-            if let Some(dropped) = dropped {
-                self.limiter.sample(start, in_flight, dropped);
+            if let Some(kind) = kind {
+                self.limiter.sample(start, in_flight, kind);
             }
         }
     }
@@ -325,8 +333,8 @@ impl Drop for Permit {
     fn drop(&mut self) {
         if let Some((start, in_flight)) = self.started.take() {
             // Abandoned before completing (a timeout further out, a caller
-            // that gave up): for the limit, that is a drop.
-            self.limiter.sample(start, in_flight, true);
+            // that gave up): neutral, not a drop (see `adaptive`).
+            self.limiter.sample(start, in_flight, SampleKind::Abandoned);
         }
         self.limiter.release();
     }

@@ -5,7 +5,7 @@ use crate::future::ResponseFuture;
 use crate::limiter::{BulkheadHandle, Enqueued, Limiter, Permit, Slot};
 use crate::sync::Arc;
 use bulwark_core::clock::{self, Instant};
-use bulwark_core::BoxError;
+use bulwark_core::{BoxError, Classify, DefaultClassifier};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -22,10 +22,13 @@ use tower_service::Service;
 /// be had, `poll_ready` still returns `Ready(Ok(()))` and `call` fails at
 /// once with [`BulkheadFull`], saying why.
 ///
-/// Clones share the limit; a clone starts without a permit.
-pub struct Bulkhead<S> {
+/// Clones share the limit; a clone starts without a permit. Under an adaptive
+/// limit, the classifier `C` says what each result means to it (see
+/// [`adaptive`](crate::adaptive)).
+pub struct Bulkhead<S, C = DefaultClassifier> {
     inner: S,
     limiter: Arc<Limiter>,
+    classifier: C,
     state: State,
     // Reused by every wait of this service.
     sleep: Option<Pin<Box<Sleep>>>,
@@ -63,20 +66,23 @@ impl Drop for Waiter {
 }
 
 impl<S> Bulkhead<S> {
-    pub(crate) fn with_limiter(inner: S, limiter: Arc<Limiter>) -> Self {
+    /// Wraps `inner` with a fail-fast bulkhead of `max_concurrent` permits of
+    /// its own. Use [`BulkheadLayer::builder`](crate::BulkheadLayer::builder)
+    /// for waiting, sharing, names, adaptive limits and classifiers.
+    pub fn new(inner: S, max_concurrent: usize) -> Self {
+        crate::BulkheadLayer::new(max_concurrent).wrap(inner)
+    }
+}
+
+impl<S, C> Bulkhead<S, C> {
+    pub(crate) fn with_limiter(inner: S, limiter: Arc<Limiter>, classifier: C) -> Self {
         Bulkhead {
             inner,
             limiter,
+            classifier,
             state: State::Idle,
             sleep: None,
         }
-    }
-
-    /// Wraps `inner` with a fail-fast bulkhead of `max_concurrent` permits of
-    /// its own. Use [`BulkheadLayer::builder`](crate::BulkheadLayer::builder)
-    /// for waiting, sharing, names and adaptive limits.
-    pub fn new(inner: S, max_concurrent: usize) -> Self {
-        crate::BulkheadLayer::new(max_concurrent).wrap(inner)
     }
 
     /// A handle to read this bulkhead's in-flight, queued, limit and
@@ -104,14 +110,18 @@ impl<S> Bulkhead<S> {
     }
 }
 
-impl<S: Clone> Clone for Bulkhead<S> {
+impl<S: Clone, C: Clone> Clone for Bulkhead<S, C> {
     /// Shares the limit; the clone starts without a permit.
     fn clone(&self) -> Self {
-        Bulkhead::with_limiter(self.inner.clone(), self.limiter.clone())
+        Bulkhead::with_limiter(
+            self.inner.clone(),
+            self.limiter.clone(),
+            self.classifier.clone(),
+        )
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Bulkhead<S> {
+impl<S: fmt::Debug, C> fmt::Debug for Bulkhead<S, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.state {
             State::Idle => "idle",
@@ -127,7 +137,7 @@ impl<S: fmt::Debug> fmt::Debug for Bulkhead<S> {
     }
 }
 
-impl<S> Bulkhead<S> {
+impl<S, C> Bulkhead<S, C> {
     #[cold]
     fn poll_wait(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
@@ -209,14 +219,15 @@ impl<S> Bulkhead<S> {
     }
 }
 
-impl<S, Req> Service<Req> for Bulkhead<S>
+impl<S, C, Req> Service<Req> for Bulkhead<S, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
+    C: Classify<S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, C>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -245,7 +256,7 @@ where
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Ready(mut permit) => {
                 permit.start();
-                ResponseFuture::called(self.inner.call(req), permit)
+                ResponseFuture::classified(self.inner.call(req), permit, self.classifier.clone())
             }
             State::Rejected(error) => ResponseFuture::rejected(error),
             // Called without `poll_ready` first (a caller's bug): decide now,
@@ -254,7 +265,11 @@ where
                 if self.limiter.try_acquire() {
                     let mut permit = Permit::new(self.limiter.clone());
                     permit.start();
-                    ResponseFuture::called(self.inner.call(req), permit)
+                    ResponseFuture::classified(
+                        self.inner.call(req),
+                        permit,
+                        self.classifier.clone(),
+                    )
                 } else {
                     ResponseFuture::rejected(self.limiter.reject(BulkheadFullReason::AtCapacity))
                 }

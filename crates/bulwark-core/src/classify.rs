@@ -64,7 +64,8 @@ pub enum Outcome {
 impl Outcome {
     /// The default class of an error: [`Rejected`](Outcome::Rejected) when a
     /// Bulwark rejection ([`CircuitOpen`](crate::error::CircuitOpen),
-    /// [`BulkheadFull`](crate::error::BulkheadFull)) is anywhere in its
+    /// [`BulkheadFull`](crate::error::BulkheadFull),
+    /// [`ThrottledLocally`](crate::error::ThrottledLocally)) is anywhere in its
     /// `source()` chain, [`Failure`](Outcome::Failure) otherwise.
     pub fn of_error(error: &BoxError) -> Outcome {
         if is_rejection(&**error) {
@@ -166,6 +167,8 @@ mod tests {
         let open: Result<(), BoxError> =
             Err(Box::new(CircuitOpen::new(Some(Duration::from_secs(1)))));
         assert_eq!(DefaultClassifier.classify(&open), Outcome::Rejected);
+        let shed: Result<(), BoxError> = Err(Box::new(crate::error::ThrottledLocally::new(0.5)));
+        assert_eq!(DefaultClassifier.classify(&shed), Outcome::Rejected);
     }
 
     #[test]

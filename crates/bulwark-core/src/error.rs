@@ -55,14 +55,14 @@ where
 }
 
 /// Whether `error` is (or was caused by) a local rejection by a Bulwark layer:
-/// [`CircuitOpen`] or [`BulkheadFull`].
+/// [`CircuitOpen`], [`BulkheadFull`] or [`ThrottledLocally`].
 ///
 /// A rejection says nothing about the upstream's health: by default the
 /// breaker does not count it and retry does not retry it.
 pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(err) = current {
-        if err.is::<CircuitOpen>() || err.is::<BulkheadFull>() {
+        if err.is::<CircuitOpen>() || err.is::<BulkheadFull>() || err.is::<ThrottledLocally>() {
             return true;
         }
         current = err.source();
@@ -269,6 +269,78 @@ impl fmt::Display for BulkheadFull {
 }
 
 impl Error for BulkheadFull {}
+
+/// Client-side adaptive throttling shed the call locally (the Google SRE
+/// book's "Handling Overload"): the upstream has been accepting too few of
+/// the recent requests, so this one was not sent. The inner service was not
+/// called.
+///
+/// Named apart from [`Outcome::Throttled`](crate::Outcome::Throttled),
+/// which is the *upstream* asking for less load (a `429`): this is a local
+/// rejection, [`Outcome::Rejected`](crate::Outcome::Rejected), which the
+/// breaker does not count and retry does not retry.
+///
+/// ```
+/// use bulwark_core::error::{is_rejection, ThrottledLocally};
+///
+/// let shed = ThrottledLocally::new(0.25);
+/// assert_eq!(shed.probability(), 0.25);
+/// assert_eq!(shed.to_string(), "request shed by adaptive throttling (reject probability 25%)");
+/// assert!(is_rejection(&shed));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottledLocally {
+    name: Option<Arc<str>>,
+    probability: f64,
+}
+
+impl ThrottledLocally {
+    /// A call shed while the reject probability was `probability` (clamped
+    /// to `[0, 1]`).
+    pub fn new(probability: f64) -> Self {
+        let probability = if probability.is_nan() {
+            0.0
+        } else {
+            probability.clamp(0.0, 1.0)
+        };
+        ThrottledLocally {
+            name: None,
+            probability,
+        }
+    }
+
+    /// Names the throttle that shed the call.
+    pub fn with_name(mut self, name: Arc<str>) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// The name of the throttle, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The probability with which calls were being shed when this one was.
+    pub const fn probability(&self) -> f64 {
+        self.probability
+    }
+}
+
+impl fmt::Display for ThrottledLocally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("request shed by adaptive throttling")?;
+        if let Some(name) = &self.name {
+            write!(f, " '{name}'")?;
+        }
+        write!(
+            f,
+            " (reject probability {}%)",
+            (self.probability * 100.0).round()
+        )
+    }
+}
+
+impl Error for ThrottledLocally {}
 
 #[cfg(test)]
 mod tests {

@@ -61,6 +61,24 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         self,
         layer: bulwark_fallback::FallbackLayer<P, T>,
     ) -> ServiceBuilder<Stack<bulwark_fallback::FallbackLayer<P, T>, L>>;
+
+    /// Sheds calls locally as `layer`'s upstream stops accepting them
+    /// (client-side adaptive throttling).
+    ///
+    /// ```
+    /// use bulwark::prelude::*;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let _stack = ServiceBuilder::new()
+    ///     .adaptive_throttle(AdaptiveThrottleLayer::new())
+    ///     .bulkhead(16)
+    ///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+    /// ```
+    #[cfg(feature = "throttle")]
+    fn adaptive_throttle<C>(
+        self,
+        layer: bulwark_throttle::AdaptiveThrottleLayer<C>,
+    ) -> ServiceBuilder<Stack<bulwark_throttle::AdaptiveThrottleLayer<C>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -101,6 +119,14 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self,
         layer: bulwark_fallback::FallbackLayer<P, T>,
     ) -> ServiceBuilder<Stack<bulwark_fallback::FallbackLayer<P, T>, L>> {
+        self.layer(layer)
+    }
+
+    #[cfg(feature = "throttle")]
+    fn adaptive_throttle<C>(
+        self,
+        layer: bulwark_throttle::AdaptiveThrottleLayer<C>,
+    ) -> ServiceBuilder<Stack<bulwark_throttle::AdaptiveThrottleLayer<C>, L>> {
         self.layer(layer)
     }
 }

@@ -18,6 +18,7 @@
 //! | `bulkhead` | [`bulkhead`]  | concurrency limits: fail fast or bounded wait, adaptive |
 //! | `fallback` | [`fallback`]  | values, closures, backup services, stale-if-error     |
 //! | `stack`    | [`stack`]     | the recommended client stack for any service, in the order that works |
+//! | `throttle` | [`throttle`]  | client-side adaptive throttling from the accept rate  |
 //!
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
@@ -119,6 +120,9 @@ pub use bulwark_config as config;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use bulwark_sim as sim;
+#[cfg(feature = "throttle")]
+#[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
+pub use bulwark_throttle as throttle;
 
 mod builder;
 
@@ -128,7 +132,9 @@ pub use builder::ServiceBuilderExt;
 pub mod prelude {
     pub use crate::builder::ServiceBuilderExt;
     pub use bulwark_core::backoff::{Backoff, Jitter};
-    pub use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen};
+    pub use bulwark_core::error::{
+        find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally,
+    };
     pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
 
     #[cfg(feature = "breaker")]
@@ -139,6 +145,8 @@ pub mod prelude {
     pub use bulwark_fallback::FallbackLayer;
     #[cfg(feature = "retry")]
     pub use bulwark_retry::{HedgeLayer, RetryBudget, RetryLayer};
+    #[cfg(feature = "throttle")]
+    pub use bulwark_throttle::AdaptiveThrottleLayer;
     #[cfg(feature = "timeout")]
     pub use bulwark_timeout::{Elapsed, TimeoutLayer};
 }
