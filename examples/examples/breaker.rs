@@ -35,6 +35,7 @@ async fn main() -> Result<(), BoxError> {
         .open_for(Duration::from_millis(600))
         .permitted_probes(1)
         .successes_to_close(2)
+        .failures_to_reopen(1)
         .on_event(move |e: &BreakerEvent| {
             if let BreakerEventKind::StateChanged(t) = &e.kind {
                 println!(

@@ -1,4 +1,4 @@
-//! Run with: cargo run --example simulate -- [--scenario NAME] [--scenarios FILE] [--out DIR] [--seed N] [--threads N]
+//! Run with: cargo run --example simulate -- [--scenario NAME] [--scenarios FILE] [--config FILE [--upstream NAME]] [--out DIR] [--seed N] [--threads N]
 //!
 //! Runs Bulwark's recommended stacks and the baselines (no resilience,
 //! tower's own layers) through the fault simulator's scenarios in virtual
@@ -10,22 +10,28 @@
 //!   names them all).
 //! - `--scenarios FILE`: your own scenarios, from a TOML file of
 //!   `[[scenario]]` tables or a JSON array (see `bulwark::sim::Scenario`).
+//! - `--config FILE`: also runs the client stack that this `bulwark-config`
+//!   file describes for upstream `--upstream NAME` (default `sim`), next to
+//!   the others, so a configuration can be judged before it ships.
 //! - `--seed N`: another seed (runs repeat exactly for the same seed).
 //! - `--threads N`: runs at once (default: the machine's cores).
 
-use bulwark::sim::{stacks, Scenario, Simulation};
+use bulwark::config::ResilienceConfig;
+use bulwark::sim::{stacks, Scenario, SimRequest, Simulation, Stack};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tower::ServiceBuilder;
 
 struct Args {
     scenarios: Vec<Scenario>,
+    config: Option<(ResilienceConfig, String)>,
     out: PathBuf,
     seed: u64,
     threads: usize,
 }
 
 fn usage() -> &'static str {
-    "usage: simulate [--scenario NAME]... [--scenarios FILE] [--out DIR] [--seed N] [--threads N] [--list]"
+    "usage: simulate [--scenario NAME]... [--scenarios FILE] [--config FILE [--upstream NAME]] [--out DIR] [--seed N] [--threads N] [--list]"
 }
 
 fn parse() -> Result<Option<Args>, String> {
@@ -33,6 +39,8 @@ fn parse() -> Result<Option<Args>, String> {
     let mut names = Vec::new();
     let mut custom = Vec::new();
     let mut out = PathBuf::from("target/simulation");
+    let mut config = None;
+    let mut upstream = String::from("sim");
     let mut seed = 1;
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     while let Some(arg) = args.next() {
@@ -45,6 +53,11 @@ fn parse() -> Result<Option<Args>, String> {
                 custom.extend(Scenario::parse_many(&text).map_err(|e| format!("{path}: {e}"))?);
             }
             "--out" => out = PathBuf::from(value("a folder")?),
+            "--config" => {
+                let path = value("a file")?;
+                config = Some(ResilienceConfig::load(&path).map_err(|e| format!("{path}: {e}"))?);
+            }
+            "--upstream" => upstream = value("a name")?,
             "--seed" => {
                 seed = value("a number")?
                     .parse()
@@ -81,6 +94,7 @@ fn parse() -> Result<Option<Args>, String> {
     scenarios.extend(custom);
     Ok(Some(Args {
         scenarios,
+        config: config.map(|c| (c, upstream)),
         out,
         seed,
         threads,
@@ -104,9 +118,21 @@ fn main() -> ExitCode {
         args.seed,
         names.join(", ")
     );
+    let mut all = stacks::recommended_with_baselines();
+    if let Some((config, name)) = args.config {
+        let check = config
+            .client_stack(&name)
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.build().map(drop).map_err(|e| e.to_string()));
+        if let Err(e) = check {
+            eprintln!("simulate: the configured stack for {name:?} cannot be built: {e}");
+            return ExitCode::from(2);
+        }
+        all.push(configured(config, name));
+    }
     let simulation = Simulation::new()
         .scenarios(args.scenarios)
-        .stacks(stacks::recommended_with_baselines())
+        .stacks(all)
         .seed(args.seed)
         .threads(args.threads)
         .on_progress(|p| {
@@ -138,4 +164,22 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The client stack a configuration file describes, with the simulator's
+/// classifier, pushback and idempotency (what a real client would give it).
+fn configured(config: ResilienceConfig, name: String) -> Stack {
+    Stack::new(format!("config: {name}"), move |upstream, ctx| {
+        let layer = config
+            .client_stack(&name)
+            .expect("checked before the run")
+            .classifier(stacks::classify)
+            .pushback(stacks::pushback)
+            .replay(stacks::IdempotentOnly)
+            .seed(ctx.seed())
+            .breaker_per_key(|r: &SimRequest| r.host, 1024)
+            .build()
+            .expect("checked before the run");
+        ServiceBuilder::new().layer(layer).service(upstream)
+    })
 }

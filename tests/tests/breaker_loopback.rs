@@ -66,6 +66,7 @@ async fn breaker_opens_on_a_failing_upstream_and_recovers_when_it_heals() {
         .open_for(Duration::from_secs(5))
         .permitted_probes(1)
         .successes_to_close(2)
+        .failures_to_reopen(1)
         .build()
         .unwrap();
     let http = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();

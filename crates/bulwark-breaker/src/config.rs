@@ -45,10 +45,21 @@ pub(crate) struct Config {
 
 /// Builds a [`Breaker`].
 ///
-/// The defaults: a count window of the last 100 calls; trip when at least
-/// half of them failed, once at least 10 calls were recorded; no slow-call
-/// rule; open for 30 s; in half-open, up to 3 probes at a time and 3
-/// successes to close; the last 32 transitions kept.
+/// The defaults, each chosen by what it does in `bulwark-sim`'s scenarios
+/// (`cargo run --example simulate`; the numbers are in the repository's
+/// `BENCHMARKS.md`), and the same in every stack and in `bulwark-config`:
+///
+/// | setting | default | chosen by |
+/// |---|---|---|
+/// | window | the last 10 s, in 10 buckets | `brownout`: a count window of 100 calls judged half a second of traffic and turned a 30% brownout into an outage (13.6% goodput during the fault; 81% with this window) |
+/// | failure rate | 50%, once 20 calls are in the window | `brownout` (a partial failure is not an outage) and `one-bad-host` |
+/// | consecutive failures | 10 in a row | `outage`, `black-hole`: detects a total failure in tens of milliseconds at 200 requests/s, whatever the window holds |
+/// | open time | 200 ms, × 1.5 while probes keep failing, at most 500 ms, equal jitter; back to 200 ms once closed | `outage` (the upstream sees 3% of the traffic, and the breaker closes as soon as it recovers) against `flapping` (every moment open after the upstream came back is lost: a cap of 1 s lost 1 more point of goodput there, a fixed 200 ms sent 5.5% of the outage's traffic as probes) |
+/// | half-open | 3 probes; closes on 2 successes, reopens on 2 failures | `slow-recovery`, `brownout`: a majority of 3 instead of "3 of 3", which a 30%-failing upstream passed 3 times in 10 |
+/// | slow calls | not judged | |
+///
+/// Closing starts from an empty window, so the failure rate is judged again
+/// only once 20 new calls have been seen.
 ///
 /// ```
 /// use bulwark_breaker::Breaker;
@@ -81,21 +92,32 @@ impl Default for BreakerBuilder {
         BreakerBuilder {
             name: None,
             config: Config {
-                window: WindowKind::Count { size: 100 },
+                window: WindowKind::Time {
+                    length: Duration::from_secs(10),
+                    buckets: 10,
+                },
                 failure_rate: Some(0.5),
                 slow_call: None,
-                consecutive_failures: None,
-                minimum_calls: 10,
-                open: Backoff::constant(Duration::from_secs(30)),
+                consecutive_failures: Some(10),
+                minimum_calls: 20,
+                open: default_open(),
                 probes: 3,
-                successes_to_close: 3,
-                failures_to_reopen: 1,
+                successes_to_close: 2,
+                failures_to_reopen: 2,
                 history: 32,
                 seed: None,
             },
             listeners: Listeners::new(),
         }
     }
+}
+
+/// The default open time: short at first, growing only while probes keep
+/// failing (see the table on [`BreakerBuilder`]).
+pub(crate) fn default_open() -> Backoff {
+    Backoff::exponential(Duration::from_millis(200), 1.5)
+        .with_max(Duration::from_millis(500))
+        .with_jitter(bulwark_core::backoff::Jitter::Equal)
 }
 
 impl BreakerBuilder {
@@ -150,6 +172,12 @@ impl BreakerBuilder {
     /// Also trips after `count` failures in a row, whatever the window says.
     pub fn consecutive_failures(mut self, count: u32) -> Self {
         self.config.consecutive_failures = Some(count);
+        self
+    }
+
+    /// Never trips on failures in a row (only on the window's rates).
+    pub fn without_consecutive_failures(mut self) -> Self {
+        self.config.consecutive_failures = None;
         self
     }
 
@@ -357,7 +385,10 @@ mod tests {
             "slow_call_duration"
         );
         assert_eq!(field(b().consecutive_failures(0)), "consecutive_failures");
-        assert_eq!(field(b().without_failure_rate()), "failure_rate");
+        assert_eq!(
+            field(b().without_failure_rate().without_consecutive_failures()),
+            "failure_rate"
+        );
         assert_eq!(field(b().permitted_probes(0)), "permitted_probes");
         assert_eq!(field(b().successes_to_close(0)), "successes_to_close");
         assert_eq!(field(b().failures_to_reopen(0)), "failures_to_reopen");

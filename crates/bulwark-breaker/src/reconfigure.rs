@@ -126,7 +126,8 @@ mod tests {
             &Breaker::builder()
                 .count_window(10)
                 .minimum_calls(4)
-                .failure_rate(0.5),
+                .failure_rate(0.5)
+                .open_for(Duration::from_secs(30)),
         )
         .unwrap();
         assert_eq!(b.snapshot().calls, 4);
@@ -135,8 +136,13 @@ mod tests {
 
         // Reconfiguring an open breaker leaves it open with its probe time.
         tokio::time::advance(Duration::from_secs(10)).await;
-        b.reconfigure(&Breaker::builder().open_for(Duration::from_secs(5)))
-            .unwrap();
+        b.reconfigure(
+            &Breaker::builder()
+                .count_window(10)
+                .minimum_calls(4)
+                .open_for(Duration::from_secs(5)),
+        )
+        .unwrap();
         let snap = b.snapshot();
         assert_eq!(snap.state, State::Open);
         assert_eq!(snap.next_probe_in, Some(Duration::from_secs(20)));
@@ -145,7 +151,7 @@ mod tests {
 
     #[test]
     fn rejects_what_a_live_breaker_cannot_change() {
-        let b = Breaker::builder().build().unwrap();
+        let b = Breaker::builder().count_window(100).build().unwrap();
         let err = b
             .reconfigure(&Breaker::builder().time_window(Duration::from_secs(10), 10))
             .unwrap_err();
@@ -162,9 +168,14 @@ mod tests {
 
     #[test]
     fn a_new_window_size_starts_afresh_and_keeps_the_state() {
-        let b = Breaker::builder().count_window(10).build().unwrap();
+        let b = Breaker::builder()
+            .count_window(10)
+            .minimum_calls(5)
+            .build()
+            .unwrap();
         b.force_open();
-        b.reconfigure(&Breaker::builder().count_window(20)).unwrap();
+        b.reconfigure(&Breaker::builder().count_window(20).minimum_calls(5))
+            .unwrap();
         assert_eq!(b.state(), State::ForcedOpen);
         b.reset();
         for _ in 0..25 {

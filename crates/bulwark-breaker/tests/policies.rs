@@ -273,6 +273,7 @@ async fn open_duration_grows_with_consecutive_trips_and_resets_on_close() {
             .without_failure_rate()
             .consecutive_failures(1)
             .successes_to_close(1)
+            .failures_to_reopen(1)
             .open_backoff(
                 Backoff::exponential(Duration::from_secs(1), 2.0).with_max(Duration::from_secs(5)),
             ),
@@ -304,6 +305,7 @@ async fn jittered_open_duration_stays_in_bounds() {
         Breaker::builder()
             .without_failure_rate()
             .consecutive_failures(1)
+            .failures_to_reopen(1)
             .seed(7)
             .open_backoff(
                 Backoff::exponential(Duration::from_secs(10), 2.0)
@@ -340,6 +342,7 @@ fn half_open_builder(probes: u32, successes: u32) -> BreakerBuilder {
         .open_for(Duration::from_secs(1))
         .permitted_probes(probes)
         .successes_to_close(successes)
+        .failures_to_reopen(1)
 }
 
 #[tokio::test(start_paused = true)]

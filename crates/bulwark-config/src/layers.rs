@@ -53,14 +53,18 @@ fn check_durations<const N: usize>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowKind {
-    /// The last `window_size` calls (the default).
-    #[default]
+    /// The last `window_size` calls.
     Count,
-    /// The calls of the last `window_duration`, in `window_buckets` buckets.
+    /// The calls of the last `window_duration`, in `window_buckets` buckets
+    /// (the default).
+    #[default]
     Time,
 }
 
 /// A circuit breaker (`[breaker.NAME]`, `[defaults.breaker]`).
+///
+/// The built-in defaults are [`Breaker::builder`]'s, where each is
+/// explained by the simulator scenario that chose it.
 ///
 /// ```toml
 /// [breaker.payments]
@@ -73,14 +77,14 @@ pub enum WindowKind {
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct BreakerConfig {
-    /// `count` (default) or `time`.
+    /// `time` (default) or `count`.
     pub window: WindowKind,
-    /// Calls in a count window. Default 100.
+    /// Calls in a count window (with `window = "count"`). Default 100.
     pub window_size: u32,
-    /// Length of a time window. Default `"60s"`.
+    /// Length of a time window. Default `"10s"`.
     #[serde(with = "humantime_serde")]
     pub window_duration: Duration,
-    /// Buckets of a time window. Default 12.
+    /// Buckets of a time window. Default 10.
     pub window_buckets: u32,
     /// Trip when this share of the window failed, in (0, 1]. Default 0.5.
     pub failure_rate: f64,
@@ -90,42 +94,50 @@ pub struct BreakerConfig {
     /// Trip when this share of the window was slow, in (0, 1] (with
     /// `slow_call_duration`). Default 0.5.
     pub slow_call_rate: f64,
-    /// Also trip after this many failures in a row. Default: none.
+    /// Also trip after this many failures in a row. Default 10.
     pub consecutive_failures: Option<u32>,
-    /// Judge no rate before the window holds this many calls. Default 10.
+    /// Judge no rate before the window holds this many calls. Default 20.
     pub minimum_calls: u32,
-    /// How long to stay open after a trip. Default `"30s"`.
+    /// How long to stay open after a trip. Default `"200ms"`.
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
     /// Multiply the open duration by this after each trip from half-open
-    /// (1 keeps it fixed), at least 1. Default 1.
+    /// (1 keeps it fixed), at least 1. Default 1.5.
     pub open_backoff_factor: f64,
-    /// Cap of a growing open duration. Default: none.
+    /// Cap of a growing open duration. Default: 2.5 × `open_for` (500 ms
+    /// with the default `open_for`), so setting `open_for` alone keeps the
+    /// default shape.
     #[serde(with = "humantime_serde")]
     pub open_for_max: Option<Duration>,
+    /// Randomisation of the open duration. Default `equal`.
+    pub open_jitter: JitterKind,
     /// Probes allowed at once in half-open. Default 3.
     pub permitted_probes: u32,
-    /// Successful probes that close the breaker. Default 3.
+    /// Successful probes that close the breaker. Default 2.
     pub successes_to_close: u32,
+    /// Failed probes that open it again. Default 2.
+    pub failures_to_reopen: u32,
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
         BreakerConfig {
-            window: WindowKind::Count,
+            window: WindowKind::Time,
             window_size: 100,
-            window_duration: Duration::from_secs(60),
-            window_buckets: 12,
+            window_duration: Duration::from_secs(10),
+            window_buckets: 10,
             failure_rate: 0.5,
             slow_call_duration: None,
             slow_call_rate: 0.5,
-            consecutive_failures: None,
-            minimum_calls: 10,
-            open_for: Duration::from_secs(30),
-            open_backoff_factor: 1.0,
+            consecutive_failures: Some(10),
+            minimum_calls: 20,
+            open_for: Duration::from_millis(200),
+            open_backoff_factor: 1.5,
             open_for_max: None,
+            open_jitter: JitterKind::Equal,
             permitted_probes: 3,
-            successes_to_close: 3,
+            successes_to_close: 2,
+            failures_to_reopen: 2,
         }
     }
 }
@@ -148,17 +160,19 @@ impl BreakerConfig {
                 ("open_for_max", self.open_for_max),
             ],
         )?;
+        // The size is checked whatever the window kind, so a bad one is
+        // never silently ignored.
+        if self.window_size == 0 {
+            return err("window_size", "must be at least 1 call".into());
+        }
+        if self.window_size > 1_000_000 {
+            return err(
+                "window_size",
+                format!("must be at most 1000000, got {}", self.window_size),
+            );
+        }
         match self.window {
             WindowKind::Count => {
-                if self.window_size == 0 {
-                    return err("window_size", "must be at least 1 call".into());
-                }
-                if self.window_size > 1_000_000 {
-                    return err(
-                        "window_size",
-                        format!("must be at most 1000000, got {}", self.window_size),
-                    );
-                }
                 if self.minimum_calls > self.window_size {
                     return err(
                         "minimum_calls",
@@ -211,6 +225,7 @@ impl BreakerConfig {
         if self.consecutive_failures == Some(0) {
             return err("consecutive_failures", "must be at least 1".into());
         }
+
         if self.minimum_calls == 0 {
             return err("minimum_calls", "must be at least 1".into());
         }
@@ -240,6 +255,9 @@ impl BreakerConfig {
         if self.successes_to_close == 0 {
             return err("successes_to_close", "must be at least 1".into());
         }
+        if self.failures_to_reopen == 0 {
+            return err("failures_to_reopen", "must be at least 1".into());
+        }
         // The builder's own checks, in case they know more. The builder
         // calls the window setting `window`; here it is the length or size.
         self.builder().validate().map_err(|e| {
@@ -258,7 +276,8 @@ impl BreakerConfig {
             .failure_rate(self.failure_rate)
             .minimum_calls(self.minimum_calls)
             .permitted_probes(self.permitted_probes)
-            .successes_to_close(self.successes_to_close);
+            .successes_to_close(self.successes_to_close)
+            .failures_to_reopen(self.failures_to_reopen);
         b = match self.window {
             WindowKind::Count => b.count_window(self.window_size),
             WindowKind::Time => b.time_window(self.window_duration, self.window_buckets),
@@ -266,16 +285,19 @@ impl BreakerConfig {
         if let Some(d) = self.slow_call_duration {
             b = b.slow_calls(d, self.slow_call_rate);
         }
-        if let Some(n) = self.consecutive_failures {
-            b = b.consecutive_failures(n);
-        }
-        if self.open_backoff_factor == 1.0 {
-            b.open_for(self.open_for)
+        b = match self.consecutive_failures {
+            Some(n) => b.consecutive_failures(n),
+            None => b.without_consecutive_failures(),
+        };
+        let backoff = if self.open_backoff_factor == 1.0 {
+            Backoff::constant(self.open_for)
         } else {
-            let backoff = Backoff::exponential(self.open_for, self.open_backoff_factor)
-                .with_max(self.open_for_max.unwrap_or(Duration::MAX));
-            b.open_backoff(backoff)
-        }
+            Backoff::exponential(self.open_for, self.open_backoff_factor).with_max(
+                self.open_for_max
+                    .unwrap_or_else(|| self.open_for.saturating_mul(5) / 2),
+            )
+        };
+        b.open_backoff(backoff.with_jitter(self.open_jitter.into()))
     }
 }
 
@@ -292,7 +314,18 @@ pub enum BackoffKind {
     Exponential,
 }
 
-/// Randomisation of retry delays.
+impl From<JitterKind> for Jitter {
+    fn from(kind: JitterKind) -> Jitter {
+        match kind {
+            JitterKind::None => Jitter::None,
+            JitterKind::Full => Jitter::Full,
+            JitterKind::Equal => Jitter::Equal,
+            JitterKind::Decorrelated => Jitter::Decorrelated,
+        }
+    }
+}
+
+/// Randomisation of retry and open delays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JitterKind {
@@ -430,13 +463,7 @@ impl RetryConfig {
                 Backoff::exponential(self.initial_backoff, self.backoff_factor)
             }
         };
-        let jitter = match self.jitter {
-            JitterKind::None => Jitter::None,
-            JitterKind::Full => Jitter::Full,
-            JitterKind::Equal => Jitter::Equal,
-            JitterKind::Decorrelated => Jitter::Decorrelated,
-        };
-        b.with_jitter(jitter).with_max(self.max_backoff)
+        b.with_jitter(self.jitter.into()).with_max(self.max_backoff)
     }
 
     /// A retry layer with these settings and the default budget (set the

@@ -21,6 +21,73 @@ fn core_error(at: &str, e: bulwark_core::error::ConfigError) -> ConfigError {
 }
 
 impl ResilienceConfig {
+    /// The recommended client stack of upstream `name`
+    /// ([`bulwark_stack::ClientStack`]), configured from `[timeout.NAME]`,
+    /// `[retry.NAME]` (with its budget), `[breaker.NAME]` and
+    /// `[bulkhead.NAME]`, each falling back to its defaults; a timeout the
+    /// configuration does not set keeps the stack's own default. Give it
+    /// your classifier (and replay, pushback) and build it. With the global
+    /// switch off, every part is off.
+    ///
+    /// Unlike [`client_layer`](Self::client_layer), its instances are its
+    /// own, not the registry's.
+    ///
+    /// ```
+    /// use bulwark_config::ResilienceConfig;
+    /// use bulwark_core::BoxError;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let config = ResilienceConfig::from_toml_str(r#"
+    ///     [timeout.payments]
+    ///     total = "2s"
+    ///     [breaker.payments]
+    ///     consecutive_failures = 5
+    /// "#)?;
+    /// let stack = config.client_stack("payments")?.build()?;
+    /// let payments = ServiceBuilder::new()
+    ///     .layer(stack)
+    ///     .service_fn(|amount: u32| async move { Ok::<_, BoxError>(amount) });
+    /// assert_eq!(payments.oneshot(42).await?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the retry budget's settings are refused (they were validated at
+    /// load, so this is rare).
+    pub fn client_stack(&self, name: &str) -> Result<bulwark_stack::ClientStack, ConfigError> {
+        let stack = bulwark_stack::ClientStack::new().name(name);
+        if !self.enabled() {
+            return Ok(stack
+                .no_total_timeout()
+                .no_retry()
+                .no_breaker()
+                .no_attempt_timeout()
+                .no_bulkhead());
+        }
+        let retry = self.retry(name);
+        let budget_name = retry.budget.as_deref().unwrap_or(name);
+        let budget = self
+            .retry_budget(budget_name)
+            .budget()
+            .map_err(|e| e.at(&format!("retry_budget.{budget_name}")))?;
+        let mut stack = stack
+            .retry(retry.layer().budget(budget))
+            .breaker(self.breaker(name).builder())
+            .bulkhead(self.bulkhead(name).builder());
+        let timeouts = self.timeout(name);
+        if let Some(total) = timeouts.total {
+            stack = stack.total_timeout(total);
+        }
+        if let Some(attempt) = timeouts.attempt {
+            stack = stack.attempt_timeout(attempt);
+        }
+        Ok(stack)
+    }
+
     /// The client stack of upstream `name`, in the order that works
     /// (outermost first):
     ///

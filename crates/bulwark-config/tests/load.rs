@@ -172,9 +172,21 @@ fn empty_means_the_documented_defaults() {
     let b = c.breaker("x");
     assert_eq!(b.window_size, 100);
     assert_eq!(b.failure_rate, 0.5);
-    assert_eq!(b.minimum_calls, 10);
-    assert_eq!(b.open_for, Duration::from_secs(30));
+    assert_eq!(b.minimum_calls, 20);
+    assert_eq!(b.open_for, Duration::from_millis(200));
     assert_eq!(c.retry("x").max_attempts, 3);
     assert_eq!(c.bulkhead("x").max_concurrent, 64);
     assert!(c.enabled());
+}
+
+#[test]
+fn the_breaker_defaults_are_the_builders() {
+    // One set of defaults: a breaker configured with nothing is the
+    // breaker `Breaker::builder()` makes.
+    let from_config = format!(
+        "{:?}",
+        bulwark_config::layers::BreakerConfig::default().builder()
+    );
+    let built_in = format!("{:?}", bulwark_breaker::Breaker::builder());
+    assert_eq!(from_config, built_in);
 }

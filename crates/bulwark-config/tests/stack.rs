@@ -109,6 +109,8 @@ async fn reload_applies_thresholds_and_keeps_counts_and_open_breakers() {
         [breaker.p]
         consecutive_failures = 5
         open_for = "60s"
+        open_backoff_factor = 1.0
+        open_jitter = "none"
         [retry.p]
         max_attempts = 1
         [bulkhead.p]
@@ -131,6 +133,8 @@ async fn reload_applies_thresholds_and_keeps_counts_and_open_breakers() {
         [breaker.p]
         consecutive_failures = 4
         open_for = "5s"
+        open_backoff_factor = 1.0
+        open_jitter = "none"
         [retry.p]
         max_attempts = 1
         [bulkhead.p]
@@ -166,7 +170,7 @@ async fn a_reload_that_cannot_apply_says_so_and_applies_the_rest() {
     let next = config(
         r#"
         [breaker.a]
-        window = "time"
+        window = "count"
         [breaker.b]
         consecutive_failures = 1
         "#,

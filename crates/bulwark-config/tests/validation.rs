@@ -32,7 +32,7 @@ fn breaker_settings() {
             "breaker.p.window_size",
         ),
         (
-            "[breaker.p]\nwindow_size = 5\nminimum_calls = 6",
+            "[breaker.p]\nwindow = \"count\"\nwindow_size = 5\nminimum_calls = 6",
             "breaker.p.minimum_calls",
         ),
         ("[breaker.p]\nminimum_calls = 0", "breaker.p.minimum_calls"),

@@ -123,9 +123,9 @@ impl std::error::Error for StackError {}
 /// |---|---|---|
 /// | total timeout | 10 s | [`no_total_timeout`](Self::no_total_timeout) |
 /// | retry | 3 attempts, exponential from 100 ms (x2, full jitter, at most 2 s), budget 20% + 10/s, `Retry-After` up to 30 s, idempotent requests only; no retry that cannot start before the total timeout (or the request's [`Deadline`](crate::deadline::Deadline)) ends: the last answer at once instead | [`no_retry`](Self::no_retry) |
-/// | breaker | per authority (at most 1,024): 50% failures over the last 20 calls (at least 10), or 5 in a row; open 5 s | [`no_breaker`](Self::no_breaker) |
-/// | attempt timeout | 3 s | [`no_attempt_timeout`](Self::no_attempt_timeout) |
-/// | bulkhead | 256 in flight, fail fast | [`no_bulkhead`](Self::no_bulkhead) |
+/// | breaker | per authority (at most 1,024), with [`Breaker::builder`]'s defaults: 50% failures over the last 10 s (at least 20 calls), or 10 in a row; open 200 ms, growing to 500 ms while probes fail; closes on 2 of 3 probes | [`no_breaker`](Self::no_breaker) |
+/// | attempt timeout | half the total timeout (5 s; [`bulwark_stack::default_attempt_timeout`]) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+/// | bulkhead | 100 in flight, fail fast (as the generic stack's) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | deadline propagation | each attempt of a gRPC call carries `grpc-timeout`: the time left of the total timeout (or of a [`Deadline`](crate::deadline::Deadline) the request carries), at most the attempt timeout | [`no_deadline_propagation`](Self::no_deadline_propagation); every request: [`propagate_deadline_always`](Self::propagate_deadline_always) |
 ///
 /// [`build`](Self::build) rejects what cannot work: an attempt timeout not
@@ -150,6 +150,8 @@ impl std::error::Error for StackError {}
 pub struct ClientStack<C = HttpClassifier> {
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
+    /// Whether `attempt_timeout` was set (otherwise it follows the total).
+    attempt_set: bool,
     retry: bool,
     max_attempts: u32,
     backoff: Backoff,
@@ -162,6 +164,7 @@ pub struct ClientStack<C = HttpClassifier> {
     bulkhead: Option<usize>,
     /// `None`: off; `Some(false)`: gRPC calls; `Some(true)`: every request.
     propagate: Option<bool>,
+    seed: Option<u64>,
     classifier: C,
 }
 
@@ -170,7 +173,8 @@ impl ClientStack {
     pub fn new() -> Self {
         ClientStack {
             total_timeout: Some(Duration::from_secs(10)),
-            attempt_timeout: Some(Duration::from_secs(3)),
+            attempt_timeout: None,
+            attempt_set: false,
             retry: true,
             max_attempts: 3,
             backoff: Backoff::exponential(Duration::from_millis(100), 2.0)
@@ -182,22 +186,17 @@ impl ClientStack {
             retry_listeners: Vec::new(),
             breaker: Some(Self::default_breaker()),
             max_hosts: 1024,
-            bulkhead: Some(256),
+            bulkhead: Some(100),
             propagate: Some(false),
+            seed: None,
             classifier: HttpClassifier::new(),
         }
     }
 
-    /// The default breaker template: named `http`, count window of 20, at
-    /// least 10 calls, 50% failures or 5 in a row, open 5 s.
+    /// The default breaker template: [`Breaker::builder`]'s defaults (the
+    /// same everywhere, each chosen in the simulator), named `http`.
     pub fn default_breaker() -> BreakerBuilder {
-        Breaker::builder()
-            .name("http")
-            .count_window(20)
-            .minimum_calls(10)
-            .failure_rate(0.5)
-            .consecutive_failures(5)
-            .open_for(Duration::from_secs(5))
+        Breaker::builder().name("http")
     }
 }
 
@@ -236,12 +235,14 @@ impl<C> ClientStack<C> {
     /// Bounds each attempt.
     pub fn attempt_timeout(mut self, limit: Duration) -> Self {
         self.attempt_timeout = Some(limit);
+        self.attempt_set = true;
         self
     }
 
     /// No attempt timeout.
     pub fn no_attempt_timeout(mut self) -> Self {
         self.attempt_timeout = None;
+        self.attempt_set = true;
         self
     }
 
@@ -331,6 +332,13 @@ impl<C> ClientStack<C> {
         self
     }
 
+    /// Seeds every random draw of the stack (retry jitter, the breakers'
+    /// open-time jitter), for runs that repeat exactly.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// The classifier shared by retry and the breaker (default
     /// [`HttpClassifier`]; use [`GrpcClassifier`] for gRPC: the breaker then
     /// judges a streamed answer by the `grpc-status` in its trailers, when
@@ -341,6 +349,7 @@ impl<C> ClientStack<C> {
         ClientStack {
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
+            attempt_set: self.attempt_set,
             retry: self.retry,
             max_attempts: self.max_attempts,
             backoff: self.backoff,
@@ -352,7 +361,17 @@ impl<C> ClientStack<C> {
             max_hosts: self.max_hosts,
             bulkhead: self.bulkhead,
             propagate: self.propagate,
+            seed: self.seed,
             classifier,
+        }
+    }
+
+    /// The attempt timeout in force: as set, or half the total.
+    fn attempt(&self) -> Option<Duration> {
+        if self.attempt_set {
+            self.attempt_timeout
+        } else {
+            Some(bulwark_stack::default_attempt_timeout(self.total_timeout))
         }
     }
 
@@ -364,7 +383,9 @@ impl<C> ClientStack<C> {
         if zero(self.attempt_timeout) {
             return Err(StackError::new("attempt_timeout", "must be more than zero"));
         }
-        if let (Some(total), Some(attempt)) = (self.total_timeout, self.attempt_timeout) {
+        if let (Some(total), Some(attempt), true) =
+            (self.total_timeout, self.attempt_timeout, self.attempt_set)
+        {
             if self.retry && self.max_attempts > 1 && attempt >= total {
                 return Err(StackError::new(
                     "attempt_timeout",
@@ -487,12 +508,14 @@ impl<C: ClientClassifier> ClientStack<C> {
         self.check()?;
         let breakers = match &self.breaker {
             Some(template) => Some(
-                template
-                    .clone()
-                    .keyed()
-                    .max_keys(self.max_hosts)
-                    .build::<Authority>()
-                    .map_err(|e| StackError::new("breaker", e.to_string()))?,
+                match self.seed {
+                    Some(seed) => template.clone().seed(seed),
+                    None => template.clone(),
+                }
+                .keyed()
+                .max_keys(self.max_hosts)
+                .build::<Authority>()
+                .map_err(|e| StackError::new("breaker", e.to_string()))?,
             ),
             None => None,
         };
@@ -513,6 +536,9 @@ impl<C: ClientClassifier> ClientStack<C> {
             if let Some(budget) = self.budget.clone() {
                 layer = layer.budget(budget);
             }
+            if let Some(seed) = self.seed {
+                layer = layer.seed(seed);
+            }
             for l in &self.retry_listeners {
                 let l = l.clone();
                 layer = layer.on_event(move |e: &RetryEvent| l.on_event(e));
@@ -522,7 +548,7 @@ impl<C: ClientClassifier> ClientStack<C> {
         let propagate = self.propagate.map(|always| {
             let layer = PropagateDeadlineLayer::new();
             let layer = if always { layer } else { layer.grpc_only() };
-            match self.attempt_timeout {
+            match self.attempt() {
                 Some(attempt) => layer.max(attempt),
                 None => layer,
             }
@@ -540,7 +566,7 @@ impl<C: ClientClassifier> ClientStack<C> {
                 .classifier
                 .host_breaker(breakers.clone(), ServerOpenHint::new(self.max_pushback)),
             breakers,
-            attempt: self.attempt_timeout.map(TimeoutLayer::new),
+            attempt: self.attempt().map(TimeoutLayer::new),
             bulkhead: self.bulkhead.map(|n| {
                 BulkheadLayer::builder()
                     .name("http")

@@ -354,13 +354,17 @@ async fn retry_pushback_and_deadline(d: Duration) {
         .layer(fails_once());
     match within_a_day(svc.oneshot(5)).await {
         // The retry starts when its delay (after the failed attempt) ends
-        // within the deadline: after WORK + 5 ms.
+        // at least `min_time_left` before the deadline: after WORK + 5 ms.
         Some(Ok(5)) => assert!(
-            d.saturating_add(TICK) >= WORK + Duration::from_millis(5),
+            d.saturating_add(TICK)
+                >= WORK + Duration::from_millis(5) + bulwark_retry::DEFAULT_MIN_TIME_LEFT,
             "{d:?}: retried past the deadline"
         ),
         Some(Ok(n)) => panic!("{d:?}: answered {n}"),
-        Some(Err(_)) => assert!(d <= WORK + Duration::from_millis(5) + TICK, "{d:?}"),
+        Some(Err(_)) => assert!(
+            d <= WORK + Duration::from_millis(5) + bulwark_retry::DEFAULT_MIN_TIME_LEFT + TICK,
+            "{d:?}"
+        ),
         None => panic!("{d:?}: a deadline made the call hang"),
     }
     assert!(start.elapsed() <= DAY);

@@ -143,11 +143,12 @@ impl Replay<SimRequest> for IdempotentOnly {
     }
 }
 
-/// Bulwark's layers in the README's order with the settings every peer got
-/// (3 attempts, 500 ms attempt timeout, bulkhead of 100) and every other
-/// setting at its default: what a new user writes from the quick start.
-pub fn bulwark_defaults() -> Stack {
-    Stack::new("bulwark defaults", |upstream, ctx: &mut StackContext| {
+/// Bulwark's layers stacked by hand in the README's order with the settings
+/// every peer got (3 attempts, 500 ms attempt timeout, bulkhead of 100) and
+/// every other setting at its default: what a new user writes from the
+/// quick start.
+pub fn bulwark_layers() -> Stack {
+    Stack::new("bulwark layers", |upstream, ctx: &mut StackContext| {
         let breaker = bulwark_breaker::Breaker::builder()
             .name("sim")
             .seed(ctx.seed())
@@ -172,10 +173,13 @@ pub fn bulwark_defaults() -> Stack {
 }
 
 /// Bulwark's HTTP [`ClientStack`](bulwark_http::ClientStack) with its
-/// defaults, over the simulated upstream speaking HTTP.
+/// defaults and the caller's deadline as its total timeout, over the
+/// simulated upstream speaking HTTP.
 pub fn bulwark_http() -> Stack {
     Stack::http("bulwark http", |upstream, ctx: &mut StackContext| {
         let layer = bulwark_http::ClientStack::new()
+            .total_timeout(ctx.scenario().deadline)
+            .seed(ctx.seed())
             .build()
             .expect("the default client stack is valid");
         if let Some(breakers) = layer.breakers() {
@@ -225,11 +229,5 @@ pub fn bulwark() -> Stack {
 /// The baselines and Bulwark's recommended stacks, in report order: what
 /// `cargo run --example simulate` runs.
 pub fn recommended_with_baselines() -> Vec<Stack> {
-    vec![
-        none(),
-        tower(),
-        bulwark_defaults(),
-        bulwark(),
-        bulwark_http(),
-    ]
+    vec![none(), tower(), bulwark_layers(), bulwark(), bulwark_http()]
 }

@@ -8,6 +8,7 @@ use bulwark_core::error::ConfigError;
 use bulwark_core::DefaultClassifier;
 use bulwark_retry::replay::CloneReplay;
 use bulwark_retry::{Retry, RetryLayer};
+use bulwark_throttle::{AdaptiveThrottle, AdaptiveThrottleBuilder, AdaptiveThrottleLayer};
 use bulwark_timeout::{Timeout, TimeoutLayer};
 use std::fmt;
 use std::hash::Hash;
@@ -119,6 +120,7 @@ pub struct ClientStack<C = DefaultClassifier, P = (), R = CloneReplay, M = OneBr
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Option<Duration>>,
     retry: Option<RetryLayer>,
+    throttle: Option<AdaptiveThrottleBuilder>,
     breaker: Option<BreakerBuilder>,
     mode: M,
     bulkhead: Option<BulkheadBuilder>,
@@ -136,6 +138,7 @@ impl ClientStack {
             total_timeout: Some(crate::defaults::TOTAL_TIMEOUT),
             attempt_timeout: None,
             retry: Some(crate::defaults::retry()),
+            throttle: crate::defaults::throttle(),
             breaker: Some(crate::defaults::breaker()),
             mode: OneBreaker,
             bulkhead: Some(crate::defaults::bulkhead()),
@@ -175,9 +178,8 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
         self
     }
 
-    /// Bounds each attempt (default: a quarter of the total timeout, so
-    /// that three attempts and their backoff fit; 2.5 s without a total
-    /// timeout).
+    /// Bounds each attempt (default: half the total timeout, see
+    /// [`default_attempt_timeout`](crate::default_attempt_timeout)).
     pub fn attempt_timeout(mut self, limit: Duration) -> Self {
         self.attempt_timeout = Some(Some(limit));
         self
@@ -200,6 +202,21 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     /// No retry.
     pub fn no_retry(mut self) -> Self {
         self.retry = None;
+        self
+    }
+
+    /// Client-side adaptive throttling (see `bulwark-throttle`) between
+    /// retry and the breaker: sheds a share of attempts locally as the
+    /// upstream's accept rate falls. The stack gives it its name, seed and
+    /// classifier.
+    pub fn adaptive_throttle(mut self, throttle: AdaptiveThrottleBuilder) -> Self {
+        self.throttle = Some(throttle);
+        self
+    }
+
+    /// No adaptive throttling.
+    pub fn no_adaptive_throttle(mut self) -> Self {
+        self.throttle = None;
         self
     }
 
@@ -242,6 +259,7 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry,
+            throttle: self.throttle,
             breaker: self.breaker,
             mode: self.mode,
             bulkhead: self.bulkhead,
@@ -260,6 +278,7 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry,
+            throttle: self.throttle,
             breaker: self.breaker,
             mode: self.mode,
             bulkhead: self.bulkhead,
@@ -279,6 +298,7 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry,
+            throttle: self.throttle,
             breaker: self.breaker,
             mode: self.mode,
             bulkhead: self.bulkhead,
@@ -315,6 +335,7 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry,
+            throttle: self.throttle,
             breaker: self.breaker,
             mode: KeyedBy {
                 key,
@@ -330,12 +351,8 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     }
 
     fn attempt_limit(&self) -> Option<Duration> {
-        self.attempt_timeout.unwrap_or_else(|| {
-            Some(
-                self.total_timeout
-                    .map_or(Duration::from_millis(2_500), |t| t / 4),
-            )
-        })
+        self.attempt_timeout
+            .unwrap_or_else(|| Some(crate::default_attempt_timeout(self.total_timeout)))
     }
 }
 
@@ -357,7 +374,10 @@ where
         if attempt.is_some_and(|t| t.is_zero()) {
             return invalid("attempt_timeout", "must be longer than zero".into());
         }
-        if let (Some(total), Some(attempt), Some(_)) = (self.total_timeout, attempt, &self.retry) {
+        let attempt_set = self.attempt_timeout.is_some();
+        if let (Some(total), Some(attempt), Some(_), true) =
+            (self.total_timeout, attempt, &self.retry, attempt_set)
+        {
             if attempt >= total {
                 return invalid(
                     "attempt_timeout",
@@ -394,16 +414,32 @@ where
                 if let Some(seed) = self.seed {
                     template = template.seed(seed);
                 }
-                Some(self.mode.make(template, self.classifier)?)
+                Some(self.mode.make(template, self.classifier.clone())?)
             }
         };
-        let bulkhead = self.bulkhead.map(|b| match &self.name {
-            Some(name) => b.name(name.clone()).build(),
-            None => b.build(),
+        let bulkhead = self.bulkhead.map(|b| {
+            let b = match &self.name {
+                Some(name) => b.name(name.clone()),
+                None => b,
+            };
+            b.classifier(self.classifier.clone()).build()
         });
+        let throttle = match self.throttle {
+            None => None,
+            Some(mut t) => {
+                if let Some(name) = &self.name {
+                    t = t.name(name.clone());
+                }
+                if let Some(seed) = self.seed {
+                    t = t.seed(seed);
+                }
+                Some(t.build()?.classifier(self.classifier.clone()))
+            }
+        };
         Ok(ClientLayer {
             total: self.total_timeout.map(TimeoutLayer::new),
             retry,
+            throttle,
             breaker,
             attempt: attempt.map(TimeoutLayer::new),
             bulkhead,
@@ -418,6 +454,7 @@ impl<C, P, R, M: fmt::Debug> fmt::Debug for ClientStack<C, P, R, M> {
             .field("total_timeout", &self.total_timeout)
             .field("attempt_timeout", &self.attempt_limit())
             .field("retry", &self.retry)
+            .field("throttle", &self.throttle)
             .field("breaker", &self.breaker)
             .field("mode", &self.mode)
             .field("bulkhead", &self.bulkhead)
@@ -432,9 +469,10 @@ impl<C, P, R, M: fmt::Debug> fmt::Debug for ClientStack<C, P, R, M> {
 pub struct ClientLayer<C, P, R, B> {
     total: Option<TimeoutLayer>,
     retry: Option<RetryLayer<C, P, R>>,
+    throttle: Option<AdaptiveThrottleLayer<C>>,
     breaker: Option<B>,
     attempt: Option<TimeoutLayer>,
-    bulkhead: Option<BulkheadLayer>,
+    bulkhead: Option<BulkheadLayer<C>>,
 }
 
 impl<C, P, R, B> ClientLayer<C, P, R, B> {
@@ -450,6 +488,11 @@ impl<C, P, R, B> ClientLayer<C, P, R, B> {
         self.retry.as_ref().map(RetryLayer::get_budget)
     }
 
+    /// The adaptive throttle's handle, `None` without one.
+    pub fn throttle(&self) -> Option<bulwark_throttle::AdaptiveThrottleHandle> {
+        self.throttle.as_ref().map(AdaptiveThrottleLayer::handle)
+    }
+
     /// The bulkhead's handle, `None` without a bulkhead.
     pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
         self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
@@ -461,6 +504,7 @@ impl<C: Clone, P: Clone, R: Clone, B: Clone> Clone for ClientLayer<C, P, R, B> {
         ClientLayer {
             total: self.total.clone(),
             retry: self.retry.clone(),
+            throttle: self.throttle.clone(),
             breaker: self.breaker.clone(),
             attempt: self.attempt.clone(),
             bulkhead: self.bulkhead.clone(),
@@ -473,6 +517,7 @@ impl<C, P, R, B> fmt::Debug for ClientLayer<C, P, R, B> {
         f.debug_struct("ClientLayer")
             .field("total", &self.total)
             .field("retry", &self.retry)
+            .field("throttle", &self.throttle.is_some())
             .field("breaker", &self.breaker.is_some())
             .field("attempt", &self.attempt)
             .field("bulkhead", &self.bulkhead.is_some())
@@ -481,14 +526,18 @@ impl<C, P, R, B> fmt::Debug for ClientLayer<C, P, R, B> {
 }
 
 /// The bulkhead part of a [`ClientService`].
-pub type StackBulkhead<S> = Optional<Bulkhead<S>, S>;
+pub type StackBulkhead<S, C> = Optional<Bulkhead<S, C>, S>;
 /// The attempt-timeout part of a [`ClientService`].
-pub type StackAttempt<S> = Optional<Timeout<StackBulkhead<S>>, StackBulkhead<S>>;
+pub type StackAttempt<S, C> = Optional<Timeout<StackBulkhead<S, C>>, StackBulkhead<S, C>>;
 /// The breaker part of a [`ClientService`].
-pub type StackBreaker<S, B> = Optional<<B as Layer<StackAttempt<S>>>::Service, StackAttempt<S>>;
+pub type StackBreaker<S, C, B> =
+    Optional<<B as Layer<StackAttempt<S, C>>>::Service, StackAttempt<S, C>>;
+/// The adaptive-throttle part of a [`ClientService`].
+pub type StackThrottle<S, C, B> =
+    Optional<AdaptiveThrottle<StackBreaker<S, C, B>, C>, StackBreaker<S, C, B>>;
 /// The retry part of a [`ClientService`].
 pub type StackRetry<S, C, P, R, B> =
-    Optional<Retry<StackBreaker<S, B>, C, P, R>, StackBreaker<S, B>>;
+    Optional<Retry<StackThrottle<S, C, B>, C, P, R>, StackThrottle<S, C, B>>;
 /// The whole client stack around a service `S`.
 pub type ClientService<S, C, P, R, B> =
     Optional<Timeout<StackRetry<S, C, P, R, B>>, StackRetry<S, C, P, R, B>>;
@@ -498,7 +547,7 @@ where
     C: Clone,
     P: Clone,
     R: Clone,
-    B: Layer<StackAttempt<S>> + Clone,
+    B: Layer<StackAttempt<S, C>> + Clone,
 {
     type Service = ClientService<S, C, P, R, B>;
 
@@ -506,6 +555,7 @@ where
         let s = OptionalLayer::new(self.bulkhead.clone()).layer(inner);
         let s = OptionalLayer::new(self.attempt.clone()).layer(s);
         let s = OptionalLayer::new(self.breaker.clone()).layer(s);
+        let s = OptionalLayer::new(self.throttle.clone()).layer(s);
         let s = OptionalLayer::new(self.retry.clone()).layer(s);
         OptionalLayer::new(self.total.clone()).layer(s)
     }

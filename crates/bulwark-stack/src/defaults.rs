@@ -3,6 +3,7 @@
 use bulwark_breaker::{Breaker, BreakerBuilder};
 use bulwark_bulkhead::{BulkheadBuilder, BulkheadLayer};
 use bulwark_retry::RetryLayer;
+use bulwark_throttle::{AdaptiveThrottleBuilder, AdaptiveThrottleLayer};
 use std::time::Duration;
 
 /// What the caller waits at most, unless told.
@@ -18,4 +19,9 @@ pub(crate) fn breaker() -> BreakerBuilder {
 
 pub(crate) fn bulkhead() -> BulkheadBuilder {
     BulkheadLayer::builder().max_concurrent(100)
+}
+
+pub(crate) fn throttle() -> Option<AdaptiveThrottleBuilder> {
+    let _ = AdaptiveThrottleLayer::builder;
+    None
 }
