@@ -27,7 +27,10 @@ async fn many_tasks_get_the_same_instances_and_share_state() {
             let breaker = registry
                 .breaker(
                     "shared",
-                    Breaker::builder().count_window(1000).minimum_calls(1000),
+                    Breaker::builder()
+                        .count_window(1000)
+                        .minimum_calls(1000)
+                        .without_consecutive_failures(),
                 )
                 .unwrap();
             let bulkhead = registry.bulkhead("pool", BulkheadLayer::builder().max_concurrent(8));

@@ -197,8 +197,11 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
 ];
 
+/// One watched series of one run: the run's index, the name, the samples.
+type Watched<'a> = (usize, &'a String, &'a Vec<(f64, f64)>);
+
 fn plot(r: &ScenarioResult, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let watched: Vec<(usize, &String, &Vec<(f64, f64)>)> = r
+    let watched: Vec<Watched<'_>> = r
         .runs
         .iter()
         .enumerate()

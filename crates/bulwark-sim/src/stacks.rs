@@ -5,10 +5,10 @@
 //! peer (3 attempts, exponential backoff from 100 ms, a 500 ms attempt
 //! timeout, 100 in flight), so their numbers compare with its table:
 //!
-//! - [`none`]: the upstream as it is. Its goodput is the upstream's own
+//! - [`none()`]: the upstream as it is. Its goodput is the upstream's own
 //!   success rate within the caller's deadline, and its amplification is
 //!   exactly 1.
-//! - [`tower`]: tower 0.5's own layers in the same order: retry (a policy
+//! - [`tower()`]: tower 0.5's own layers in the same order: retry (a policy
 //!   retrying every error, with `TpsBudget` at 20% + 10/s over 10 s and
 //!   tower's exponential backoff), timeout, load shedding over a
 //!   concurrency limit.

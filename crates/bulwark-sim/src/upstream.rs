@@ -94,7 +94,7 @@ impl std::error::Error for UpstreamError {}
 /// Counters are kept per slot of this length.
 pub(crate) const SLOT: Duration = Duration::from_millis(100);
 
-/// The simulated upstream (see the [module docs](self)). A cheap clone:
+/// The simulated upstream (see [the model](crate#the-model)). A cheap clone:
 /// every clone is the same upstream.
 #[derive(Clone)]
 pub struct Upstream {
