@@ -24,7 +24,8 @@
 //! A [`LimitAlgorithm`] turns the samples into a new limit. Three are
 //! provided, after Netflix's `concurrency-limits`:
 //!
-//! - [`Gradient2`] (**recommended**): compares a short-term latency (the
+//! - [`Gradient2`] (the recommended adaptive one; see
+//!   [below](#when-not-to-use-an-adaptive-limit) for when not to use one): compares a short-term latency (the
 //!   average of the last window of samples) with a long-term, exponentially
 //!   smoothed one. While the short term stays within a tolerance (1.25×) of
 //!   the long term the limit grows by a small allowance for queueing; past
@@ -78,8 +79,22 @@
 //! is also preferred because its reference is an average, not a minimum:
 //! Vegas's no-load estimate must be re-learnt after a lasting change of the
 //! upstream's base latency (e.g. a brownout), during which it holds the
-//! limit low. Provisional: the simulator's overload and latency-spike
-//! scenarios are the ones to re-run when changing these defaults.
+//! limit low.
+//!
+//! # When not to use an adaptive limit
+//!
+//! In `bulwark-sim`'s scenarios (`cargo run --example simulate`; figures in
+//! the repository's `BENCHMARKS.md`), behind the recommended client stack,
+//! both latency-based limits **collapse in a brownout**: when every answer
+//! becomes ten times slower (and 30% fail), they read the latency as
+//! congestion and halve themselves window after window, and goodput during
+//! the brownout fell to 13.0% (Gradient2) and 3.3% (Vegas) against 85.0%
+//! with a fixed bulkhead of 100. Under overload at twice the upstream's
+//! capacity they keep latency far lower (p99 120 ms and 81 ms against
+//! 311 ms) for slightly less goodput (49.2% and 48.9% against 49.6%). So
+//! Bulwark's recommended stacks use a fixed limit; choose an adaptive one
+//! when overload of a shared upstream is the failure you expect and its
+//! latency does not change for other reasons.
 //!
 //! ```
 //! use bulwark_bulkhead::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, SampleKind};
