@@ -1,4 +1,12 @@
-//! Scratch: grid of breaker settings through the simulator.
+//! Run with: cargo run --release --example tune_breaker
+//!
+//! How the breaker's defaults were chosen: a grid of breaker settings
+//! (window, minimum calls, open time and its growth, half-open probes and
+//! attempt timeout) inside the recommended client stack, through the
+//! simulator's scenarios, one line per setting: goodput during each fault,
+//! then the outage's amplification and recovery, the black hole's
+//! amplification and detection, the brownout's amplification and the
+//! flapping scenario's overall goodput. Edit the grid in `main` to explore.
 use bulwark::backoff::{Backoff, Jitter};
 use bulwark::breaker::Breaker;
 use bulwark::sim::{stacks, Scenario, SimRequest, Simulation, Stack, StackContext};

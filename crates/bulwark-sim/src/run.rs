@@ -5,6 +5,7 @@ use crate::metrics::{compute, series, FailureKind, Record};
 use crate::report::{Report, Run, ScenarioResult};
 use crate::scenario::Scenario;
 use crate::upstream::{SimRequest, SimResponse, Upstream};
+use bulwark_breaker::keyed::KeyedBreakers;
 use bulwark_breaker::{Breaker, State};
 use bulwark_core::error::ConfigError;
 use bulwark_core::BoxError;
@@ -127,6 +128,22 @@ impl StackContext {
     pub fn watch_breaker(&mut self, name: impl Into<String>, breaker: &Breaker) {
         let breaker = breaker.clone();
         self.watch(name, move || breaker_level(breaker.state()));
+    }
+
+    /// Samples the worst state of a set of keyed breakers (one per host,
+    /// say), as [`watch_breaker`](Self::watch_breaker) does for one.
+    pub fn watch_keyed_breakers<K>(&mut self, name: impl Into<String>, breakers: &KeyedBreakers<K>)
+    where
+        K: std::hash::Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        let breakers = breakers.clone();
+        self.watch(name, move || {
+            breakers
+                .entries()
+                .iter()
+                .map(|(_, b)| breaker_level(b.state()))
+                .fold(0.0, f64::max)
+        });
     }
 }
 

@@ -183,14 +183,7 @@ pub fn bulwark_http() -> Stack {
             .build()
             .expect("the default client stack is valid");
         if let Some(breakers) = layer.breakers() {
-            let breakers = breakers.clone();
-            ctx.watch("breaker (worst host)", move || {
-                breakers
-                    .entries()
-                    .iter()
-                    .map(|(_, b)| crate::run::breaker_level(b.state()))
-                    .fold(0.0, f64::max)
-            });
+            ctx.watch_keyed_breakers("breaker (worst host)", breakers);
         }
         ServiceBuilder::new().layer(layer).service(upstream)
     })
@@ -213,14 +206,7 @@ pub fn bulwark() -> Stack {
             .build()
             .expect("the default stack is valid");
         if let Some(breakers) = layer.breaker() {
-            let breakers = breakers.breakers().clone();
-            ctx.watch("breaker (worst host)", move || {
-                breakers
-                    .entries()
-                    .iter()
-                    .map(|(_, b)| crate::run::breaker_level(b.state()))
-                    .fold(0.0, f64::max)
-            });
+            ctx.watch_keyed_breakers("breaker (worst host)", breakers.breakers());
         }
         ServiceBuilder::new().layer(layer).service(upstream)
     })
