@@ -315,3 +315,19 @@ fn a_stack_that_fails_everything_is_seen_as_failing() {
     assert_eq!(m.upstream_received, 0);
     assert_eq!(m.failures[&FailureKind::Other], m.requests);
 }
+
+#[test]
+fn the_example_scenario_file_parses_and_runs() {
+    let text = include_str!("../../../examples/config/scenarios.toml");
+    let scenarios = Scenario::parse_many(text).expect("the example file is valid");
+    assert_eq!(scenarios.len(), 2);
+    let mut short = scenarios[1].clone();
+    short.duration = Duration::from_secs(30);
+    short.phases[0].until = Duration::from_secs(25);
+    let report = Simulation::new()
+        .scenario(short)
+        .stack(stacks::bulwark())
+        .run();
+    let m = &report.results[0].runs[0].metrics;
+    assert!(m.healthy_hosts_goodput.unwrap() > 0.99, "{m:?}");
+}
