@@ -95,7 +95,15 @@ fn main() {
         println!("\n## {title} ({n} keys, counting allocator, net bytes)\n");
         println!("| {:<40} | {:>12} |", "keys", "bytes/key");
         println!("|{:-<42}|{:->14}|", "", "");
-        println!("| {:<40} | {:>12.0} |", "made, never called", bytes_per_key(n, false));
-        println!("| {:<40} | {:>12.0} |", "one failed call each", bytes_per_key(n, true));
+        println!(
+            "| {:<40} | {:>12.0} |",
+            "made, never called",
+            bytes_per_key(n, false)
+        );
+        println!(
+            "| {:<40} | {:>12.0} |",
+            "one failed call each",
+            bytes_per_key(n, true)
+        );
     }
 }
