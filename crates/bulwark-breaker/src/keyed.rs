@@ -45,7 +45,7 @@
 //! # }
 //! ```
 
-use crate::config::BreakerBuilder;
+use crate::config::{BreakerBuilder, Config};
 use crate::error::ConfigError;
 use crate::future::ResponseFuture;
 use crate::hint::{KeyFn, OpenHint};
@@ -74,6 +74,8 @@ pub struct KeyedBreakers<K> {
 
 struct KeyedInner<K> {
     template: BreakerBuilder,
+    /// The template's configuration, shared by every breaker of the set.
+    config: Arc<Config>,
     max_keys: usize,
     idle_timeout: Option<Duration>,
     map: Mutex<Lru<K, Entry>>,
@@ -139,6 +141,7 @@ impl KeyedBreakersBuilder {
         }
         Ok(KeyedBreakers {
             inner: Arc::new(KeyedInner {
+                config: Arc::new(self.template.config.clone()),
                 template: self.template,
                 max_keys: self.max_keys.min(lru::MAX_LEN),
                 idle_timeout: self.idle_timeout,
@@ -224,7 +227,7 @@ where
             Some(prefix) => format!("{prefix}/{key}").into(),
             None => key.to_string().into(),
         };
-        Breaker::from_parts(Some(name), t.config.clone(), t.listeners.clone())
+        Breaker::from_parts(Some(name), self.inner.config.clone(), t.listeners.clone())
     }
 
     /// The breaker for `key`, if there is one (without counting as a use).
