@@ -47,7 +47,7 @@
 
 use crate::config::{BreakerBuilder, Config};
 use crate::error::ConfigError;
-use crate::future::ResponseFuture;
+use crate::future::KeyedResponseFuture;
 use crate::hint::{KeyFn, OpenHint};
 use crate::lru::{self, Lru};
 use crate::Breaker;
@@ -353,10 +353,23 @@ impl<K, F, C, H> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C, H> {
 /// A service guarded by one breaker per request key; made by
 /// [`KeyedCircuitBreakerLayer`].
 ///
-/// The key is only known in `call`, so `poll_ready` waits for the inner
-/// service alone, and the key's breaker decides in `call`: a refusal is an
-/// immediately ready [`CircuitOpen`](crate::error::CircuitOpen) error and the
-/// inner service is not called.
+/// The key is only known in `call`, so `poll_ready` is ready at once and the
+/// key's breaker decides in `call`. A refusal is an immediately ready
+/// [`CircuitOpen`](crate::error::CircuitOpen) error, without waiting for
+/// the inner service's readiness or calling it: an open breaker answers at
+/// once even over an inner service that is never ready, as the plain
+/// [`CircuitBreaker`](crate::CircuitBreaker) does. An admitted call takes
+/// the inner service (leaving a clone in its place, the `mem::replace` idiom
+/// of `tower-service`'s docs) and its future waits for that service to be
+/// ready, then calls it: readiness is polled before every call, inside the
+/// call's future. If the breaker changed state meanwhile, admission is
+/// decided again before the call. A half-open probe slot held while waiting
+/// is given back if the future is dropped.
+///
+/// The inner service must therefore be `Clone` (as the services under a
+/// per-host breaker are: clients, `Buffer`, bulkheads, timeouts), and the
+/// back-pressure of the inner service is felt by awaiting the response
+/// future rather than `poll_ready`.
 #[derive(Clone)]
 pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier, H = ()> {
     inner: S,
@@ -390,7 +403,7 @@ impl<S, K, F, C, H> KeyedCircuitBreaker<S, K, F, C, H> {
 
 impl<S, K, F, C, H, Req> Service<Req> for KeyedCircuitBreaker<S, K, F, C, H>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     K: Hash + Eq + Clone + fmt::Display,
     F: KeyFn<Req, K>,
@@ -399,22 +412,29 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C, H>;
+    type Future = KeyedResponseFuture<S, Req, C, H>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Which breaker decides is known only in `call`; the inner service's
+        // readiness is awaited in each admitted call's future.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = self.key.key(&req);
         match self.breakers.get_or_create(&key).try_acquire() {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(req),
-                permit,
-                self.classifier.clone(),
-                self.hint.clone(),
-            ),
-            Err(open) => ResponseFuture::rejected(open),
+            Ok(permit) => {
+                let clone = self.inner.clone();
+                let svc = std::mem::replace(&mut self.inner, clone);
+                KeyedResponseFuture::waiting(
+                    svc,
+                    req,
+                    permit,
+                    self.classifier.clone(),
+                    self.hint.clone(),
+                )
+            }
+            Err(open) => KeyedResponseFuture::rejected(open),
         }
     }
 }
