@@ -73,7 +73,9 @@ const CLEAN: u64 = 1 << 3;
 const STATE_MASK: u64 = 0b111;
 
 /// Read on every call, written only when it changes: kept on a cache line of
-/// its own, away from the `Arc`'s reference counts and the lock.
+/// its own, away from the `Arc`'s reference counts and the lock. The line
+/// also holds what is only ever read (the name, the listeners), which costs
+/// no sharing and keeps a breaker small (a keyed set holds many).
 #[repr(align(128))]
 struct Hot {
     /// `epoch << EPOCH_SHIFT | CLEAN? | state`, written under the lock.
@@ -84,22 +86,21 @@ struct Hot {
     slow_threshold: Option<Duration>,
     /// Whether recording needs the time (time window or slow calls).
     needs_now: bool,
+    name: Option<Arc<str>>,
+    listeners: Listeners<BreakerEvent>,
 }
-
-/// Written on every rejection: away from the hot line.
-#[repr(align(128))]
-struct Counter(AtomicU64);
 
 struct Shared {
     hot: Hot,
-    rejected: Counter,
-    name: Option<Arc<str>>,
-    listeners: Listeners<BreakerEvent>,
+    /// Written on every rejection: away from the hot line, next to the lock
+    /// (which a breaker that rejects, being open, seldom takes).
+    rejected: AtomicU64,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    config: Config,
+    /// Shared by every breaker of a keyed set; replaced whole on reconfigure.
+    config: Arc<Config>,
     state: State,
     epoch: u64,
     since: Instant,
@@ -112,7 +113,12 @@ struct Inner {
     open_until: Instant,
     open_delays: Delays,
     random: Random,
-    history: VecDeque<Transition>,
+    /// Made on the first transition: most breakers of a keyed set never
+    /// change state, and each would otherwise carry an empty buffer. Boxed:
+    /// 8 bytes instead of a `VecDeque`'s 32 keep the shared state within
+    /// three cache lines (see the `footprint` test).
+    #[allow(clippy::box_collection)]
+    history: Option<Box<VecDeque<Transition>>>,
 }
 
 /// Why a call was not admitted, before it is counted and reported.
@@ -186,7 +192,7 @@ impl Breaker {
 
     pub(crate) fn from_parts(
         name: Option<Arc<str>>,
-        config: Config,
+        config: Arc<Config>,
         listeners: Listeners<BreakerEvent>,
     ) -> Breaker {
         let base = TimeBase::new();
@@ -205,12 +211,12 @@ impl Breaker {
                 slow_threshold: config.slow_call.map(|(d, _)| d),
                 needs_now: config.slow_call.is_some()
                     || matches!(config.window, WindowKind::Time { .. }),
+                name,
+                listeners,
             },
-            rejected: Counter(AtomicU64::new(0)),
-            name,
-            listeners,
+            rejected: AtomicU64::new(0),
             inner: Mutex::new(Inner {
-                history: VecDeque::with_capacity(config.history),
+                history: None,
                 config,
                 state: State::Closed,
                 epoch: 0,
@@ -233,7 +239,7 @@ impl Breaker {
 
     /// The breaker's name.
     pub fn name(&self) -> Option<&str> {
-        self.shared.name.as_deref()
+        self.shared.hot.name.as_deref()
     }
 
     /// The current state, without taking the lock.
@@ -347,20 +353,20 @@ impl Breaker {
     pub(crate) fn reject(&self, refusal: Refusal) -> CircuitOpen {
         let Refusal { state, retry_after } = refusal;
         let s = &*self.shared;
-        s.rejected.0.fetch_add(1, Ordering::Relaxed);
+        s.rejected.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             target: "bulwark::breaker",
-            breaker = s.name.as_deref().unwrap_or(""),
+            breaker = s.hot.name.as_deref().unwrap_or(""),
             state = state.as_str(),
             retry_after_ms = retry_after.map(|d| d.as_millis() as u64),
             "call rejected"
         );
-        s.listeners.emit(|| BreakerEvent {
-            name: s.name.clone(),
+        s.hot.listeners.emit(|| BreakerEvent {
+            name: s.hot.name.clone(),
             kind: BreakerEventKind::Rejected { state, retry_after },
         });
         let err = CircuitOpen::new(retry_after);
-        match &s.name {
+        match &s.hot.name {
             Some(name) => err.with_name(name.clone()),
             None => err,
         }
@@ -484,14 +490,14 @@ impl Breaker {
 
     fn emit_transition(&self, t: Transition) {
         let s = &*self.shared;
-        let name = s.name.as_deref().unwrap_or("");
+        let name = s.hot.name.as_deref().unwrap_or("");
         if t.to == State::Open {
             tracing::warn!(target: "bulwark::breaker", breaker = name, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "circuit breaker opened");
         } else {
             tracing::info!(target: "bulwark::breaker", breaker = name, from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, "circuit breaker state changed");
         }
-        s.listeners.emit(|| BreakerEvent {
-            name: s.name.clone(),
+        s.hot.listeners.emit(|| BreakerEvent {
+            name: s.hot.name.clone(),
             kind: BreakerEventKind::StateChanged(t),
         });
     }
@@ -534,7 +540,7 @@ impl Breaker {
 
     /// Calls rejected since the breaker was built.
     pub fn rejected(&self) -> u64 {
-        self.shared.rejected.0.load(Ordering::Relaxed)
+        self.shared.rejected.load(Ordering::Relaxed)
     }
 
     /// A consistent view of the breaker's state, counts and recent history.
@@ -546,7 +552,7 @@ impl Breaker {
         let judged = counts.calls >= inner.config.minimum_calls && counts.calls > 0;
         let rate = |n: u32| judged.then(|| f64::from(n) / f64::from(counts.calls));
         Snapshot {
-            name: s.name.clone(),
+            name: s.hot.name.clone(),
             state: inner.state,
             calls: counts.calls,
             failures: counts.failures,
@@ -561,8 +567,12 @@ impl Breaker {
             time_in_state: now.saturating_duration_since(inner.since),
             next_probe_in: (inner.state == State::Open)
                 .then(|| inner.open_until.saturating_duration_since(now)),
-            rejected: s.rejected.0.load(Ordering::Relaxed),
-            history: inner.history.iter().copied().collect(),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            history: inner
+                .history
+                .iter()
+                .flat_map(|h| h.iter().copied())
+                .collect(),
         }
     }
 
@@ -657,7 +667,7 @@ impl Breaker {
         drop(inner);
         tracing::info!(
             target: "bulwark::breaker",
-            breaker = s.name.as_deref().unwrap_or(""),
+            breaker = s.hot.name.as_deref().unwrap_or(""),
             open_for_ms = at_least.as_millis() as u64,
             "circuit breaker held open as the upstream asked"
         );
@@ -749,10 +759,11 @@ impl Inner {
             at: now,
         };
         if self.config.history > 0 {
-            if self.history.len() == self.config.history {
-                self.history.pop_front();
+            let history = self.history.get_or_insert_with(Default::default);
+            if history.len() >= self.config.history {
+                history.pop_front();
             }
-            self.history.push_back(t);
+            history.push_back(t);
         }
         t
     }
@@ -822,7 +833,7 @@ impl fmt::Debug for Permit {
 impl fmt::Debug for Breaker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Breaker")
-            .field("name", &self.shared.name)
+            .field("name", &self.shared.hot.name)
             .field("state", &self.state())
             .finish()
     }
@@ -863,5 +874,17 @@ mod tests {
         );
         breaker.reset();
         assert_eq!(breaker.state(), State::Closed);
+    }
+}
+
+#[cfg(test)]
+mod footprint {
+    /// A keyed set holds one breaker per host: its shared state must stay
+    /// three cache lines past the `Arc`'s counts (the hot line, then the
+    /// lock and what it guards), whatever is added to it.
+    #[test]
+    fn a_breaker_stays_small() {
+        assert!(std::mem::size_of::<super::Shared>() <= 384);
+        assert_eq!(std::mem::size_of::<super::Hot>(), 128);
     }
 }

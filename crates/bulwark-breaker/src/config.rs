@@ -253,7 +253,11 @@ impl BreakerBuilder {
     /// Validates the configuration and builds the breaker.
     pub fn build(self) -> Result<Breaker, ConfigError> {
         self.validate()?;
-        Ok(Breaker::from_parts(self.name, self.config, self.listeners))
+        Ok(Breaker::from_parts(
+            self.name,
+            Arc::new(self.config),
+            self.listeners,
+        ))
     }
 
     /// Checks the configuration without building.

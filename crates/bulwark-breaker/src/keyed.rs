@@ -11,7 +11,10 @@
 //! [`idle_timeout`](KeyedBreakersBuilder::idle_timeout) are dropped first;
 //! when none is idle, the least recently used one goes. A flood of distinct
 //! keys therefore costs a bounded map, at worst forgetting the state of the
-//! least recently used hosts.
+//! least recently used hosts, and O(1) per key: the breakers are kept in
+//! recency order, so finding the one to drop never scans the others (a flood
+//! of distinct hosts at a bound of 1,000,000 keys costs about the same per
+//! key as at 1,000; the figures are in the repository's `BENCHMARKS.md`).
 //!
 //! ```
 //! use bulwark_breaker::keyed::KeyedCircuitBreakerLayer;
@@ -42,16 +45,16 @@
 //! # }
 //! ```
 
-use crate::config::BreakerBuilder;
+use crate::config::{BreakerBuilder, Config};
 use crate::error::ConfigError;
-use crate::future::ResponseFuture;
+use crate::future::KeyedResponseFuture;
 use crate::hint::{KeyFn, OpenHint};
+use crate::lru::{self, Lru};
 use crate::Breaker;
 use bulwark_core::classify::{Classify, DefaultClassifier};
 use bulwark_core::clock::Instant;
 use bulwark_core::BoxError;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,15 +74,12 @@ pub struct KeyedBreakers<K> {
 
 struct KeyedInner<K> {
     template: BreakerBuilder,
+    /// The template's configuration, shared by every breaker of the set.
+    config: Arc<Config>,
     max_keys: usize,
     idle_timeout: Option<Duration>,
-    map: Mutex<Map<K>>,
+    map: Mutex<Lru<K, Entry>>,
     evicted: AtomicU64,
-}
-
-struct Map<K> {
-    entries: HashMap<K, Entry>,
-    inserts: u64,
 }
 
 struct Entry {
@@ -107,7 +107,8 @@ impl KeyedBreakersBuilder {
         }
     }
 
-    /// Keeps at most `max` breakers (default 1,024).
+    /// Keeps at most `max` breakers (default 1,024; at most
+    /// 4,294,967,294, a larger bound is lowered to that).
     pub fn max_keys(mut self, max: usize) -> Self {
         self.max_keys = max;
         self
@@ -140,13 +141,11 @@ impl KeyedBreakersBuilder {
         }
         Ok(KeyedBreakers {
             inner: Arc::new(KeyedInner {
+                config: Arc::new(self.template.config.clone()),
                 template: self.template,
-                max_keys: self.max_keys,
+                max_keys: self.max_keys.min(lru::MAX_LEN),
                 idle_timeout: self.idle_timeout,
-                map: Mutex::new(Map {
-                    entries: HashMap::new(),
-                    inserts: 0,
-                }),
+                map: Mutex::new(Lru::new()),
                 evicted: AtomicU64::new(0),
             }),
         })
@@ -158,24 +157,68 @@ where
     K: Hash + Eq + Clone + fmt::Display,
 {
     /// The breaker for `key`, made now if there is none.
+    ///
+    /// O(1): a lookup, and for a new key at the bound one eviction (the
+    /// breakers idle for the idle timeout first, then the least recently
+    /// used one). The new breaker is made outside the lock.
     pub fn get_or_create(&self, key: &K) -> Breaker {
         let now = Instant::now();
+        {
+            let mut map = self.inner.map.lock();
+            let swept = self.sweep(&mut map, now);
+            if let Some(entry) = map.get(key) {
+                entry.last_used = now;
+                let breaker = entry.breaker.clone();
+                drop(map);
+                drop(swept);
+                return breaker;
+            }
+        }
+        let breaker = self.make(key);
         let mut map = self.inner.map.lock();
-        if let Some(entry) = map.entries.get_mut(key) {
+        if let Some(entry) = map.get(key) {
+            // Another caller made it meanwhile: one breaker per key.
             entry.last_used = now;
             return entry.breaker.clone();
         }
-        self.make_room(&mut map, now);
-        let breaker = self.make(key);
-        map.entries.insert(
+        let mut evicted = None;
+        if map.len() >= self.inner.max_keys {
+            evicted = map.pop_lru();
+            if evicted.is_some() {
+                self.inner.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // `max_keys` is at most `lru::MAX_LEN`, and room was just made.
+        let kept = map.push_new(
             key.clone(),
             Entry {
                 breaker: breaker.clone(),
                 last_used: now,
             },
         );
-        map.inserts += 1;
+        drop(map);
+        // The last handle of an evicted breaker is freed outside the lock.
+        drop(evicted);
+        debug_assert!(kept);
         breaker
+    }
+
+    /// Drops the least recently used breakers while they have been idle for
+    /// the idle timeout: the list is in recency order, so each breaker is
+    /// looked at once when it goes, and once per call when it stays.
+    /// Returns the last one dropped (for the caller to free outside the
+    /// lock; the others, rare, are freed here).
+    fn sweep(&self, map: &mut Lru<K, Entry>, now: Instant) -> Option<(K, Entry)> {
+        let idle = self.inner.idle_timeout?;
+        let mut last = None;
+        while map
+            .lru()
+            .is_some_and(|e| now.saturating_duration_since(e.last_used) >= idle)
+        {
+            last = map.pop_lru();
+            self.inner.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        last
     }
 
     fn make(&self, key: &K) -> Breaker {
@@ -184,54 +227,19 @@ where
             Some(prefix) => format!("{prefix}/{key}").into(),
             None => key.to_string().into(),
         };
-        Breaker::from_parts(Some(name), t.config.clone(), t.listeners.clone())
+        Breaker::from_parts(Some(name), self.inner.config.clone(), t.listeners.clone())
     }
 
-    fn make_room(&self, map: &mut Map<K>, now: Instant) {
-        let full = map.entries.len() >= self.inner.max_keys;
-        // Sweep idle breakers when out of room, and now and then anyway so
-        // idle ones do not linger.
-        if full || map.inserts % 64 == 63 {
-            if let Some(idle) = self.inner.idle_timeout {
-                let before = map.entries.len();
-                map.entries
-                    .retain(|_, e| now.saturating_duration_since(e.last_used) < idle);
-                let gone = before - map.entries.len();
-                self.inner.evicted.fetch_add(gone as u64, Ordering::Relaxed);
-            }
-        }
-        while map.entries.len() >= self.inner.max_keys {
-            let lru = map
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| k.clone());
-            match lru {
-                Some(k) => {
-                    map.entries.remove(&k);
-                    self.inner.evicted.fetch_add(1, Ordering::Relaxed);
-                }
-                None => break,
-            }
-        }
-    }
-
-    /// The breaker for `key`, if there is one.
+    /// The breaker for `key`, if there is one (without counting as a use).
     pub fn get(&self, key: &K) -> Option<Breaker> {
-        self.inner
-            .map
-            .lock()
-            .entries
-            .get(key)
-            .map(|e| e.breaker.clone())
+        self.inner.map.lock().peek(key).map(|e| e.breaker.clone())
     }
 
-    /// Every key and its breaker.
+    /// Every key and its breaker, most recently used first.
     pub fn entries(&self) -> Vec<(K, Breaker)> {
         self.inner
             .map
             .lock()
-            .entries
             .iter()
             .map(|(k, e)| (k.clone(), e.breaker.clone()))
             .collect()
@@ -239,7 +247,7 @@ where
 
     /// How many breakers are kept.
     pub fn len(&self) -> usize {
-        self.inner.map.lock().entries.len()
+        self.inner.map.lock().len()
     }
 
     /// Whether no breaker is kept.
@@ -264,7 +272,7 @@ impl<K> Clone for KeyedBreakers<K> {
 impl<K> fmt::Debug for KeyedBreakers<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedBreakers")
-            .field("keys", &self.inner.map.lock().entries.len())
+            .field("keys", &self.inner.map.lock().len())
             .field("max_keys", &self.inner.max_keys)
             .finish()
     }
@@ -345,10 +353,23 @@ impl<K, F, C, H> fmt::Debug for KeyedCircuitBreakerLayer<K, F, C, H> {
 /// A service guarded by one breaker per request key; made by
 /// [`KeyedCircuitBreakerLayer`].
 ///
-/// The key is only known in `call`, so `poll_ready` waits for the inner
-/// service alone, and the key's breaker decides in `call`: a refusal is an
-/// immediately ready [`CircuitOpen`](crate::error::CircuitOpen) error and the
-/// inner service is not called.
+/// The key is only known in `call`, so `poll_ready` is ready at once and the
+/// key's breaker decides in `call`. A refusal is an immediately ready
+/// [`CircuitOpen`](crate::error::CircuitOpen) error, without waiting for
+/// the inner service's readiness or calling it: an open breaker answers at
+/// once even over an inner service that is never ready, as the plain
+/// [`CircuitBreaker`](crate::CircuitBreaker) does. An admitted call takes
+/// the inner service (leaving a clone in its place, the `mem::replace` idiom
+/// of `tower-service`'s docs) and its future waits for that service to be
+/// ready, then calls it: readiness is polled before every call, inside the
+/// call's future. If the breaker changed state meanwhile, admission is
+/// decided again before the call. A half-open probe slot held while waiting
+/// is given back if the future is dropped.
+///
+/// The inner service must therefore be `Clone` (as the services under a
+/// per-host breaker are: clients, `Buffer`, bulkheads, timeouts), and the
+/// back-pressure of the inner service is felt by awaiting the response
+/// future rather than `poll_ready`.
 #[derive(Clone)]
 pub struct KeyedCircuitBreaker<S, K, F, C = DefaultClassifier, H = ()> {
     inner: S,
@@ -382,7 +403,7 @@ impl<S, K, F, C, H> KeyedCircuitBreaker<S, K, F, C, H> {
 
 impl<S, K, F, C, H, Req> Service<Req> for KeyedCircuitBreaker<S, K, F, C, H>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     K: Hash + Eq + Clone + fmt::Display,
     F: KeyFn<Req, K>,
@@ -391,22 +412,29 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C, H>;
+    type Future = KeyedResponseFuture<S, Req, C, H>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // Which breaker decides is known only in `call`; the inner service's
+        // readiness is awaited in each admitted call's future.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
         let key = self.key.key(&req);
         match self.breakers.get_or_create(&key).try_acquire() {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(req),
-                permit,
-                self.classifier.clone(),
-                self.hint.clone(),
-            ),
-            Err(open) => ResponseFuture::rejected(open),
+            Ok(permit) => {
+                let clone = self.inner.clone();
+                let svc = std::mem::replace(&mut self.inner, clone);
+                KeyedResponseFuture::waiting(
+                    svc,
+                    req,
+                    permit,
+                    self.classifier.clone(),
+                    self.hint.clone(),
+                )
+            }
+            Err(open) => KeyedResponseFuture::rejected(open),
         }
     }
 }

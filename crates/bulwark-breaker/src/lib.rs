@@ -96,6 +96,7 @@ pub mod future;
 pub mod hint;
 pub mod keyed;
 mod layer;
+mod lru;
 mod service;
 mod state;
 mod window;

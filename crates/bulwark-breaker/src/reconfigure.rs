@@ -4,7 +4,7 @@ use super::{Breaker, Inner};
 use crate::config::{BreakerBuilder, WindowKind};
 use crate::window::{CountWindow, TimeWindow, Window};
 use bulwark_core::error::ConfigError;
-use std::collections::VecDeque;
+use std::sync::Arc;
 
 impl Breaker {
     /// Applies the thresholds of `builder` to this breaker in place, keeping
@@ -79,22 +79,21 @@ impl Breaker {
             inner.open_delays = delays;
         }
         resize_history(&mut inner, new.history);
-        let seed = inner.config.seed;
-        inner.config = new.clone();
-        inner.config.seed = seed;
+        let mut config = new.clone();
+        config.seed = inner.config.seed;
+        inner.config = Arc::new(config);
         inner.publish(s);
         Ok(())
     }
 }
 
 fn resize_history(inner: &mut Inner, len: usize) {
-    while inner.history.len() > len {
-        inner.history.pop_front();
-    }
-    if inner.history.capacity() < len {
-        let mut grown = VecDeque::with_capacity(len);
-        grown.extend(inner.history.drain(..));
-        inner.history = grown;
+    // The buffer grows as transitions come: only the oldest need dropping.
+    if let Some(history) = &mut inner.history {
+        while history.len() > len {
+            history.pop_front();
+        }
+        history.shrink_to(len);
     }
 }
 

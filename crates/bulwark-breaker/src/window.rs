@@ -84,7 +84,11 @@ impl CountWindow {
 /// bucket leaves the window as a whole when its time has passed.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
+    /// Empty until the first call is recorded (an idle breaker of a keyed
+    /// set carries no buckets).
     buckets: Box<[Counts]>,
+    /// How many buckets, once made.
+    len: u32,
     bucket_nanos: u64,
     /// The absolute index (time / bucket length) of the newest bucket.
     head: u64,
@@ -96,7 +100,8 @@ impl TimeWindow {
         let buckets = buckets.max(1);
         let nanos = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX);
         TimeWindow {
-            buckets: vec![Counts::default(); buckets as usize].into_boxed_slice(),
+            buckets: Box::default(),
+            len: buckets,
             bucket_nanos: (nanos / u64::from(buckets)).max(1),
             head: 0,
             counts: Counts::default(),
@@ -110,6 +115,11 @@ impl TimeWindow {
     pub(crate) fn advance(&mut self, now: u64) {
         let epoch = now / self.bucket_nanos;
         if epoch <= self.head {
+            return;
+        }
+        if self.buckets.is_empty() {
+            // Nothing recorded yet: nothing to drop.
+            self.head = epoch;
             return;
         }
         let n = self.buckets.len() as u64;
@@ -127,6 +137,9 @@ impl TimeWindow {
     #[inline]
     pub(crate) fn record(&mut self, now: u64, failed: bool, slow: bool) -> Counts {
         self.advance(now);
+        if self.buckets.is_empty() {
+            self.buckets = vec![Counts::default(); self.len as usize].into_boxed_slice();
+        }
         let idx = (self.head % self.buckets.len() as u64) as usize;
         self.buckets[idx].add(failed, slow);
         self.counts.add(failed, slow);
