@@ -254,59 +254,20 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
 
     /// Decides, for retry and the breaker alike, what each result was.
     pub fn classifier<C2>(self, classifier: C2) -> ClientStack<C2, P, R, M> {
-        ClientStack {
-            name: self.name,
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            throttle: self.throttle,
-            breaker: self.breaker,
-            mode: self.mode,
-            bulkhead: self.bulkhead,
-            classifier,
-            pushback: self.pushback,
-            replay: self.replay,
-            seed: self.seed,
-        }
+        self.with_parts(|_, p, r, m| (classifier, p, r, m))
     }
 
     /// Reads a server's pushback from results, for retry (see
     /// [`Pushback`](bulwark_retry::policy::Pushback)).
     pub fn pushback<P2>(self, pushback: P2) -> ClientStack<C, P2, R, M> {
-        ClientStack {
-            name: self.name,
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            throttle: self.throttle,
-            breaker: self.breaker,
-            mode: self.mode,
-            bulkhead: self.bulkhead,
-            classifier: self.classifier,
-            pushback,
-            replay: self.replay,
-            seed: self.seed,
-        }
+        self.with_parts(|c, _, r, m| (c, pushback, r, m))
     }
 
     /// How requests are copied for another attempt (see
     /// [`Replay`](bulwark_retry::replay::Replay)): return `None` for
     /// requests that must not be sent twice.
     pub fn replay<R2>(self, replay: R2) -> ClientStack<C, P, R2, M> {
-        ClientStack {
-            name: self.name,
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            retry: self.retry,
-            throttle: self.throttle,
-            breaker: self.breaker,
-            mode: self.mode,
-            bulkhead: self.bulkhead,
-            classifier: self.classifier,
-            pushback: self.pushback,
-            replay,
-            seed: self.seed,
-        }
+        self.with_parts(|c, p, _, m| (c, p, replay, m))
     }
 
     /// One breaker per key of the request (a host, a tenant), keeping at
@@ -330,6 +291,24 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     where
         F: Fn(&Req) -> K + Clone,
     {
+        self.with_parts(|c, p, r, _| {
+            let mode = KeyedBy {
+                key,
+                max_keys,
+                _key: PhantomData,
+            };
+            (c, p, r, mode)
+        })
+    }
+
+    /// The same settings with the typed parts (classifier, pushback,
+    /// replay, breaker mode) changed by `f`.
+    fn with_parts<C2, P2, R2, M2>(
+        self,
+        f: impl FnOnce(C, P, R, M) -> (C2, P2, R2, M2),
+    ) -> ClientStack<C2, P2, R2, M2> {
+        let (classifier, pushback, replay, mode) =
+            f(self.classifier, self.pushback, self.replay, self.mode);
         ClientStack {
             name: self.name,
             total_timeout: self.total_timeout,
@@ -337,15 +316,11 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
             retry: self.retry,
             throttle: self.throttle,
             breaker: self.breaker,
-            mode: KeyedBy {
-                key,
-                max_keys,
-                _key: PhantomData,
-            },
+            mode,
             bulkhead: self.bulkhead,
-            classifier: self.classifier,
-            pushback: self.pushback,
-            replay: self.replay,
+            classifier,
+            pushback,
+            replay,
             seed: self.seed,
         }
     }
