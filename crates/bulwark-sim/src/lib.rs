@@ -85,7 +85,7 @@ mod scenario;
 pub mod stacks;
 mod upstream;
 
-pub use metrics::{FailureKind, Metrics, Series};
+pub use metrics::{FailureKind, Metrics, PhaseCounts, Series};
 pub use report::{Report, Run, ScenarioResult};
 pub use run::{breaker_level, Progress, SimService, Simulation, Stack, StackContext};
 pub use scenario::{Behavior, Latency, Phase, RateLimit, Repeat, Scenario, SlowTail};

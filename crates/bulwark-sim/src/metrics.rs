@@ -144,6 +144,24 @@ pub struct Metrics {
     /// The slowest 1% of the failures of each kind took at least this long
     /// (how fast a caller learns it failed).
     pub failure_p99: BTreeMap<FailureKind, Duration>,
+    /// What the upstream received and served in each phase (repeats listed
+    /// one by one).
+    pub phases: Vec<PhaseCounts>,
+}
+
+/// What the upstream received and answered successfully during one phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseCounts {
+    /// When the phase started.
+    #[serde(with = "humantime_serde")]
+    pub from: Duration,
+    /// When it ended.
+    #[serde(with = "humantime_serde")]
+    pub until: Duration,
+    /// Requests the upstream received (retries included).
+    pub received: u64,
+    /// Requests it answered successfully.
+    pub served: u64,
 }
 
 /// Goodput and upstream load over time, for pictures.
@@ -199,18 +217,25 @@ pub(crate) fn compute(scenario: &Scenario, records: &[Record], tally: &Tally) ->
     latencies.sort_unstable();
 
     let received: u64 = tally.received.iter().map(|n| u64::from(*n)).sum();
-    let fault_amplification = window.and_then(|(from, until)| {
-        let slots =
-            slot_of(from).min(tally.received.len())..slot_of(until).min(tally.received.len());
-        let got: u64 = tally.received[slots].iter().map(|n| u64::from(*n)).sum();
-        ratio(got, fault_requests)
-    });
 
     let served: u64 = tally.served.iter().map(|n| u64::from(*n)).sum();
-    let fault_upstream_served = window.map(|(from, until)| {
-        let slots = slot_of(from).min(tally.served.len())..slot_of(until).min(tally.served.len());
-        tally.served[slots].iter().map(|n| u64::from(*n)).sum()
-    });
+    let in_slots = |counts: &[u32], from: Duration, until: Duration| -> u64 {
+        let range = slot_of(from).min(counts.len())..slot_of(until).min(counts.len());
+        counts[range].iter().map(|n| u64::from(*n)).sum()
+    };
+    let phases = scenario
+        .phase_windows()
+        .into_iter()
+        .map(|(from, until)| PhaseCounts {
+            from,
+            until,
+            received: in_slots(&tally.received, from, until),
+            served: in_slots(&tally.served, from, until),
+        })
+        .collect();
+    let fault_upstream_served = window.map(|(from, until)| in_slots(&tally.served, from, until));
+    let fault_amplification = window
+        .and_then(|(from, until)| ratio(in_slots(&tally.received, from, until), fault_requests));
     let detected_in = window.and_then(|(from, until)| {
         records
             .iter()
@@ -257,6 +282,7 @@ pub(crate) fn compute(scenario: &Scenario, records: &[Record], tally: &Tally) ->
         early_retries: tally.early_retries,
         failures,
         failure_p99,
+        phases,
     }
 }
 

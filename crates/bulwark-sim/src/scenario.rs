@@ -324,6 +324,12 @@ impl Scenario {
         Some((from, until))
     }
 
+    /// Every phase's occurrences (repeats expanded), as `(from, until)`, in
+    /// the order the phases are listed.
+    pub fn phase_windows(&self) -> Vec<(Duration, Duration)> {
+        self.phases.iter().flat_map(Phase::occurrences).collect()
+    }
+
     /// The times at which the upstream's behaviour or the load may change.
     pub(crate) fn boundaries(&self) -> Vec<Duration> {
         let mut b: Vec<Duration> = self

@@ -331,3 +331,18 @@ fn the_example_scenario_file_parses_and_runs() {
     let m = &report.results[0].runs[0].metrics;
     assert!(m.healthy_hosts_goodput.unwrap() > 0.99, "{m:?}");
 }
+
+#[test]
+fn the_upstream_counts_what_it_received_and_served_per_phase() {
+    let flapping = metrics(report(), "flapping", "no resilience");
+    assert_eq!(flapping.phases.len(), 12, "one entry per repeat");
+    for p in &flapping.phases {
+        assert!(p.received > 1_500, "{p:?}");
+        // Only requests already in progress when the phase began succeed.
+        assert!(p.served <= 10, "every new answer fails in a bad phase: {p:?}");
+    }
+    let brownout = metrics(report(), "brownout", "no resilience");
+    let p = brownout.phases[0];
+    let share = p.served as f64 / p.received as f64;
+    assert!((0.65..0.75).contains(&share), "30% errors: served {share}");
+}
