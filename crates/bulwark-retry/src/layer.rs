@@ -49,6 +49,14 @@ pub const DEFAULT_MIN_TIME_LEFT: Duration = Duration::from_millis(5);
 /// | [`retry_if`](Self::retry_if), [`retry_request_if`](Self::retry_request_if) | every request |
 /// | [`replay`](Self::replay) | [`CloneReplay`]: requests must be `Clone` |
 ///
+/// Measured in `bulwark-sim` (figures in the repository's `BENCHMARKS.md`):
+/// in its `brownout` (30% of answers failing, ten times slower) the 20%
+/// budget lifts goodput during the fault from 70.2% to 85.0% for 1.21
+/// upstream requests per request, above tower's retry (84.0% for 1.27); in
+/// its `outage` and `quiet-outage` the budget and its bounded floor keep a
+/// dead upstream from seeing more than one request per call even without
+/// a breaker in front.
+///
 /// Every service made by one layer (and every clone of those services) draws
 /// on the layer's one budget.
 ///

@@ -339,7 +339,10 @@ fn the_upstream_counts_what_it_received_and_served_per_phase() {
     for p in &flapping.phases {
         assert!(p.received > 1_500, "{p:?}");
         // Only requests already in progress when the phase began succeed.
-        assert!(p.served <= 10, "every new answer fails in a bad phase: {p:?}");
+        assert!(
+            p.served <= 10,
+            "every new answer fails in a bad phase: {p:?}"
+        );
     }
     let brownout = metrics(report(), "brownout", "no resilience");
     let p = brownout.phases[0];
