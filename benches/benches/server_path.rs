@@ -102,7 +102,10 @@ fn sizes() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     match args.as_slice() {
         [mode] if mode == "sizes" => sizes(),
         [mode, n] => drive(mode, n.parse().expect("N is a number of requests")),

@@ -68,6 +68,10 @@ use tower_service::Service;
 /// load-shedding answers to get the same treatment.
 pub const SHED_HEADER: &str = "bulwark-shed";
 
+/// [`SHED_HEADER`] as a [`HeaderName`](http::HeaderName), built at compile
+/// time.
+pub const SHED_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(SHED_HEADER);
+
 /// The table from Bulwark errors to HTTP statuses; see the
 /// [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,10 +201,7 @@ impl ErrorMapping {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
         }
         if self.is_shed(&**error) {
-            headers.insert(
-                http::HeaderName::from_static(SHED_HEADER),
-                HeaderValue::from_static("1"),
-            );
+            headers.insert(SHED_HEADER_NAME, HeaderValue::from_static("1"));
         }
         res
     }
