@@ -141,6 +141,11 @@ impl ServerDeadline {
         self
     }
 
+    /// The same, with `max` as the server's own limit instead.
+    pub(crate) fn replace_max(self, max: Option<Duration>) -> Self {
+        ServerDeadline { max, ..self }
+    }
+
     /// The caller's time limit carried by `headers`, if any.
     pub fn incoming(&self, headers: &http::HeaderMap) -> Option<Duration> {
         let grpc = headers

@@ -323,6 +323,7 @@ where
     type Error = Infallible;
     type Future = MapErrorsFuture<S::Future, M>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // An inner service that cannot become ready is dead; the contract of
         // Bulwark's layers is to never fail readiness for a policy reason,
@@ -334,6 +335,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         MapErrorsFuture {
             inner: self.inner.call(req),
@@ -365,6 +367,7 @@ where
 {
     type Output = Result<http::Response<B>, Infallible>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match ready!(this.inner.poll(cx)) {
