@@ -47,7 +47,10 @@
 use crate::parts::ResponseParts;
 pub use crate::response::SHED_HEADER;
 use bulwark_core::{BoxError, Classify, Outcome};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+/// `grpc-status`, built once: a lookup by `&str` parses the name each time.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 use std::fmt;
 use std::ops::RangeInclusive;
 use tower_http::classify::{
@@ -171,7 +174,12 @@ impl HttpClassifier {
     #[inline]
     pub fn classify_response<Res: ResponseParts>(&self, res: &Res) -> Outcome {
         match self.classify_status(res.status()) {
-            Outcome::Failure if self.shed_marker && res.headers().contains_key(SHED_HEADER) => {
+            Outcome::Failure
+                if self.shed_marker
+                    && res
+                        .headers()
+                        .contains_key(&crate::response::SHED_HEADER_NAME) =>
+            {
                 Outcome::Throttled
             }
             outcome => outcome,
@@ -410,7 +418,7 @@ impl GrpcClassifier {
         let head = http::Response::new(());
         match self.tower_http().classify_response(&head) {
             ClassifiedResponse::RequiresEos(eos) => match eos.classify_eos(trailers) {
-                Ok(()) => match trailers.and_then(|t| t.get("grpc-status")) {
+                Ok(()) => match trailers.and_then(|t| t.get(&GRPC_STATUS)) {
                     Some(v) if v.as_bytes() == b"0" => Outcome::Success,
                     Some(v) => std::str::from_utf8(v.as_bytes())
                         .ok()
@@ -442,30 +450,30 @@ impl GrpcClassifier {
     /// ```
     #[inline]
     pub fn needs_trailers<Res: ResponseParts>(&self, res: &Res) -> bool {
-        res.status().is_success() && !res.headers().contains_key("grpc-status")
+        res.status().is_success() && !res.headers().contains_key(&GRPC_STATUS)
     }
 
     /// The class of a response head: its `grpc-status` if present, its HTTP
     /// status otherwise.
     pub fn classify_head<Res: ResponseParts>(&self, res: &Res) -> Outcome {
         let status = res.status();
-        if !status.is_success() && res.headers().get("grpc-status").is_none() {
+        if !status.is_success() && res.headers().get(&GRPC_STATUS).is_none() {
             return self.http.classify_response(res);
         }
-        let value = match res.headers().get("grpc-status") {
+        let value = match res.headers().get(&GRPC_STATUS) {
             // The common answer, without building anything.
             Some(v) if v.as_bytes() == b"0" => return Outcome::Success,
             Some(v) => v.clone(),
             None => return Outcome::Success,
         };
         let mut head = http::Response::new(());
-        head.headers_mut().insert("grpc-status", value);
+        head.headers_mut().insert(GRPC_STATUS, value);
         match self.tower_http().classify_response(&head) {
             ClassifiedResponse::Ready(Ok(())) => {
                 // Success or one of the codes we do not act on.
                 let code = head
                     .headers()
-                    .get("grpc-status")
+                    .get(&GRPC_STATUS)
                     .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
                     .and_then(|s| s.trim().parse::<i32>().ok())
                     .unwrap_or(0);

@@ -73,6 +73,10 @@ use tower_service::Service;
 /// The `grpc-timeout` header.
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
 
+/// The `grpc-timeout` header as a [`HeaderName`], built at compile time:
+/// looking a header up by a `&str` parses the name on every request.
+pub const GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
+
 /// Parses a `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`,
 /// `m`, `u`, `n`). Anything else is `None`.
 pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
@@ -137,10 +141,15 @@ impl ServerDeadline {
         self
     }
 
+    /// The same, with `max` as the server's own limit instead.
+    pub(crate) fn replace_max(self, max: Option<Duration>) -> Self {
+        ServerDeadline { max, ..self }
+    }
+
     /// The caller's time limit carried by `headers`, if any.
     pub fn incoming(&self, headers: &http::HeaderMap) -> Option<Duration> {
         let grpc = headers
-            .get(GRPC_TIMEOUT)
+            .get(&GRPC_TIMEOUT_NAME)
             .and_then(|v| parse_grpc_timeout(v.as_bytes()));
         let http = self
             .header
@@ -463,12 +472,12 @@ where
             let left = self.max.map_or(left, |max| max.min(left));
             let caller = req
                 .headers()
-                .get(GRPC_TIMEOUT)
+                .get(&GRPC_TIMEOUT_NAME)
                 .and_then(|v| parse_grpc_timeout(v.as_bytes()));
             // Never grant more than the caller already asked for.
             let left = caller.map_or(left, |c| c.min(left));
             req.headers_mut()
-                .insert(GRPC_TIMEOUT, format_grpc_timeout(left));
+                .insert(GRPC_TIMEOUT_NAME, format_grpc_timeout(left));
             if let Some(h) = &self.http_header {
                 if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", left.as_secs_f64())) {
                     req.headers_mut().insert(h.clone(), v);

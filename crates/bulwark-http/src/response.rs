@@ -68,6 +68,10 @@ use tower_service::Service;
 /// load-shedding answers to get the same treatment.
 pub const SHED_HEADER: &str = "bulwark-shed";
 
+/// [`SHED_HEADER`] as a [`HeaderName`](http::HeaderName), built at compile
+/// time.
+pub const SHED_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(SHED_HEADER);
+
 /// The table from Bulwark errors to HTTP statuses; see the
 /// [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,10 +201,7 @@ impl ErrorMapping {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
         }
         if self.is_shed(&**error) {
-            headers.insert(
-                http::HeaderName::from_static(SHED_HEADER),
-                HeaderValue::from_static("1"),
-            );
+            headers.insert(SHED_HEADER_NAME, HeaderValue::from_static("1"));
         }
         res
     }
@@ -322,6 +323,7 @@ where
     type Error = Infallible;
     type Future = MapErrorsFuture<S::Future, M>;
 
+    #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // An inner service that cannot become ready is dead; the contract of
         // Bulwark's layers is to never fail readiness for a policy reason,
@@ -333,6 +335,7 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         MapErrorsFuture {
             inner: self.inner.call(req),
@@ -364,6 +367,7 @@ where
 {
     type Output = Result<http::Response<B>, Infallible>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match ready!(this.inner.poll(cx)) {

@@ -79,6 +79,7 @@ use bulwark_retry::{Retry, RetryBudget, RetryEvent, RetryLayer};
 use bulwark_timeout::{Timeout, TimeoutLayer};
 use http::uri::Authority;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::{Identity, Layer};
 
@@ -797,7 +798,8 @@ impl ServerStack {
                 .max_wait(self.max_wait)
                 .build_shared()
         });
-        let deadline = ServerDeadlineWith(self.deadline, self.timeout);
+        // Shared by every clone: axum clones the service for each request.
+        let deadline = ServerDeadlineWith(Arc::new(self.deadline.replace_max(self.timeout)));
         Ok(ServerLayer {
             mapping: self.mapping,
             bulkhead,
@@ -814,15 +816,16 @@ impl Default for ServerStack {
 
 /// The server stack's timeout policy: the server's limit and the caller's
 /// deadline, whichever is shorter.
+///
+/// One pointer, shared by every clone: axum clones the whole service for
+/// each request, so the service is kept small and cheap to clone.
 #[derive(Debug, Clone)]
-pub struct ServerDeadlineWith(ServerDeadline, Option<Duration>);
+pub struct ServerDeadlineWith(Arc<ServerDeadline>);
 
 impl<B> bulwark_timeout::TimeoutPolicy<http::Request<B>> for ServerDeadlineWith {
+    #[inline]
     fn timeout(&self, req: &http::Request<B>) -> Option<Duration> {
-        match (self.1, self.0.incoming(req.headers())) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        bulwark_timeout::TimeoutPolicy::timeout(&*self.0, req)
     }
 }
 

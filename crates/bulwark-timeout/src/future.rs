@@ -15,15 +15,17 @@ pin_project! {
     /// The response future of [`Timeout`](crate::Timeout): the inner future
     /// raced against the request's limit.
     ///
-    /// The timer lives inside the future (no allocation per call).
+    /// The timer is registered only when the response is not ready at the
+    /// first poll, and then kept out of line (boxed), so that the future
+    /// stays small for every call and a call answered at once allocates
+    /// nothing.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
         response: Inner<F>,
         // The timer is registered on the first poll that finds the response
         // not ready: a response ready at once never pays for a timer.
-        #[pin]
-        sleep: Option<Sleep>,
+        sleep: Option<Pin<Box<Sleep>>>,
         // The limit and the deadline it gives, counted from `call`.
         limit: Option<(Duration, Instant)>,
         listeners: Listeners<TimeoutEvent>,
@@ -88,7 +90,7 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         // The response first: one that is ready when the limit is reached
         // still counts.
         match this.response.project() {
@@ -105,18 +107,18 @@ where
         let Some((limit, deadline)) = *this.limit else {
             return Poll::Pending;
         };
-        if this.sleep.is_none() {
-            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
-        }
-        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-            Some(Poll::Ready(())) => {
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
                 let elapsed = Elapsed::new(Limit::Request, limit);
                 tracing::debug!(limit = ?limit, "request timed out");
                 this.listeners
                     .emit(|| TimeoutEvent::Elapsed(elapsed.clone()));
                 Poll::Ready(Err(Box::new(elapsed)))
             }
-            _ => Poll::Pending,
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -27,7 +27,10 @@ pub struct Timeout<S, P = Duration> {
     // Per-readiness state, never shared by clones.
     ready_sleep: Option<Pin<Box<Sleep>>>,
     waiting: bool,
-    ready_elapsed: Option<Duration>,
+    // The readiness limit elapsed: the next call fails. (A flag, not the
+    // limit: it is always `readiness`, and the service is cloned per request
+    // by some servers, so it is kept small.)
+    ready_elapsed: bool,
 }
 
 impl<S, P> Timeout<S, P> {
@@ -41,7 +44,7 @@ impl<S, P> Timeout<S, P> {
             listeners: Listeners::new(),
             ready_sleep: None,
             waiting: false,
-            ready_elapsed: None,
+            ready_elapsed: false,
         }
     }
 
@@ -131,7 +134,7 @@ where
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.ready_elapsed.is_some() {
+        if self.ready_elapsed {
             // Decided already: the next call fails.
             return Poll::Ready(Ok(()));
         }
@@ -159,7 +162,7 @@ where
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 self.waiting = false;
-                self.ready_elapsed = Some(limit);
+                self.ready_elapsed = true;
                 tracing::debug!(limit = ?limit, "service not ready in time");
                 Poll::Ready(Ok(()))
             }
@@ -169,7 +172,8 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        if let Some(limit) = self.ready_elapsed.take() {
+        if let (true, Some(limit)) = (self.ready_elapsed, self.readiness) {
+            self.ready_elapsed = false;
             let elapsed = Elapsed::new(Limit::Readiness, limit);
             self.listeners
                 .emit(|| TimeoutEvent::Elapsed(elapsed.clone()));
