@@ -15,17 +15,15 @@ pin_project! {
     /// The response future of [`Timeout`](crate::Timeout): the inner future
     /// raced against the request's limit.
     ///
-    /// The timer is registered only when the response is not ready at the
-    /// first poll, and then kept out of line (boxed), so that the future
-    /// stays small for every call and a call answered at once allocates
-    /// nothing.
+    /// The timer lives inside the future (no allocation per call).
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
         response: Inner<F>,
         // The timer is registered on the first poll that finds the response
         // not ready: a response ready at once never pays for a timer.
-        sleep: Option<Pin<Box<Sleep>>>,
+        #[pin]
+        sleep: Option<Sleep>,
         // The limit and the deadline it gives, counted from `call`.
         limit: Option<(Duration, Instant)>,
         listeners: Listeners<TimeoutEvent>,
@@ -90,7 +88,7 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         // The response first: one that is ready when the limit is reached
         // still counts.
         match this.response.project() {
@@ -107,18 +105,18 @@ where
         let Some((limit, deadline)) = *this.limit else {
             return Poll::Pending;
         };
-        let sleep = this
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => {
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => {
                 let elapsed = Elapsed::new(Limit::Request, limit);
                 tracing::debug!(limit = ?limit, "request timed out");
                 this.listeners
                     .emit(|| TimeoutEvent::Elapsed(elapsed.clone()));
                 Poll::Ready(Err(Box::new(elapsed)))
             }
-            Poll::Pending => Poll::Pending,
+            _ => Poll::Pending,
         }
     }
 }
