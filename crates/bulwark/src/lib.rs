@@ -78,50 +78,62 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[doc(inline)]
 pub use bulwark_core::{backoff, classify, clock, error, event};
 pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
 
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+#[doc(inline)]
 pub use bulwark_breaker as breaker;
 
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+#[doc(inline)]
 pub use bulwark_retry as retry;
 
 #[cfg(feature = "timeout")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+#[doc(inline)]
 pub use bulwark_timeout as timeout;
 
 #[cfg(feature = "bulkhead")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+#[doc(inline)]
 pub use bulwark_bulkhead as bulkhead;
 
 #[cfg(feature = "fallback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+#[doc(inline)]
 pub use bulwark_fallback as fallback;
 
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+#[doc(inline)]
 pub use bulwark_stack as stack;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[doc(inline)]
 pub use bulwark_http as http;
 
 #[cfg(feature = "observe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+#[doc(inline)]
 pub use bulwark_observe as observe;
 
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+#[doc(inline)]
 pub use bulwark_config as config;
 
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+#[doc(inline)]
 pub use bulwark_sim as sim;
 #[cfg(feature = "throttle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
+#[doc(inline)]
 pub use bulwark_throttle as throttle;
 
 mod builder;
