@@ -7,8 +7,8 @@
 //! stack in a `tower::ServiceBuilder`; nothing else about the service
 //! changes.
 //!
-//! Every layer is behind a feature of the same name (all on by default, or
-//! `full`):
+//! Every layer is behind a feature of the same name; `layers` (the default)
+//! turns them all on:
 //!
 //! | feature    | module        | what it gives                                         |
 //! |------------|---------------|-------------------------------------------------------|
@@ -23,13 +23,19 @@
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
 //!
-//! To run them in production (off by default): `observe` (a registry of
-//! named instances, health), `metrics` (everything reported through the
-//! `metrics` facade), `observe-axum` (a health and admin router) and
-//! `config` (TOML files and `BULWARK_` environment variables), as the
-//! `observe` and `config` modules; `sim`, the virtual-time fault simulator
-//! that shows what a stack does while its upstream fails, and a chaos layer
-//! for game days.
+//! To run them in production (off by default; `full` turns on all of them):
+//!
+//! | feature    | module        | what it gives                                         |
+//! |------------|---------------|-------------------------------------------------------|
+//! | `http`     | `http`        | HTTP and gRPC classifiers, pushback, replay, client and server stacks |
+//! | `axum`, `tonic`, `reqwest` | `http` | the glue for each (with `observe`, `axum` also gives the health router) |
+//! | `observe`  | `observe`     | a registry of named instances, health                 |
+//! | `metrics`  | `observe`     | everything reported through the `metrics` facade      |
+//! | `config`   | `config`      | TOML files and `BULWARK_` environment variables        |
+//!
+//! `sim`, the virtual-time fault simulator that shows what a stack does while
+//! its upstream fails (and a chaos layer for game days), is a tool rather
+//! than a runtime part, so `full` leaves it out.
 //!
 //! # Quick start
 //!
