@@ -144,11 +144,11 @@ pub use bulwark_throttle as throttle;
 
 mod builder;
 
-pub use builder::ServiceBuilderExt;
+pub use builder::ResilienceBuilderExt;
 
 /// The names most programs need: `use bulwark::prelude::*;`.
 pub mod prelude {
-    pub use crate::builder::ServiceBuilderExt;
+    pub use crate::builder::ResilienceBuilderExt;
     pub use bulwark_core::backoff::{Backoff, Jitter};
     pub use bulwark_core::error::{
         find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally,
