@@ -235,25 +235,8 @@ const fn code_bit(code: GrpcCode) -> u32 {
 
 /// The number of a gRPC code (`OK` is 0, `UNAUTHENTICATED` 16).
 pub const fn code_number(code: GrpcCode) -> i32 {
-    match code {
-        GrpcCode::Ok => 0,
-        GrpcCode::Cancelled => 1,
-        GrpcCode::Unknown => 2,
-        GrpcCode::InvalidArgument => 3,
-        GrpcCode::DeadlineExceeded => 4,
-        GrpcCode::NotFound => 5,
-        GrpcCode::AlreadyExists => 6,
-        GrpcCode::PermissionDenied => 7,
-        GrpcCode::ResourceExhausted => 8,
-        GrpcCode::FailedPrecondition => 9,
-        GrpcCode::Aborted => 10,
-        GrpcCode::OutOfRange => 11,
-        GrpcCode::Unimplemented => 12,
-        GrpcCode::Internal => 13,
-        GrpcCode::Unavailable => 14,
-        GrpcCode::DataLoss => 15,
-        GrpcCode::Unauthenticated => 16,
-    }
+    // tower-http's `GrpcCode` is `#[repr(i32)]` with the codes' numbers.
+    code as i32
 }
 
 const ALL_CODES: [GrpcCode; 17] = [
@@ -397,8 +380,11 @@ impl GrpcClassifier {
 
     fn classify_failure(&self, class: tower_http::classify::GrpcFailureClass) -> Outcome {
         match class {
-            tower_http::classify::GrpcFailureClass::Code(code) => self.classify_code(code.get()),
-            tower_http::classify::GrpcFailureClass::Error(_) => Outcome::Failure,
+            tower_http::classify::GrpcFailureClass::Status(status) => {
+                self.classify_code(status.code_raw())
+            }
+            // A malformed status, and whatever tower-http adds later.
+            _ => Outcome::Failure,
         }
     }
 

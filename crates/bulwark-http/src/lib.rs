@@ -26,6 +26,25 @@
 //! - [`stack`]: ready-made [`ClientStack`] and [`ServerStack`] in the order
 //!   that works.
 //!
+//! # Supported versions
+//!
+//! The integrations are implemented for these releases (the workspace's
+//! `tests/tests/supported_versions.rs` fails CI when they drift):
+//!
+//! | crate | version | feature |
+//! |---|---|---|
+//! | http, http-body | 1.x | always |
+//! | hyper, hyper-util | 1.x, 0.1 | always (any `tower::Service<http::Request<B>>`) |
+//! | tower-http | 0.7 (its gRPC classification) | always |
+//! | axum | 0.8 | `axum` |
+//! | tonic | 0.14 | `tonic` |
+//! | reqwest | 0.13 (no TLS backend chosen: enable yours in your `Cargo.toml`) | `reqwest` |
+//!
+//! Rust 1.88 or later (tonic 0.14's `rust-version`). Your project must
+//! resolve the same major versions: a `reqwest::Request` of another reqwest
+//! is not a request Bulwark knows, and the compiler's error names the
+//! missing [`RequestParts`](parts::RequestParts) implementation.
+//!
 //! # Example: a client stack
 //!
 //! ```

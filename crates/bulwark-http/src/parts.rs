@@ -21,6 +21,12 @@ use http::uri::Authority;
 use http::{HeaderMap, Method, StatusCode};
 
 /// The parts of a request that resilience decisions read.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request Bulwark's HTTP layers can read",
+    label = "Bulwark reads `http::Request<B>`, and `reqwest::Request` with the `reqwest` feature",
+    note = "bulwark-http implements `RequestParts` for `http::Request<B>` (http 1.x) and, with its `reqwest` feature, for `reqwest::Request` of reqwest 0.13",
+    note = "with another reqwest or http version in your tree (`cargo tree -d -i reqwest`), use the supported one, or implement `bulwark::http::parts::RequestParts` for your type"
+)]
 pub trait RequestParts {
     /// The request method.
     fn method(&self) -> &Method;
@@ -32,6 +38,12 @@ pub trait RequestParts {
 }
 
 /// The parts of a response that resilience decisions read.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a response Bulwark's HTTP layers can read",
+    label = "Bulwark reads `http::Response<B>`, and `reqwest::Response` with the `reqwest` feature",
+    note = "bulwark-http implements `ResponseParts` for `http::Response<B>` (http 1.x) and, with its `reqwest` feature, for `reqwest::Response` of reqwest 0.13",
+    note = "with another reqwest or http version in your tree (`cargo tree -d -i reqwest`), use the supported one, or implement `bulwark::http::parts::ResponseParts` for your type"
+)]
 pub trait ResponseParts {
     /// The status code.
     fn status(&self) -> StatusCode;
