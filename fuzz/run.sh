@@ -29,14 +29,15 @@ for t in "${TARGETS[@]}"; do
     dict=()
     case $t in config_*) dict=(-dict=fuzz/config.dict) ;; esac
     echo "==> fuzz $t for ${SECS}s"
+    log="$TARGET_DIR/$t.log"
+    rc=0
     cargo fuzz run --sanitizer none --debug-assertions --target-dir "$TARGET_DIR" "$t" \
         "$corpus" "fuzz/seeds/$t" -- -max_total_time="$SECS" -max_len=4096 \
-        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" 2>&1 |
-        grep -E '^(#[0-9]+.*(DONE|pulse)|stat::(number_of_executed_units|new_units_added|peak_rss_mb)|==|SUMMARY|thread .* panicked|Done)' || true
-    # A crash makes cargo fuzz exit non-zero, which pipefail would hide
-    # behind grep: check for its artifact instead.
-    if compgen -G "fuzz/artifacts/$t/*" >/dev/null; then
-        echo "fuzz $t: crash, input in fuzz/artifacts/$t/" >&2
+        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" >"$log" 2>&1 || rc=$?
+    grep -E '^(#[0-9]+.*DONE|stat::(number_of_executed_units|new_units_added|peak_rss_mb)|==[0-9]+==|SUMMARY|thread .* panicked)' "$log" || true
+    if [ "$rc" -ne 0 ]; then
+        tail -40 "$log" >&2
+        echo "fuzz $t: failed (exit $rc); a crashing input is kept in fuzz/artifacts/$t/" >&2
         exit 1
     fi
 done

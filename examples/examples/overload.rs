@@ -9,6 +9,9 @@
 //!   timeout);
 //! - `--mode tuned`: a `ServerStack` of `max_concurrent` twice the workers
 //!   (a request waits at most one service time for a worker);
+//! - `--mode adaptive`: the server stack's three layers by hand, with the
+//!   bulkhead's limit moved by `Gradient2` (from 16, at most 512) instead of
+//!   fixed;
 //! - `--mode bare`: nothing (every request queues for a worker).
 //!
 //! This process offers open-loop load at `--factor` (3) times the capacity
@@ -20,7 +23,10 @@
 
 use axum::routing::get;
 use axum::Router;
-use bulwark::http::ServerStack;
+use bulwark::bulkhead::adaptive::Gradient2;
+use bulwark::bulkhead::BulkheadLayer;
+use bulwark::http::{ErrorMapping, MapErrorsLayer, ServerStack};
+use bulwark::timeout::TimeoutLayer;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -73,8 +79,8 @@ fn opts() -> Result<Opts, BoxError> {
             _ => return Err(format!("unknown flag {flag}").into()),
         }
     }
-    if !matches!(o.mode.as_str(), "stack" | "tuned" | "bare") {
-        return Err("--mode is stack, tuned or bare".into());
+    if !matches!(o.mode.as_str(), "stack" | "tuned" | "adaptive" | "bare") {
+        return Err("--mode is stack, tuned, adaptive or bare".into());
     }
     if o.capacity == 0 || o.service_ms == 0 || o.seconds <= 0.0 || o.factor <= 0.0 {
         return Err("--capacity, --service-ms, --seconds and --factor must be more than 0".into());
@@ -100,6 +106,18 @@ fn serve(o: Opts, port: u16) -> Result<(), BoxError> {
     let app = match o.mode.as_str() {
         "stack" => app.layer(ServerStack::new().build()?),
         "tuned" => app.layer(ServerStack::new().max_concurrent(2 * o.capacity).build()?),
+        "adaptive" => app.layer(
+            tower::ServiceBuilder::new()
+                .layer(MapErrorsLayer::new(ErrorMapping::server()))
+                .layer(
+                    BulkheadLayer::builder()
+                        .name("server")
+                        .max_concurrent(512)
+                        .adaptive(Gradient2::new(16))
+                        .build_shared(),
+                )
+                .layer(TimeoutLayer::new(Duration::from_secs(30))),
+        ),
         _ => app,
     };
     tokio::runtime::Runtime::new()?.block_on(async move {
@@ -166,9 +184,13 @@ struct Counts {
     transport: AtomicU64,
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
+    // The child process (`--serve`) starts its own runtime inside `opts`.
     let o = opts()?;
+    tokio::runtime::Runtime::new()?.block_on(load(o))
+}
+
+async fn load(o: Opts) -> Result<(), BoxError> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
