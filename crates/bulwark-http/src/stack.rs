@@ -60,7 +60,7 @@
 //! axum's `Router::layer`, or directly.
 
 use crate::body::ReplayGuardLayer;
-use crate::breaker::{host_breaker_layer, GrpcHostBreakerLayer, HostBreakerLayer, ServerOpenHint};
+use crate::breaker::{BodyBreakerLayer, ServerOpenHint};
 use crate::classify::{GrpcClassifier, HttpClassifier};
 use crate::deadline::{
     CarriedDeadline, DeadlineLayer, PropagateDeadline, PropagateDeadlineLayer, ServerDeadline,
@@ -70,6 +70,8 @@ use crate::optional::{Optional, OptionalLayer};
 use crate::pushback::ServerPushback;
 use crate::replay::HttpReplay;
 use crate::response::{ErrorMapping, MapErrors};
+use crate::response_timeout::{ResponseTimeout, ResponseTimeoutLayer};
+use crate::verdict::{ClassifyBody, ClassifyEnd};
 use bulwark_breaker::keyed::KeyedBreakers;
 use bulwark_breaker::{Breaker, BreakerBuilder};
 use bulwark_bulkhead::{Bulkhead, BulkheadLayer};
@@ -166,6 +168,8 @@ pub struct ClientStack<C = HttpClassifier> {
     /// `None`: off; `Some(false)`: gRPC calls; `Some(true)`: every request.
     propagate: Option<bool>,
     seed: Option<u64>,
+    body_idle: Option<Duration>,
+    cancelled: Option<Outcome>,
     classifier: C,
 }
 
@@ -190,6 +194,8 @@ impl ClientStack {
             bulkhead: Some(100),
             propagate: Some(false),
             seed: None,
+            body_idle: None,
+            cancelled: None,
             classifier: HttpClassifier::new(),
         }
     }
@@ -333,6 +339,27 @@ impl<C> ClientStack<C> {
         self
     }
 
+    /// Also fails a response body that waits longer than `idle` for its
+    /// next frame ([`Phase::Idle`](crate::response_timeout::Phase::Idle)),
+    /// for streams that may be long but must not stall. Off by default:
+    /// the total timeout (and the attempt timeout) already bound every
+    /// body, and no one idle limit suits every stream (a watch or a
+    /// long-poll may be quiet for minutes); set it when a stream runs
+    /// without a total timeout, or must show progress more often than the
+    /// timeout allows.
+    pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.body_idle = Some(idle);
+        self
+    }
+
+    /// What a response body the caller drops mid-way counts as for the
+    /// breaker (`None`, the default: nothing, neither a success nor a
+    /// failure; see [`verdict`](crate::verdict)).
+    pub fn cancelled_as(mut self, outcome: Option<Outcome>) -> Self {
+        self.cancelled = outcome;
+        self
+    }
+
     /// Seeds every random draw of the stack (retry jitter, the breakers'
     /// open-time jitter), for runs that repeat exactly.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -363,6 +390,8 @@ impl<C> ClientStack<C> {
             bulkhead: self.bulkhead,
             propagate: self.propagate,
             seed: self.seed,
+            body_idle: self.body_idle,
+            cancelled: self.cancelled,
             classifier,
         }
     }
@@ -383,6 +412,12 @@ impl<C> ClientStack<C> {
         }
         if zero(self.attempt_timeout) {
             return Err(StackError::new("attempt_timeout", "must be more than zero"));
+        }
+        if zero(self.body_idle) {
+            return Err(StackError::new(
+                "body_idle_timeout",
+                "must be more than zero",
+            ));
         }
         if let (Some(total), Some(attempt), true) =
             (self.total_timeout, self.attempt_timeout, self.attempt_set)
@@ -415,70 +450,100 @@ impl<C> ClientStack<C> {
 }
 
 /// A classifier the [`ClientStack`] can use: it also chooses how the
-/// stack's per-host breaker hears the verdict.
+/// stack's per-host breaker hears the verdict. Every one of them goes
+/// through a [`BodyBreakerLayer`], which takes the verdict at the end of
+/// the response body when the head does not decide it (see
+/// [`verdict`](crate::verdict)):
 ///
-/// - [`HttpClassifier`]: at the response head ([`HostBreakerLayer`]).
+/// - [`HttpClassifier`]: a successful head waits for its body: a body that
+///   breaks off is a failure.
 /// - [`GrpcClassifier`]: at the response head when it carries the
 ///   `grpc-status` (or is not a 2xx), else when the stream ends, from the
-///   trailers ([`GrpcHostBreakerLayer`], whose response body is a
+///   trailers ([`GrpcHostBreakerLayer`](crate::breaker::GrpcHostBreakerLayer),
+///   whose response body is a
 ///   [`GrpcBody`](crate::breaker::grpc::GrpcBody)).
 /// - any other [`Classify`]: wrap it in [`HeadClassifier`] (judged at the
 ///   head).
-pub trait ClientClassifier: Clone {
+pub trait ClientClassifier: ClassifyEnd {
     /// The per-host breaker layer (a pass-through without breakers).
     type Breaker: Clone;
 
     /// The breaker layer over `breakers` (`None`: no breaker), honouring
-    /// server pushback as `hint` says.
+    /// server pushback as `hint` says, counting a body dropped mid-way as
+    /// `cancelled` (`None`: nothing).
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker;
 }
 
+fn body_breaker<C>(
+    classifier: C,
+    breakers: Option<KeyedBreakers<Authority>>,
+    hint: ServerOpenHint,
+    cancelled: Option<Outcome>,
+) -> BodyBreakerLayer<C> {
+    match breakers {
+        Some(b) => BodyBreakerLayer::new(b, classifier),
+        None => BodyBreakerLayer::off(classifier),
+    }
+    .open_hint(hint)
+    .cancelled_as(cancelled)
+}
+
 impl ClientClassifier for HttpClassifier {
-    type Breaker = OptionalLayer<HostBreakerLayer<HttpClassifier>>;
+    type Breaker = BodyBreakerLayer<HttpClassifier>;
 
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker {
-        OptionalLayer::new(breakers.map(|b| host_breaker_layer(b, *self).open_hint(hint)))
+        body_breaker(*self, breakers, hint, cancelled)
     }
 }
 
 impl ClientClassifier for GrpcClassifier {
-    type Breaker = GrpcHostBreakerLayer;
+    type Breaker = BodyBreakerLayer<GrpcClassifier>;
 
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker {
-        match breakers {
-            Some(b) => GrpcHostBreakerLayer::new(b, *self).open_hint(hint),
-            None => GrpcHostBreakerLayer::off(*self),
-        }
+        body_breaker(*self, breakers, hint, cancelled)
     }
 }
 
 /// Any [`Classify`] as a [`ClientClassifier`] whose verdict the breaker
 /// takes at the response head.
 ///
+/// The classifier sees the stack's responses, whose bodies are wrapped
+/// (in a [`TimeoutBody`](crate::response_timeout::TimeoutBody) and a
+/// [`VerdictBody`](crate::verdict::VerdictBody)): write it for any body.
+///
 /// ```
-/// use bulwark_core::{BoxError, Outcome};
+/// use bulwark_core::{BoxError, Classify, Outcome};
 /// use bulwark_http::stack::HeadClassifier;
 /// use bulwark_http::ClientStack;
 ///
-/// // Only 503 is a failure here.
-/// let only_503 = |r: &Result<http::Response<String>, BoxError>| match r {
-///     Ok(res) if res.status() == 503 => Outcome::Failure,
-///     Ok(_) => Outcome::Success,
-///     Err(e) => Outcome::of_error(e),
-/// };
-/// let layer = ClientStack::new().classifier(HeadClassifier(only_503)).build().unwrap();
+/// /// Only 503 is a failure here.
+/// #[derive(Clone, Copy)]
+/// struct Only503;
+/// impl<B> Classify<http::Response<B>> for Only503 {
+///     fn classify(&self, r: &Result<http::Response<B>, BoxError>) -> Outcome {
+///         match r {
+///             Ok(res) if res.status() == 503 => Outcome::Failure,
+///             Ok(_) => Outcome::Success,
+///             Err(e) => Outcome::of_error(e),
+///         }
+///     }
+/// }
+/// let layer = ClientStack::new().classifier(HeadClassifier(Only503)).build().unwrap();
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -491,15 +556,31 @@ impl<Res, C: Classify<Res>> Classify<Res> for HeadClassifier<C> {
     }
 }
 
+impl<C: Clone> ClassifyEnd for HeadClassifier<C> {
+    /// Never consulted: the head decides.
+    #[inline]
+    fn classify_end(&self, _trailers: Option<&http::HeaderMap>) -> Outcome {
+        Outcome::Success
+    }
+}
+
+impl<Res, C: Classify<Res> + Clone> ClassifyBody<Res> for HeadClassifier<C> {
+    #[inline]
+    fn verdict_at_head(&self, result: &Result<Res, BoxError>) -> Option<Outcome> {
+        Some(self.0.classify(result))
+    }
+}
+
 impl<C: Clone> ClientClassifier for HeadClassifier<C> {
-    type Breaker = OptionalLayer<HostBreakerLayer<HeadClassifier<C>>>;
+    type Breaker = BodyBreakerLayer<HeadClassifier<C>>;
 
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker {
-        OptionalLayer::new(breakers.map(|b| host_breaker_layer(b, self.clone()).open_hint(hint)))
+        body_breaker(self.clone(), breakers, hint, cancelled)
     }
 }
 
@@ -555,7 +636,7 @@ impl<C: ClientClassifier> ClientStack<C> {
             }
         });
         Ok(ClientLayer {
-            total: self.total_timeout.map(TimeoutLayer::new),
+            total: ResponseTimeoutLayer::total(self.total_timeout).idle(self.body_idle),
             deadline: self
                 .total_timeout
                 .filter(|_| propagate.is_some())
@@ -563,11 +644,13 @@ impl<C: ClientClassifier> ClientStack<C> {
             retry,
             propagate,
             guard: Identity::new(),
-            breaker: self
-                .classifier
-                .host_breaker(breakers.clone(), ServerOpenHint::new(self.max_pushback)),
+            breaker: self.classifier.host_breaker(
+                breakers.clone(),
+                ServerOpenHint::new(self.max_pushback),
+                self.cancelled,
+            ),
             breakers,
-            attempt: self.attempt().map(TimeoutLayer::new),
+            attempt: ResponseTimeoutLayer::attempt(self.attempt()),
             bulkhead: self.bulkhead.map(|n| {
                 BulkheadLayer::builder()
                     .name("http")
@@ -583,14 +666,14 @@ impl<C: ClientClassifier> ClientStack<C> {
 /// Clones share the breakers, the retry budget and the bulkhead.
 #[derive(Clone)]
 pub struct ClientLayer<C: ClientClassifier = HttpClassifier, G = Identity> {
-    total: Option<TimeoutLayer>,
+    total: ResponseTimeoutLayer,
     deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<C, ServerPushback, HttpReplay, CarriedDeadline>>,
     propagate: Option<PropagateDeadlineLayer>,
     guard: G,
     breakers: Option<KeyedBreakers<Authority>>,
     breaker: C::Breaker,
-    attempt: Option<TimeoutLayer>,
+    attempt: ResponseTimeoutLayer,
     bulkhead: Option<BulkheadLayer>,
 }
 
@@ -637,8 +720,8 @@ impl<C: ClientClassifier, G> fmt::Debug for ClientLayer<C, G> {
 
 /// The bulkhead, if on.
 pub type ClientBulkhead<S> = Optional<Bulkhead<S>, S>;
-/// The attempt timeout, if on.
-pub type ClientAttempt<S> = Optional<Timeout<ClientBulkhead<S>>, ClientBulkhead<S>>;
+/// The attempt timeout (head and body; a pass-through if off).
+pub type ClientAttempt<S> = ResponseTimeout<ClientBulkhead<S>>;
 /// The per-host breaker, or its pass-through (see [`ClientClassifier`]).
 pub type ClientBreaker<S, C> =
     <<C as ClientClassifier>::Breaker as Layer<ClientAttempt<S>>>::Service;
@@ -655,9 +738,10 @@ pub type ClientRetry<S, C, G> = Optional<
 /// Stamps the call's deadline (from the total timeout), if propagating.
 pub type ClientDeadline<S, C, G> =
     Optional<SetDeadline<ClientRetry<S, C, G>>, ClientRetry<S, C, G>>;
-/// The whole client stack around a transport `S`.
+/// The whole client stack around a transport `S`: the total timeout (head
+/// and body; a pass-through if off) outermost.
 pub type ClientService<S, C = HttpClassifier, G = Identity> =
-    Optional<Timeout<ClientDeadline<S, C, G>>, ClientDeadline<S, C, G>>;
+    ResponseTimeout<ClientDeadline<S, C, G>>;
 
 impl<S, C, G> Layer<S> for ClientLayer<C, G>
 where
@@ -669,13 +753,13 @@ where
 
     fn layer(&self, inner: S) -> Self::Service {
         let s = OptionalLayer::new(self.bulkhead.clone()).layer(inner);
-        let s = OptionalLayer::new(self.attempt.clone()).layer(s);
+        let s = self.attempt.layer(s);
         let s = self.breaker.layer(s);
         let s = self.guard.layer(s);
         let s = OptionalLayer::new(self.propagate.clone()).layer(s);
         let s = OptionalLayer::new(self.retry.clone()).layer(s);
         let s = OptionalLayer::new(self.deadline.clone()).layer(s);
-        OptionalLayer::new(self.total.clone()).layer(s)
+        self.total.layer(s)
     }
 }
 
