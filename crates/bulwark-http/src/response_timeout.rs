@@ -402,6 +402,10 @@ pin_project! {
     /// No timer is registered until the body first has to wait, so a body
     /// that is complete at the head costs nothing. After it fails with a
     /// [`ResponseElapsed`] the body ends.
+    ///
+    /// The timer is held inline (no allocation per call), so the body is
+    /// not `Unpin`, as tower-http's timeout body: pin it (`Box::pin`,
+    /// `std::pin::pin!`) to call `BodyExt::frame` on it.
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
