@@ -218,16 +218,22 @@ async fn a_slow_drip_body_ends_with_the_body_deadline_within_the_total_timeout()
         "{took:?}"
     );
 
-    // An idle limit shorter than the drip's 100 ms: the first wait stalls.
+    // An idle limit shorter than the drip's 100 ms: the first wait stalls,
+    // a failure for the breaker.
     let layer = ClientStack::new()
         .body_idle_timeout(Duration::from_millis(50))
-        .no_breaker()
         .build()
         .unwrap();
+    let breakers = layer.breakers().unwrap().clone();
     let client = ServiceBuilder::new().layer(layer).service(http());
     let err = fetch_within(client, url.clone()).await.unwrap_err();
-    assert_eq!(elapsed_of(&err).phase(), Phase::Idle);
+    assert_eq!(
+        (elapsed_of(&err).scope(), elapsed_of(&err).phase()),
+        (Scope::Attempt, Phase::Idle)
+    );
     assert_eq!(elapsed_of(&err).limit(), Duration::from_millis(50));
+    let snap = breakers.entries().pop().unwrap().1.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 1));
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]

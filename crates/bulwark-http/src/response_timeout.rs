@@ -57,9 +57,9 @@
 //! ```
 //!
 //! The [`ClientStack`](crate::ClientStack) puts one outside retry (the
-//! total timeout, with the idle limit if set) and one inside the breaker
-//! (the attempt timeout): a body that drips past the attempt timeout is a
-//! failure the breaker counts.
+//! total timeout) and one inside the breaker (the attempt timeout, with the
+//! idle limit if set): a body that drips past the attempt timeout, or
+//! stalls, is a failure the breaker counts.
 //!
 //! [`Timeout`]: bulwark_timeout::Timeout
 //! [`Elapsed`]: bulwark_timeout::Elapsed

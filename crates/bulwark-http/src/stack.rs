@@ -7,7 +7,9 @@
 //! ```
 //!
 //! - The **total timeout** is outermost: it bounds what the caller waits,
-//!   retries and backoff included.
+//!   retries and backoff included, **and the response body**: the deadline
+//!   left at the head is carried into the body (see
+//!   [What covers the body](#what-covers-the-body)).
 //! - **Retry** is inside it, so no retry outlives the caller; it retries
 //!   failures and throttled answers (after the server's `Retry-After`), only
 //!   for idempotent requests, under a budget shared by every clone so that
@@ -26,7 +28,9 @@
 //!   ([`GrpcHostBreakerLayer`]): a server stream that ends `UNAVAILABLE`
 //!   counts as a failure even though its head looked fine.
 //! - The **attempt timeout** is inside the breaker, so a hung attempt is a
-//!   failure the breaker counts, and retry gets the time to try again.
+//!   failure the breaker counts, and retry gets the time to try again. It
+//!   bounds the attempt's body too: a body that drips past it is a failure
+//!   for the breaker.
 //! - The **bulkhead** is innermost: it bounds the connections and work in
 //!   flight to the transport; its rejections are local, not counted by the
 //!   breaker.
@@ -35,6 +39,42 @@
 //!   time then left in `grpc-timeout` (at most the attempt timeout), so the
 //!   server can stop work nobody waits for ([`DeadlineLayer`],
 //!   [`PropagateDeadlineLayer`]).
+//!
+//! # What covers the body
+//!
+//! The caller gets the response head before its body, and waits for both.
+//! So the stack bounds and judges the whole response:
+//!
+//! | case | what the caller sees | breaker (and bulwark-observe's `MetricsLayer::at_body_end`) | retry |
+//! |---|---|---|---|
+//! | head in time, body completes | the body | success (gRPC: the trailers' `grpc-status`) | — |
+//! | body still incomplete at the attempt timeout | a body error [`ResponseElapsed`] (`Scope::Attempt`, `Phase::Body`) | failure | not retried |
+//! | body still incomplete at the total timeout | a body error [`ResponseElapsed`] (`Scope::Total`, `Phase::Body`) | not counted (it is outside the breaker, as a head that misses the total timeout) | not retried |
+//! | no frame for the [idle limit](ClientStack::body_idle_timeout) (off by default) | a body error [`ResponseElapsed`] (`Scope::Attempt`, `Phase::Idle`) | failure (it is enforced with the attempt timeout, inside the breaker) | not retried |
+//! | body broken mid-way (reset, FIN before the announced length, bad chunk) | the transport's body error | failure | not retried |
+//! | the caller drops the body after starting to read it | — | neither (a half-open probe slot is given back; [`cancelled_as`](ClientStack::cancelled_as)) | — |
+//! | the caller drops the body unread (it wanted the status) | — | the head's verdict (a 2xx: success), so that status-only callers do not leave the breaker seeing only failures | — |
+//! | no head in time | an error [`ResponseElapsed`] (`Phase::Head`) | failure (attempt timeout) | retried |
+//!
+//! Every [`ResponseElapsed`] has the timeout crate's `Elapsed` as its
+//! source, so [`ErrorMapping`] answers 504 and the `tonic::Status` mapping
+//! `DEADLINE_EXCEEDED` for a body that ran out of time as for a head.
+//!
+//! **What retry can do about a body.** Retry decides when an attempt's
+//! response future ends, at the head, and hands that response to the
+//! caller, who then reads the body: once the head is handed over, a retry
+//! would answer a question the caller is already reading the answer to. So
+//! failures **before the head** (transport errors, a failure status, the
+//! attempt timeout) are retried as always (for replayable requests, within
+//! the budget and the deadline), and failures **in the body** are not: they
+//! reach the caller as body errors, and they count for the breaker, which
+//! protects the next calls. Buffering small bodies inside retry, so that a
+//! body failure becomes an attempt failure, was left out: it would delay
+//! every head to the end of its body (a stream would never start) and hold
+//! each body in memory; a caller who needs it can read the body inside its
+//! own retry loop.
+//!
+//! [`ResponseElapsed`]: crate::response_timeout::ResponseElapsed
 //!
 //! # Server
 //!
@@ -124,10 +164,11 @@ impl std::error::Error for StackError {}
 ///
 /// | part | default | off |
 /// |---|---|---|
-/// | total timeout | 10 s | [`no_total_timeout`](Self::no_total_timeout) |
+/// | total timeout | 10 s, head and body | [`no_total_timeout`](Self::no_total_timeout) |
 /// | retry | 3 attempts, exponential from 100 ms (x2, full jitter, at most 2 s), budget 20% + 10/s, `Retry-After` up to 30 s, idempotent requests only; no retry that cannot start before the total timeout (or the request's [`Deadline`](crate::deadline::Deadline)) ends: the last answer at once instead | [`no_retry`](Self::no_retry) |
-/// | breaker | per authority (at most 1,024), with [`Breaker::builder`]'s defaults: 50% failures over the last 10 s (at least 20 calls), or 10 in a row; open 200 ms, growing to 500 ms while probes fail; closes on 2 of 3 probes | [`no_breaker`](Self::no_breaker) |
-/// | attempt timeout | half the total timeout (5 s; [`bulwark_stack::default_attempt_timeout`]) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+/// | breaker | per authority (at most 1,024), the verdict taken when the response body ends ([`verdict`](crate::verdict)), with [`Breaker::builder`]'s defaults: 50% failures over the last 10 s (at least 20 calls), or 10 in a row; open 200 ms, growing to 500 ms while probes fail; closes on 2 of 3 probes | [`no_breaker`](Self::no_breaker) |
+/// | attempt timeout | half the total timeout (5 s; [`bulwark_stack::default_attempt_timeout`]), head and body | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+/// | body idle limit | off (see [`body_idle_timeout`](Self::body_idle_timeout)) | |
 /// | bulkhead | 100 in flight, fail fast (as the generic stack's) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | deadline propagation | each attempt of a gRPC call carries `grpc-timeout`: the time left of the total timeout (or of a [`Deadline`](crate::deadline::Deadline) the request carries), at most the attempt timeout | [`no_deadline_propagation`](Self::no_deadline_propagation); every request: [`propagate_deadline_always`](Self::propagate_deadline_always) |
 ///
@@ -636,7 +677,7 @@ impl<C: ClientClassifier> ClientStack<C> {
             }
         });
         Ok(ClientLayer {
-            total: ResponseTimeoutLayer::total(self.total_timeout).idle(self.body_idle),
+            total: ResponseTimeoutLayer::total(self.total_timeout),
             deadline: self
                 .total_timeout
                 .filter(|_| propagate.is_some())
@@ -650,7 +691,7 @@ impl<C: ClientClassifier> ClientStack<C> {
                 self.cancelled,
             ),
             breakers,
-            attempt: ResponseTimeoutLayer::attempt(self.attempt()),
+            attempt: ResponseTimeoutLayer::attempt(self.attempt()).idle(self.body_idle),
             bulkhead: self.bulkhead.map(|n| {
                 BulkheadLayer::builder()
                     .name("http")
