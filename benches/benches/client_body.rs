@@ -164,4 +164,18 @@ fn main() {
             keep(call_and_read(&mut after, req()))
         })
         .run(GLOBAL);
+    println!(
+        "\nbytes of a response: bare {}, before {}, ClientStack {}",
+        response_size(&bare),
+        response_size(&before),
+        response_size(&after)
+    );
+}
+
+/// The size of the response `svc` answers with (moved through every layer).
+fn response_size<S, B>(_: &S) -> usize
+where
+    S: Service<http::Request<()>, Response = http::Response<B>>,
+{
+    std::mem::size_of::<http::Response<B>>()
 }

@@ -4,7 +4,8 @@
 //! the response head arrives: a server that sends its head at once and then
 //! its body one byte a second outlives every timeout. A
 //! [`ResponseTimeoutLayer`] bounds the head as the timeout crate's
-//! [`Timeout`] does, then carries the deadline that is left into the body
+//! [`Timeout`] does (one clock read per call; the head's timer inline and
+//! registered only when the head is not ready at once), then carries the deadline that is left into the body
 //! ([`TimeoutBody`]): a body still incomplete at the deadline fails with a
 //! [`ResponseElapsed`] that says which limit ran out ([`Scope`]: the total
 //! timeout or one attempt's) and when ([`Phase`]: before the head, while
@@ -64,19 +65,18 @@
 //! [`Timeout`]: bulwark_timeout::Timeout
 //! [`Elapsed`]: bulwark_timeout::Elapsed
 
-use crate::optional::{Optional, OptionalLayer};
 use crate::parts::{ResponseBody, WrapBody};
 use bulwark_core::clock::Instant;
 use bulwark_core::BoxError;
 use bulwark_timeout::error::Limit;
-use bulwark_timeout::{Elapsed, Timeout, TimeoutLayer};
+use bulwark_timeout::Elapsed;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 use tower_layer::Layer;
@@ -265,7 +265,7 @@ impl<S> Layer<S> for ResponseTimeoutLayer {
 
     fn layer(&self, inner: S) -> ResponseTimeout<S> {
         ResponseTimeout {
-            inner: OptionalLayer::new(self.limit.map(TimeoutLayer::new)).layer(inner),
+            inner,
             scope: self.scope,
             limit: self.limit,
             idle: self.idle,
@@ -273,14 +273,33 @@ impl<S> Layer<S> for ResponseTimeoutLayer {
     }
 }
 
-/// The service of a [`ResponseTimeoutLayer`]: the head is bounded by the
-/// timeout crate's [`Timeout`], the body by a [`TimeoutBody`].
+/// The service of a [`ResponseTimeoutLayer`]: the head is bounded as by the
+/// timeout crate's [`Timeout`] (one clock read per call, a timer only when
+/// the head is not ready at once), the body by a [`TimeoutBody`] given the
+/// same deadline.
 #[derive(Debug, Clone)]
 pub struct ResponseTimeout<S> {
-    inner: Optional<Timeout<S>, S>,
+    inner: S,
     scope: Scope,
     limit: Option<Duration>,
     idle: Option<Duration>,
+}
+
+impl<S> ResponseTimeout<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, Req> Service<Req> for ResponseTimeout<S>
@@ -291,20 +310,20 @@ where
 {
     type Response = <S::Response as ResponseBody<BodyTimer>>::Output;
     type Error = BoxError;
-    type Future = ResponseFuture<<Optional<Timeout<S>, S> as Service<Req>>::Future>;
+    type Future = ResponseFuture<S::Future>;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        // The head's timer reads the clock too; the body's deadline is taken
-        // here, before the call, so it is never later than the head's.
+        // A limit too long for a deadline to be represented never fires.
         let deadline = self.limit.and_then(|l| Instant::now().checked_add(l));
         ResponseFuture {
             inner: self.inner.call(req),
+            sleep: None,
             timer: BodyTimer {
                 deadline,
                 limit: self.limit.unwrap_or(Duration::MAX),
@@ -316,10 +335,14 @@ where
 }
 
 pin_project! {
-    /// The response future of [`ResponseTimeout`].
+    /// The response future of [`ResponseTimeout`]: the head raced against
+    /// the deadline (the timer inline, registered on the first poll that
+    /// finds the head not ready).
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
+        #[pin]
+        sleep: Option<Sleep>,
         timer: BodyTimer,
     }
 }
@@ -332,20 +355,43 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     }
 }
 
-impl<F, Res> Future for ResponseFuture<F>
+impl<F, Res, E> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<Res, BoxError>>,
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
     Res: ResponseBody<BodyTimer>,
 {
     type Output = Result<Res::Output, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let timer = *this.timer;
-        Poll::Ready(match ready!(this.inner.poll(cx)) {
-            Ok(res) => Ok(res.wrap_body(timer)),
-            Err(e) => Err(timer.head_error(e)),
-        })
+        // The head first: one that is ready when the limit is reached still
+        // counts.
+        if let Poll::Ready(result) = this.inner.poll(cx) {
+            return Poll::Ready(match result {
+                Ok(res) => Ok(res.wrap_body(timer)),
+                Err(e) => Err(e.into()),
+            });
+        }
+        let Some(deadline) = timer.deadline else {
+            return Poll::Pending;
+        };
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => {
+                tracing::debug!(limit = ?timer.limit, scope = timer.scope.as_str(), "response head timed out");
+                Poll::Ready(Err(Box::new(ResponseElapsed::new(
+                    timer.scope,
+                    Phase::Head,
+                    timer.limit,
+                ))))
+            }
+            _ => Poll::Pending,
+        }
     }
 }
 
@@ -357,19 +403,6 @@ pub struct BodyTimer {
     limit: Duration,
     idle: Option<Duration>,
     scope: Scope,
-}
-
-impl BodyTimer {
-    /// Says which limit fired if `error` is this layer's own head timeout.
-    fn head_error(self, error: BoxError) -> BoxError {
-        match error.downcast::<Elapsed>() {
-            Ok(elapsed) if elapsed.is_request() && elapsed.duration() == self.limit => {
-                Box::new(ResponseElapsed::new(self.scope, Phase::Head, self.limit))
-            }
-            Ok(other) => other,
-            Err(e) => e,
-        }
-    }
 }
 
 impl WrapBody for BodyTimer {
@@ -399,18 +432,16 @@ pin_project! {
     /// set, an idle limit per frame; see the [module docs](self).
     ///
     /// Frames pass through unchanged; the body's errors become `BoxError`s.
-    /// No timer is registered until the body first has to wait, so a body
-    /// that is complete at the head costs nothing. After it fails with a
-    /// [`ResponseElapsed`] the body ends.
-    ///
-    /// The timer is held inline (no allocation per call), so the body is
-    /// not `Unpin`, as tower-http's timeout body: pin it (`Box::pin`,
-    /// `std::pin::pin!`) to call `BodyExt::frame` on it.
+    /// No timer is made until the body first has to wait, so a body that
+    /// is ready at once costs no timer and no allocation; a body that waits
+    /// gets one boxed timer, reset (not remade) for each idle wait. Boxed,
+    /// the timer keeps the body small (it is moved through every layer
+    /// with the response) and `Unpin` when the inner body is. After it
+    /// fails with a [`ResponseElapsed`] the body ends.
     pub struct TimeoutBody<B> {
         #[pin]
         inner: B,
-        #[pin]
-        sleep: Option<Sleep>,
+        sleep: Option<Pin<Box<Sleep>>>,
         timer: BodyTimer,
         armed: Armed,
         failed: bool,
@@ -476,14 +507,14 @@ where
                 (None, Some(i)) => (i, Armed::Idle),
                 (None, None) => return Poll::Pending,
             };
-            match this.sleep.as_mut().as_pin_mut() {
-                Some(sleep) => sleep.reset(at),
-                None => this.sleep.set(Some(tokio::time::sleep_until(at))),
+            match this.sleep.as_mut() {
+                Some(sleep) => sleep.as_mut().reset(at),
+                None => *this.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
             }
             *this.armed = armed;
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            if sleep.poll(cx).is_ready() {
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
                 *this.failed = true;
                 let timer = *this.timer;
                 let error = match this.armed {
@@ -517,6 +548,7 @@ mod tests {
     use bulwark_core::error::find;
     use bytes::Bytes;
     use http_body_util::BodyExt;
+    use std::task::ready;
     use tower::{service_fn, ServiceExt};
 
     /// A body that sends a frame every `every`, `n` frames in all.

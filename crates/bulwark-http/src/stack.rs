@@ -599,9 +599,11 @@ impl<Res, C: Classify<Res>> Classify<Res> for HeadClassifier<C> {
 
 impl<C: Clone> ClassifyEnd for HeadClassifier<C> {
     /// Never consulted: the head decides.
+    type End = crate::verdict::HttpEnd;
+
     #[inline]
-    fn classify_end(&self, _trailers: Option<&http::HeaderMap>) -> Outcome {
-        Outcome::Success
+    fn end_judge(&self) -> crate::verdict::HttpEnd {
+        crate::verdict::HttpEnd
     }
 }
 

@@ -6,12 +6,12 @@
 //! pending verdict from the head to the end of the body and hands it to a
 //! [`VerdictSink`] (the breaker's permit, a metrics recorder) once it is
 //! known. What the verdict is comes from the classifier ([`ClassifyBody`]
-//! at the head, [`ClassifyEnd`] at the end):
+//! at the head, its [`ClassifyEnd::End`] at the end):
 //!
 //! | how the body ends | verdict |
 //! |---|---|
 //! | the head already decided ([`ClassifyBody::verdict_at_head`] is `Some`: a `5xx`, a trailers-only gRPC error, an `Err`) | the head's, at once |
-//! | its end, with or without trailers | [`ClassifyEnd::classify_end`]: HTTP success; gRPC the trailers' `grpc-status` |
+//! | its end, with or without trailers | [`JudgeEnd::classify_end`]: HTTP success; gRPC the trailers' `grpc-status` |
 //! | a frame fails (reset, broken connection, bad chunk, body deadline) | a failure |
 //! | dropped before the caller polled it (it read the head only) | as its end without trailers (HTTP: success) |
 //! | dropped after the caller started reading, before the end | neither: [`VerdictSink::cancel`] (the breaker gives a half-open probe slot back); or the outcome set with [`VerdictBody::cancelled_as`] |
@@ -27,8 +27,7 @@
 //!
 //! ```
 //! use bulwark_core::Outcome;
-//! use bulwark_http::verdict::{VerdictBody, VerdictSink};
-//! use bulwark_http::HttpClassifier;
+//! use bulwark_http::verdict::{HttpEnd, VerdictBody, VerdictSink};
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
 //! use std::sync::{Arc, Mutex};
@@ -45,14 +44,14 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let seen = Arc::new(Mutex::new(None));
-//! let body = VerdictBody::new(Full::new(Bytes::from("done")), HttpClassifier::new(), Keep(seen.clone()));
+//! let body = VerdictBody::new(Full::new(Bytes::from("done")), HttpEnd, Keep(seen.clone()));
 //! assert!(body.is_pending());
 //! body.collect().await.unwrap();
 //! assert_eq!(*seen.lock().unwrap(), Some(Outcome::Success));
 //! # }
 //! ```
 
-use crate::classify::{GrpcClassifier, HttpClassifier};
+use crate::classify::{GrpcClassifier, GrpcEnd, HttpClassifier};
 use crate::parts::{ResponseParts, WrapBody};
 use bulwark_core::{BoxError, Classify, Outcome};
 use http::HeaderMap;
@@ -62,11 +61,41 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-/// The end-of-body half of a classifier: the verdict on a body that ended
-/// (with its trailers, if any). See the [module docs](self).
+/// The end-of-body half of a classifier: what judges a body that ended.
+/// See the [module docs](self).
 pub trait ClassifyEnd: Clone {
+    /// What a pending body keeps to judge its end: small, since it travels
+    /// with the body through every layer ([`HttpEnd`], zero bytes;
+    /// [`GrpcEnd`], eight).
+    type End: JudgeEnd;
+
+    /// The judge of this classifier's bodies' ends.
+    fn end_judge(&self) -> Self::End;
+}
+
+/// Judges a body that ended (with its trailers, if any).
+pub trait JudgeEnd {
     /// The verdict on a body that ended with `trailers` (`None`: without).
     fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome;
+}
+
+/// The end of an HTTP body whose head was a success: a success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpEnd;
+
+impl JudgeEnd for HttpEnd {
+    #[inline]
+    fn classify_end(&self, _trailers: Option<&HeaderMap>) -> Outcome {
+        Outcome::Success
+    }
+}
+
+impl JudgeEnd for GrpcEnd {
+    /// The trailers' `grpc-status` ([`GrpcClassifier::classify_trailers`]).
+    #[inline]
+    fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        self.classify_trailers(trailers)
+    }
 }
 
 /// A classifier that may leave its verdict to the end of the body.
@@ -92,9 +121,11 @@ pub trait ClassifyBody<Res>: ClassifyEnd {
 impl ClassifyEnd for HttpClassifier {
     /// A body that ends is a success (its head was one: other heads are
     /// judged at once).
+    type End = HttpEnd;
+
     #[inline]
-    fn classify_end(&self, _trailers: Option<&HeaderMap>) -> Outcome {
-        Outcome::Success
+    fn end_judge(&self) -> HttpEnd {
+        HttpEnd
     }
 }
 
@@ -112,9 +143,11 @@ impl<Res: ResponseParts> ClassifyBody<Res> for HttpClassifier {
 
 impl ClassifyEnd for GrpcClassifier {
     /// The trailers' `grpc-status` ([`GrpcClassifier::classify_trailers`]).
+    type End = GrpcEnd;
+
     #[inline]
-    fn classify_end(&self, trailers: Option<&HeaderMap>) -> Outcome {
-        self.classify_trailers(trailers)
+    fn end_judge(&self) -> GrpcEnd {
+        self.end()
     }
 }
 
@@ -154,7 +187,7 @@ struct Pending<C, V> {
     polled: bool,
 }
 
-impl<C: ClassifyEnd, V: VerdictSink> Pending<C, V> {
+impl<C: JudgeEnd, V: VerdictSink> Pending<C, V> {
     fn end(self, trailers: Option<&HeaderMap>) {
         let outcome = self.classifier.classify_end(trailers);
         self.sink.record(outcome, trailers);
@@ -181,7 +214,7 @@ pin_project! {
     /// verdict was taken at the head is a plain pass-through.
     pub struct VerdictBody<B, C, V>
     where
-        C: ClassifyEnd,
+        C: JudgeEnd,
         V: VerdictSink,
     {
         #[pin]
@@ -191,7 +224,7 @@ pin_project! {
 
     impl<B, C, V> PinnedDrop for VerdictBody<B, C, V>
     where
-        C: ClassifyEnd,
+        C: JudgeEnd,
         V: VerdictSink,
     {
         fn drop(this: Pin<&mut Self>) {
@@ -202,8 +235,10 @@ pin_project! {
     }
 }
 
-impl<B, C: ClassifyEnd, V: VerdictSink> VerdictBody<B, C, V> {
-    /// `inner`, whose end `classifier` judges, the verdict going to `sink`.
+impl<B, C: JudgeEnd, V: VerdictSink> VerdictBody<B, C, V> {
+    /// `inner`, whose end `classifier` judges (a [`JudgeEnd`], such as
+    /// [`HttpEnd`] or `GrpcClassifier::new().end()`), the verdict going to
+    /// `sink`.
     pub fn new(inner: B, classifier: C, sink: V) -> Self {
         VerdictBody {
             inner,
@@ -246,7 +281,7 @@ impl<B, C: ClassifyEnd, V: VerdictSink> VerdictBody<B, C, V> {
     }
 }
 
-impl<B, C: ClassifyEnd, V: VerdictSink> fmt::Debug for VerdictBody<B, C, V> {
+impl<B, C: JudgeEnd, V: VerdictSink> fmt::Debug for VerdictBody<B, C, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerdictBody")
             .field("pending", &self.pending.is_some())
@@ -257,7 +292,7 @@ impl<B, C: ClassifyEnd, V: VerdictSink> fmt::Debug for VerdictBody<B, C, V> {
 impl<B, C, V> Body for VerdictBody<B, C, V>
 where
     B: Body,
-    C: ClassifyEnd,
+    C: JudgeEnd,
     V: VerdictSink,
 {
     type Data = B::Data;
@@ -336,7 +371,7 @@ impl<C, V> VerdictWrap<C, V> {
     }
 }
 
-impl<C: ClassifyEnd, V: VerdictSink> WrapBody for VerdictWrap<C, V> {
+impl<C: JudgeEnd, V: VerdictSink> WrapBody for VerdictWrap<C, V> {
     type Body<B> = VerdictBody<B, C, V>;
 
     #[inline]
@@ -395,8 +430,8 @@ mod tests {
         }
     }
 
-    fn body<B>(inner: B, log: &Log) -> VerdictBody<B, HttpClassifier, Log> {
-        VerdictBody::new(inner, HttpClassifier::new(), log.clone())
+    fn body<B>(inner: B, log: &Log) -> VerdictBody<B, HttpEnd, Log> {
+        VerdictBody::new(inner, HttpEnd, log.clone())
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -417,7 +452,7 @@ mod tests {
         b.frame().await.unwrap().unwrap();
         drop(b);
         // Judged at the head: nothing more.
-        VerdictBody::<_, HttpClassifier, Log>::judged(Breaks(0))
+        VerdictBody::<_, HttpEnd, Log>::judged(Breaks(0))
             .collect()
             .await
             .unwrap_err();
@@ -433,7 +468,7 @@ mod tests {
         let mut t = HeaderMap::new();
         t.insert("grpc-status", "14".parse().unwrap());
         let inner = Full::new(Bytes::from("m")).with_trailers(async { Some(Ok(t)) });
-        VerdictBody::new(inner, GrpcClassifier::new(), log.clone())
+        VerdictBody::new(inner, GrpcClassifier::new().end(), log.clone())
             .collect()
             .await
             .unwrap();

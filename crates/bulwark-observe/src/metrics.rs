@@ -889,7 +889,7 @@ mod body {
     use bulwark_core::clock::Instant;
     use bulwark_core::{BoxError, Outcome};
     use bulwark_http::parts::ResponseBody;
-    use bulwark_http::verdict::{ClassifyBody, VerdictSink, VerdictWrap};
+    use bulwark_http::verdict::{ClassifyBody, ClassifyEnd, VerdictSink, VerdictWrap};
     use std::fmt;
     use std::future::Future;
     use std::pin::Pin;
@@ -1027,7 +1027,7 @@ mod body {
         S: Service<Req, Response = Res>,
         S::Error: Into<BoxError>,
         C: ClassifyBody<Res>,
-        Res: ResponseBody<VerdictWrap<C, CallVerdict>>,
+        Res: ResponseBody<VerdictWrap<<C as ClassifyEnd>::End, CallVerdict>>,
     {
         type Response = Res::Output;
         type Error = BoxError;
@@ -1075,7 +1075,7 @@ mod body {
         F: Future<Output = Result<Res, E>>,
         E: Into<BoxError>,
         C: ClassifyBody<Res>,
-        Res: ResponseBody<VerdictWrap<C, CallVerdict>>,
+        Res: ResponseBody<VerdictWrap<<C as ClassifyEnd>::End, CallVerdict>>,
     {
         type Output = Result<Res::Output, BoxError>;
 
@@ -1087,11 +1087,17 @@ mod body {
             };
             Poll::Ready(match classifier.verdict_at_head(&result) {
                 None if result.is_ok() => result.map(|res| {
-                    res.wrap_body(VerdictWrap::pending(classifier, sink, *this.cancelled))
+                    res.wrap_body(VerdictWrap::pending(
+                        classifier.end_judge(),
+                        sink,
+                        *this.cancelled,
+                    ))
                 }),
                 head => {
                     sink.record(head.unwrap_or(Outcome::Failure), None);
-                    result.map(|res| res.wrap_body(VerdictWrap::judged()))
+                    result.map(|res| {
+                        res.wrap_body(VerdictWrap::<<C as ClassifyEnd>::End, _>::judged())
+                    })
                 }
             })
         }

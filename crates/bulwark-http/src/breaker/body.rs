@@ -64,6 +64,9 @@ use super::ServerOpenHint;
 use crate::parts::{RequestParts, ResponseBody, ResponseParts};
 use crate::pushback::pushback_from_headers;
 use crate::verdict::{ClassifyBody, ClassifyEnd, VerdictBody, VerdictSink, VerdictWrap};
+
+/// The end judge of classifier `C`.
+type End<C> = <C as ClassifyEnd>::End;
 use bulwark_breaker::keyed::KeyedBreakers;
 use bulwark_breaker::{CircuitOpen, Permit};
 use bulwark_core::{BoxError, Outcome};
@@ -245,11 +248,11 @@ impl VerdictSink for BreakerVerdict {
     }
 }
 
-/// How a [`BodyBreaker`] wraps its answers' bodies.
-pub type BreakerWrap<C> = VerdictWrap<C, BreakerVerdict>;
+/// How a [`BodyBreaker`] with classifier `C` wraps its answers' bodies.
+pub type BreakerWrap<C> = VerdictWrap<<C as ClassifyEnd>::End, BreakerVerdict>;
 
-/// The body of a [`BodyBreaker`]'s answers.
-pub type BreakerBody<B, C> = VerdictBody<B, C, BreakerVerdict>;
+/// The body of the answers of a [`BodyBreaker`] with classifier `C`.
+pub type BreakerBody<B, C> = VerdictBody<B, <C as ClassifyEnd>::End, BreakerVerdict>;
 
 impl<S, C, Req, Res> Service<Req> for BodyBreaker<S, C>
 where
@@ -340,7 +343,7 @@ impl<F, C, Res, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<Res, E>>,
     E: Into<BoxError>,
-    C: ClassifyBody<Res> + ClassifyEnd,
+    C: ClassifyBody<Res>,
     Res: ResponseParts + ResponseBody<BreakerWrap<C>>,
 {
     type Output = Result<Res::Output, BoxError>;
@@ -356,7 +359,7 @@ where
                     None if result.is_ok() => result.map(|res| {
                         // The verdict is at the end of the body.
                         res.wrap_body(VerdictWrap::pending(
-                            judge.classifier,
+                            judge.classifier.end_judge(),
                             judge.sink,
                             judge.cancelled,
                         ))
@@ -366,13 +369,13 @@ where
                         judge
                             .sink
                             .record(outcome, result.as_ref().ok().map(|r| r.headers()));
-                        result.map(|res| res.wrap_body(VerdictWrap::judged()))
+                        result.map(|res| res.wrap_body(VerdictWrap::<End<C>, _>::judged()))
                     }
                 })
             }
             StateProj::Plain { fut } => Poll::Ready(
                 ready!(fut.poll(cx))
-                    .map(|res| res.wrap_body(VerdictWrap::judged()))
+                    .map(|res| res.wrap_body(VerdictWrap::<End<C>, _>::judged()))
                     .map_err(Into::into),
             ),
             StateProj::Rejected { error } => Poll::Ready(Err(match error.take() {
