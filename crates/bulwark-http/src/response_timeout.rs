@@ -137,7 +137,7 @@ impl fmt::Display for Phase {
 
 /// A [`ResponseTimeoutLayer`]'s limit ran out: which one, when, and how
 /// long it was. Its `source()` is the timeout crate's
-/// [`Elapsed`](bulwark_timeout::Elapsed) (see the [module docs](self)).
+/// [`Elapsed`] (see the [module docs](self)).
 ///
 /// ```
 /// use bulwark_core::error::find;
@@ -274,7 +274,7 @@ impl<S> Layer<S> for ResponseTimeoutLayer {
 }
 
 /// The service of a [`ResponseTimeoutLayer`]: the head is bounded as by the
-/// timeout crate's [`Timeout`] (one clock read per call, a timer only when
+/// timeout crate's [`Timeout`](bulwark_timeout::Timeout) (one clock read per call, a timer only when
 /// the head is not ready at once), the body by a [`TimeoutBody`] given the
 /// same deadline.
 #[derive(Debug, Clone)]

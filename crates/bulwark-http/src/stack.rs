@@ -25,7 +25,7 @@
 //!   not count throttling: a server that says "slow down" is alive.
 //!   With a [`GrpcClassifier`], an answer whose `grpc-status` comes in the
 //!   trailers is judged when its stream ends
-//!   ([`GrpcHostBreakerLayer`]): a server stream that ends `UNAVAILABLE`
+//!   ([`GrpcHostBreakerLayer`](crate::breaker::GrpcHostBreakerLayer)): a server stream that ends `UNAVAILABLE`
 //!   counts as a failure even though its head looked fine.
 //! - The **attempt timeout** is inside the breaker, so a hung attempt is a
 //!   failure the breaker counts, and retry gets the time to try again. It

@@ -9,7 +9,7 @@
 //! [`GrpcHostBreakerLayer`] judges a response head that already carries a
 //! `grpc-status` (a "trailers-only" answer) or a non-2xx status at once, as
 //! [`HostBreakerLayer`](super::HostBreakerLayer) does; any other answer
-//! gets a [`GrpcBody`] that holds the breaker's [`Permit`] and records the
+//! gets a [`GrpcBody`] that holds the breaker's [`Permit`](bulwark_breaker::Permit) and records the
 //! outcome when the stream ends:
 //!
 //! | end of the body | recorded |
@@ -22,7 +22,7 @@
 //!
 //! A failure whose trailers carry `grpc-retry-pushback-ms` (or a head with
 //! `Retry-After`) holds the host's breaker open that long, as
-//! [`ServerOpenHint`] does for heads.
+//! [`ServerOpenHint`](super::ServerOpenHint) does for heads.
 //!
 //! The [`ClientStack`](crate::ClientStack) uses this layer whenever its
 //! classifier is a [`GrpcClassifier`].
