@@ -118,14 +118,18 @@ fn hyper_client_through_the_client_stack() {
     let svc = ServiceBuilder::new()
         .layer(ClientStack::new().build().unwrap())
         .service(client);
-    fn answers_hyper<S>(s: &S)
+    // The body is hyper's `Incoming` wrapped by the stack's body deadline
+    // and end-of-body verdict: still an `http_body::Body` of `Bytes`.
+    fn answers_hyper<S, B>(s: &S)
     where
-        S: Service<http::Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>
+        S: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
             + Clone
             + Send
             + Sync
             + 'static,
         S::Future: Send,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         assert_service::<S, http::Request<Full<Bytes>>>(s);
     }

@@ -484,6 +484,52 @@ impl GrpcClassifier {
     }
 }
 
+/// The end-of-stream half of a [`GrpcClassifier`]: its codes, without the
+/// HTTP status sets, small enough (8 bytes) to travel with every response
+/// body whose verdict is in its trailers
+/// ([`VerdictBody`](crate::verdict::VerdictBody)).
+///
+/// ```
+/// use bulwark_core::Outcome;
+/// use bulwark_http::GrpcClassifier;
+///
+/// let mut trailers = http::HeaderMap::new();
+/// trailers.insert("grpc-status", "14".parse().unwrap());
+/// assert_eq!(GrpcClassifier::new().end().classify_trailers(Some(&trailers)), Outcome::Failure);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcEnd {
+    failure: u32,
+    throttled: u32,
+}
+
+impl GrpcEnd {
+    /// As [`GrpcClassifier::classify_trailers`].
+    pub fn classify_trailers(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        GrpcClassifier {
+            failure: self.failure,
+            throttled: self.throttled,
+            // Not read by the trailers' verdict.
+            http: HttpClassifier {
+                failure: StatusSet::EMPTY,
+                throttled: StatusSet::EMPTY,
+                shed_marker: true,
+            },
+        }
+        .classify_trailers(trailers)
+    }
+}
+
+impl GrpcClassifier {
+    /// Its end-of-stream half ([`GrpcEnd`]).
+    pub const fn end(&self) -> GrpcEnd {
+        GrpcEnd {
+            failure: self.failure,
+            throttled: self.throttled,
+        }
+    }
+}
+
 impl Default for GrpcClassifier {
     fn default() -> Self {
         Self::new()

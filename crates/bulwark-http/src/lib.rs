@@ -49,6 +49,7 @@
 //!
 //! ```
 //! use bulwark_http::ClientStack;
+//! use http_body_util::BodyExt;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -64,7 +65,8 @@
 //!     Ok::<_, std::io::Error>(http::Response::new(req.uri().path().to_owned()))
 //! });
 //! let res = client.oneshot(http::Request::get("http://api.local/users").body(String::new())?).await?;
-//! assert_eq!(res.body(), "/users");
+//! // The total and attempt timeouts cover the body too.
+//! assert_eq!(res.into_body().collect().await?.to_bytes(), "/users");
 //! # Ok(())
 //! # }
 //! ```
@@ -80,10 +82,12 @@ pub mod parts;
 pub mod pushback;
 pub mod replay;
 pub mod response;
+pub mod response_timeout;
 pub mod stack;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod status;
+pub mod verdict;
 
 pub use classify::{GrpcClassifier, HttpClassifier};
 pub use pushback::ServerPushback;
