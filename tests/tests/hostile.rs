@@ -234,7 +234,7 @@ async fn send(stack: ClientStack, url: &str, n: usize) -> (Vec<End>, Duration) {
                     let status = res.status().as_u16();
                     match res.into_body().collect().await {
                         Ok(_) => End::Answer(status),
-                        Err(e) => classify(&e.into()),
+                        Err(e) => classify(&e),
                     }
                 }
                 Err(e) => classify(&e),
