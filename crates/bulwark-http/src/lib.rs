@@ -25,6 +25,11 @@
 //!   from its total timeout).
 //! - [`stack`]: ready-made [`ClientStack`] and [`ServerStack`] in the order
 //!   that works.
+//! - `grpc` (feature `tonic`): the gRPC presets, `GrpcClientStack` for a
+//!   tonic `Channel` (per-origin breakers, replay, errors as
+//!   `tonic::Status`) and `GrpcServerStack`.
+//! - [`origin`]: the upstream of a request whose URI has none, for the
+//!   per-host breakers.
 //!
 //! # Supported versions
 //!
@@ -75,7 +80,11 @@ pub mod body;
 pub mod breaker;
 pub mod classify;
 pub mod deadline;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod grpc;
 pub use bulwark_stack::optional;
+pub mod origin;
 pub mod parts;
 pub mod pushback;
 pub mod replay;
