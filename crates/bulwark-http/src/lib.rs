@@ -28,6 +28,8 @@
 //! - `grpc` (feature `tonic`): the gRPC presets, `GrpcClientStack` for a
 //!   tonic `Channel` (per-origin breakers, replay, errors as
 //!   `tonic::Status`) and `GrpcServerStack`.
+//! - `middleware` (feature `reqwest-middleware`): the client stack as a
+//!   `reqwest-middleware` middleware, keeping `client.get(url).send()`.
 //! - [`origin`]: the upstream of a request whose URI has none, for the
 //!   per-host breakers.
 //!
@@ -44,6 +46,7 @@
 //! | axum | 0.8 | `axum` |
 //! | tonic | 0.14 | `tonic` |
 //! | reqwest | 0.13 (no TLS backend chosen: enable yours in your `Cargo.toml`) | `reqwest` |
+//! | reqwest-middleware | 0.5 (on reqwest 0.13) | `reqwest-middleware` |
 //!
 //! Rust 1.88 or later (tonic 0.14's `rust-version`). Your project must
 //! resolve the same major versions: a `reqwest::Request` of another reqwest
@@ -84,6 +87,9 @@ pub mod deadline;
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod grpc;
 pub use bulwark_stack::optional;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod middleware;
 pub mod origin;
 pub mod parts;
 pub mod pushback;
