@@ -51,7 +51,15 @@
 //! Rust 1.88 or later (tonic 0.14's `rust-version`). Your project must
 //! resolve the same major versions: a `reqwest::Request` of another reqwest
 //! is not a request Bulwark knows, and the compiler's error names the
-//! missing [`RequestParts`](parts::RequestParts) implementation.
+//! missing [`RequestParts`](parts::RequestParts) implementation. Where the
+//! compiler cannot name it (an `E0599` "the method `oneshot` exists for enum
+//! `Optional<Timeout<...>>`, but its trait bounds were not satisfied" on a
+//! stack around your transport), the cause is the same: the transport's
+//! request or response is not `http::Request`/`http::Response` of http 1.x
+//! or reqwest 0.13's `Request`/`Response` (check `cargo tree -d -i reqwest`
+//! and `cargo tree -d -i http`). The `grpc` presets and the
+//! `reqwest-middleware` middleware take concrete types and avoid that
+//! error altogether.
 //!
 //! # Example: a client stack
 //!

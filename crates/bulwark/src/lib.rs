@@ -23,6 +23,12 @@
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
 //!
+//! For HTTP and gRPC (off by default): `http` (the `http` module:
+//! classifiers, `Retry-After`, replay, client and server stacks), with
+//! `axum`, `tonic` (the gRPC presets for tonic 0.14), `reqwest` (reqwest
+//! 0.13) and `reqwest-middleware` (the client stack as a
+//! `reqwest-middleware` 0.5 middleware, keeping `client.get(url).send()`).
+//!
 //! To run them in production (off by default): `observe` (a registry of
 //! named instances, health), `metrics` (everything reported through the
 //! `metrics` facade), `observe-axum` (a health and admin router) and
