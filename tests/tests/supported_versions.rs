@@ -220,6 +220,13 @@ async fn tonic_server_with_the_server_stack() {
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
     fn send<F: Send>(_: &F) {}
     send(&serve);
+    // The gRPC server preset, as in the README.
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let serve = tonic::transport::Server::builder()
+        .layer(bulwark::http::grpc::GrpcServerStack::new().build().unwrap())
+        .add_service(health)
+        .serve("127.0.0.1:0".parse().unwrap());
+    send(&serve);
     let status: tonic::Status =
         bulwark::http::status::to_status(bulwark::error::CircuitOpen::new(None).into());
     assert_eq!(status.code(), tonic::Code::Unavailable);
