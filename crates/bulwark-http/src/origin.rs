@@ -1,13 +1,12 @@
 //! The upstream a request goes to when its URI does not say.
 //!
-//! Per-host breakers key a request by its URI's authority, else its `Host`
-//! header. Some transports take requests without either: above a tonic
-//! `Channel`, a generated client sends `/pkg.Service/Method` and the channel
-//! adds the authority below the stack. Such requests carry an [`Origin`] in
-//! their extensions instead (the gRPC client preset,
-//! `bulwark_http::grpc::GrpcClientStack` with the `tonic` feature, inserts
-//! its own), and
-//! the breakers key on it. A request with none of the three is keyed
+//! Per-host breakers key a request by its URI's authority. Some transports
+//! take requests without one: above a tonic `Channel`, a generated client
+//! sends `/pkg.Service/Method` and the channel adds the authority below the
+//! stack. Such requests carry an [`Origin`] in their extensions instead (the
+//! gRPC client preset, `bulwark_http::grpc::GrpcClientStack` with the
+//! `tonic` feature, inserts its own), and the breakers key on it; without
+//! one, on the `Host` header. A request with none of the three is keyed
 //! `unknown`, shared by all such requests, and Bulwark logs a warning the
 //! first time that happens.
 //!

@@ -179,4 +179,28 @@ mod tests {
         let r = http::Request::get("/x").body(()).unwrap();
         assert_eq!(r.authority_key(), "unknown");
     }
+
+    #[test]
+    fn an_origin_keys_requests_without_an_authority() {
+        let origin: crate::origin::Origin = "http://10.0.0.7:50051".parse().unwrap();
+        assert_eq!(origin.authority(), "10.0.0.7:50051");
+        // The origin comes before the Host header, after the URI.
+        let mut r = http::Request::post("/pkg.Svc/Get")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
+        r.extensions_mut().insert(origin.clone());
+        assert_eq!(r.authority_key(), "10.0.0.7:50051");
+        let mut r = http::Request::get("http://a.example/").body(()).unwrap();
+        r.extensions_mut().insert(origin);
+        assert_eq!(r.authority_key(), "a.example");
+        assert!("not a host".parse::<crate::origin::Origin>().is_err());
+        assert_eq!(
+            "payments"
+                .parse::<crate::origin::Origin>()
+                .unwrap()
+                .to_string(),
+            "payments"
+        );
+    }
 }
