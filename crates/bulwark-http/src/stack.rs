@@ -605,6 +605,17 @@ impl<C: ClientClassifier, G> ClientLayer<C, G> {
         self.retry.as_ref().map(|r| r.get_budget())
     }
 
+    /// The bulkhead's handle, to watch its load (`None` without one).
+    ///
+    /// ```
+    /// let layer = bulwark_http::ClientStack::new().build().unwrap();
+    /// let bulkhead = layer.bulkhead().unwrap();
+    /// assert_eq!((bulkhead.limit(), bulkhead.in_flight()), (100, 0));
+    /// ```
+    pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
+        self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
+    }
+
     /// For requests with a [`ReplayBody`](crate::body::ReplayBody): puts a
     /// [`ReplayGuardLayer`] inside retry, so a body over its cap is sent once
     /// and not retried. The stack then takes `http::Request<ReplayBody<B>>`.

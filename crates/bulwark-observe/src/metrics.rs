@@ -29,7 +29,7 @@
 //! |---|---|---|---|
 //! | `bulwark_calls_total` | counter | `name`, `outcome` (`success`, `failure`, `throttled`, `rejected`, `ignored`) | [`MetricsLayer`] |
 //! | `bulwark_call_duration_seconds` | histogram | `name`, `outcome` | [`MetricsLayer`] |
-//! | `bulwark_breaker_state` | gauge, 1 for the current state, 0 for the others | `name`, `state` (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`) | [`BreakerMetrics`] |
+//! | `bulwark_breaker_state` | gauge, 1 for the current state, 0 for the others | `name`, `state` (`closed`, `open`, `half_open`, `forced_open`, `forced_closed`, `metrics_only`) | [`BreakerMetrics`] |
 //! | `bulwark_breaker_transitions_total` | counter | `name`, `to` (a state) | [`BreakerMetrics`], [`KeyedBreakerMetrics`] |
 //! | `bulwark_breaker_rejected_total` | counter | `name` | [`BreakerMetrics`], [`KeyedBreakerMetrics`] |
 //! | `bulwark_breaker_failure_rate` | gauge (0..1; 0 until the minimum number of calls) | `name` | [`BreakerMetrics::record`] |
@@ -208,7 +208,7 @@ const STATES: [State; 6] = [
     State::Open,
     State::HalfOpen,
     State::ForcedOpen,
-    State::Disabled,
+    State::ForcedClosed,
     State::MetricsOnly,
 ];
 
@@ -228,7 +228,7 @@ fn state_index(state: State) -> usize {
         State::Open => 1,
         State::HalfOpen => 2,
         State::ForcedOpen => 3,
-        State::Disabled => 4,
+        State::ForcedClosed => 4,
         State::MetricsOnly => 5,
     }
 }

@@ -66,7 +66,7 @@ fn states(m: &BTreeMap<String, DebugValue>, name: &str) -> Vec<(&'static str, f6
         "open",
         "half_open",
         "forced_open",
-        "disabled",
+        "forced_closed",
         "metrics_only",
     ]
     .into_iter()
@@ -195,7 +195,7 @@ async fn breaker_state_transitions_rejections_and_calls() {
     assert_eq!(states(&m, "payments"), vec![("forced_open", 1.0)]);
     registry.force_closed("payments").unwrap();
     let m = read(&snapshotter);
-    assert_eq!(states(&m, "payments"), vec![("disabled", 1.0)]);
+    assert_eq!(states(&m, "payments"), vec![("forced_closed", 1.0)]);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
