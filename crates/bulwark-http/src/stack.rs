@@ -134,7 +134,7 @@ pub struct StackError {
 }
 
 impl StackError {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
         StackError {
             field,
             reason: reason.into(),

@@ -1,6 +1,6 @@
 //! Bulwark errors as `tonic::Status`.
 //!
-//! [`to_status`] walks the error's `source()` chain (as
+//! [`to_status`] (for a server's answers) walks the error's `source()` chain (as
 //! `tonic::Status::try_from_error` does for tower's own errors) and picks the
 //! code a gRPC client expects:
 //!
@@ -8,7 +8,7 @@
 //! |---|---|
 //! | a `tonic::Status` | itself |
 //! | [`CircuitOpen`] | `UNAVAILABLE`, with `grpc-retry-pushback-ms` when the next probe is known |
-//! | [`BulkheadFull`] | `RESOURCE_EXHAUSTED` |
+//! | [`BulkheadFull`] (the server sheds load), `ThrottledLocally` | `RESOURCE_EXHAUSTED` |
 //! | [`Elapsed`] (a timeout; also the source of a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | `DEADLINE_EXCEEDED` |
 //! | a transport error (anything else) | `UNAVAILABLE` |
 //!
@@ -28,7 +28,7 @@
 //! [`Elapsed`]: bulwark_timeout::Elapsed
 
 use crate::pushback::GRPC_RETRY_PUSHBACK_MS;
-use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen};
+use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally};
 use bulwark_core::BoxError;
 use bulwark_timeout::Elapsed;
 use tonic::{Code, Status};
@@ -52,13 +52,64 @@ pub fn to_status(error: BoxError) -> Status {
         }
         return status;
     }
-    if is_caused_by::<BulkheadFull>(&*error) {
+    if is_caused_by::<BulkheadFull>(&*error) || is_caused_by::<ThrottledLocally>(&*error) {
         return Status::new(Code::ResourceExhausted, error.to_string());
     }
     if is_caused_by::<Elapsed>(&*error) {
         return Status::new(Code::DeadlineExceeded, error.to_string());
     }
     Status::new(Code::Unavailable, error.to_string())
+}
+
+/// The `tonic::Status` a gRPC *client* returns for `error`, the error of
+/// its own client stack (the [`GrpcClientStack`](crate::grpc::GrpcClientStack)
+/// returns these):
+///
+/// | error | code |
+/// |---|---|
+/// | a `tonic::Status` | itself |
+/// | [`CircuitOpen`] (this client's breaker for the upstream) | `UNAVAILABLE` |
+/// | [`BulkheadFull`] (this client's own limit of calls in flight) | `UNAVAILABLE` |
+/// | [`ThrottledLocally`] (this client's adaptive throttling) | `RESOURCE_EXHAUSTED` |
+/// | [`Elapsed`], tonic's `TimeoutExpired` (a timeout or deadline) | `DEADLINE_EXCEEDED` |
+/// | a transport error (anything else) | as tonic maps it (`UNAVAILABLE` for a refused connection), else `UNAVAILABLE` |
+///
+/// The message is the error's own (`circuit breaker 'grpc/payments:50051' is open; next
+/// probe in 250ms`, `request timed out after 2s`, ...).
+/// On a server, a full bulkhead is the server's load and answers
+/// `RESOURCE_EXHAUSTED` instead ([`to_status`]).
+///
+/// ```
+/// use bulwark_core::error::BulkheadFull;
+/// use bulwark_http::status::to_client_status;
+///
+/// let status = to_client_status(BulkheadFull::at_capacity().into());
+/// assert_eq!(status.code(), tonic::Code::Unavailable);
+/// ```
+///
+/// [`ThrottledLocally`]: bulwark_core::error::ThrottledLocally
+pub fn to_client_status(error: BoxError) -> Status {
+    let error = match error.downcast::<Status>() {
+        Ok(status) => return *status,
+        Err(e) => e,
+    };
+    if let Some(status) = find::<Status>(&*error) {
+        return status.clone();
+    }
+    if is_caused_by::<CircuitOpen>(&*error) || is_caused_by::<BulkheadFull>(&*error) {
+        return Status::new(Code::Unavailable, error.to_string());
+    }
+    if is_caused_by::<ThrottledLocally>(&*error) {
+        return Status::new(Code::ResourceExhausted, error.to_string());
+    }
+    if is_caused_by::<Elapsed>(&*error) || is_caused_by::<tonic::TimeoutExpired>(&*error) {
+        return Status::new(Code::DeadlineExceeded, error.to_string());
+    }
+    let text = error.to_string();
+    match Status::try_from_error(error) {
+        Ok(status) => status,
+        Err(_) => Status::new(Code::Unavailable, text),
+    }
 }
 
 /// Answers a gRPC call that failed with a Bulwark error: the status of
@@ -92,6 +143,21 @@ mod tests {
         assert_eq!(to_status(reset).code(), Code::Unavailable);
         let own: BoxError = Status::invalid_argument("bad").into();
         assert_eq!(to_status(own).code(), Code::InvalidArgument);
+        // A client's own limits say UNAVAILABLE; a deadline DEADLINE_EXCEEDED.
+        let full: BoxError = BulkheadFull::at_capacity().into();
+        assert_eq!(to_client_status(full).code(), Code::Unavailable);
+        let open: BoxError = CircuitOpen::new(None).into();
+        assert_eq!(to_client_status(open).code(), Code::Unavailable);
+        let late: BoxError = tonic::TimeoutExpired(()).into();
+        assert_eq!(to_client_status(late).code(), Code::DeadlineExceeded);
+        let late: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
+        assert_eq!(to_client_status(late).code(), Code::DeadlineExceeded);
+        let slow: BoxError = ThrottledLocally::new(0.5).into();
+        assert_eq!(to_client_status(slow).code(), Code::ResourceExhausted);
+        let reset: BoxError = std::io::Error::other("reset").into();
+        let status = to_client_status(reset);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "reset");
         let res = grpc_error_response(CircuitOpen::new(None).into());
         assert_eq!(res.headers()["grpc-status"], "14");
     }
