@@ -212,11 +212,9 @@ impl ResilienceConfig {
                 Kind::Breaker => registry
                     .get_breaker(&name)
                     .map_or(Ok(()), |b| b.reconfigure(&self.breaker(&name).builder())),
-                Kind::KeyedBreakers => registry.get_keyed_breakers(&name).map_or(Ok(()), |k| {
+                Kind::KeyedBreakers => registry.keyed_breaker_entries(&name).map_or(Ok(()), |k| {
                     let builder = self.breaker(&name).builder();
-                    k.entries()
-                        .iter()
-                        .try_for_each(|(_, b)| b.reconfigure(&builder))
+                    k.iter().try_for_each(|(_, b)| b.reconfigure(&builder))
                 }),
                 Kind::Bulkhead => registry
                     .get_bulkhead(&name)
