@@ -188,6 +188,21 @@ impl<C> BulkheadLayer<C> {
     }
 }
 
+/// `BulkheadLayer::new(max_concurrent)`, so that what takes a layer also
+/// takes a bare limit.
+///
+/// ```
+/// use bulwark::bulkhead::BulkheadLayer;
+///
+/// let layer: BulkheadLayer = 16.into();
+/// # drop(layer);
+/// ```
+impl From<usize> for BulkheadLayer {
+    fn from(max_concurrent: usize) -> Self {
+        BulkheadLayer::new(max_concurrent)
+    }
+}
+
 impl<S, C: Clone> Layer<S> for BulkheadLayer<C> {
     type Service = Bulkhead<S, C>;
 

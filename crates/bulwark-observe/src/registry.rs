@@ -455,6 +455,26 @@ impl Registry {
         }
     }
 
+    /// A timeout layer of `limit` whose timeouts the registry counts under
+    /// `name` ([`timeout_listener`](Self::timeout_listener)): the one-call
+    /// form for `ServiceBuilderExt::timeout_after`.
+    ///
+    /// ```
+    /// use bulwark::observe::Registry;
+    /// use bulwark::prelude::*;
+    /// use std::time::Duration;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let registry = Registry::new();
+    /// let _svc = ServiceBuilder::new()
+    ///     .timeout_after(registry.timeout("inventory", Duration::from_millis(300)))
+    ///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+    /// assert_eq!(registry.health().timeouts[0].name, "inventory");
+    /// ```
+    pub fn timeout(&self, name: &str, limit: Duration) -> bulwark_timeout::TimeoutLayer {
+        bulwark_timeout::TimeoutLayer::new(limit).on_event(self.timeout_listener(name))
+    }
+
     /// The listener of the retry layer named `name`, made if there is none
     /// yet: pass it to the layer's `on_event`. The registry then counts its
     /// retries and give-ups ([`Health::retries`], and with the `metrics`

@@ -80,6 +80,22 @@ impl<P> TimeoutLayer<P> {
     }
 }
 
+/// `TimeoutLayer::new(limit)`, so that what takes a layer also takes a
+/// bare limit.
+///
+/// ```
+/// use bulwark::timeout::TimeoutLayer;
+/// use std::time::Duration;
+///
+/// let layer: TimeoutLayer = Duration::from_secs(1).into();
+/// # drop(layer);
+/// ```
+impl From<Duration> for TimeoutLayer<Duration> {
+    fn from(limit: Duration) -> Self {
+        TimeoutLayer::new(limit)
+    }
+}
+
 impl<P: Clone> Clone for TimeoutLayer<P> {
     fn clone(&self) -> Self {
         TimeoutLayer {

@@ -41,18 +41,37 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     ) -> WithRetry<C, P, R, D, I, L>;
 
     /// Fails calls that take longer than `limit` with
-    /// [`Elapsed`](bulwark_timeout::Elapsed).
+    /// [`Elapsed`](bulwark_timeout::Elapsed): a `Duration`, or a
+    /// [`TimeoutLayer`](bulwark_timeout::TimeoutLayer) (with listeners, or
+    /// named in a registry: `registry.timeout("payments", limit)`, so that
+    /// its timeouts show in health and `bulwark_timeouts_total`).
+    ///
+    /// ```
+    /// use bulwark::observe::Registry;
+    /// use bulwark::prelude::*;
+    /// use std::time::Duration;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let registry = Registry::new();
+    /// let _svc = ServiceBuilder::new()
+    ///     .timeout_after(registry.timeout("payments", Duration::from_secs(2)))
+    ///     .bulkhead(registry.bulkhead("payments", BulkheadLayer::builder().max_concurrent(16)))
+    ///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+    /// assert_eq!(registry.list().len(), 2);
+    /// ```
     #[cfg(feature = "timeout")]
     fn timeout_after(
         self,
-        limit: std::time::Duration,
+        limit: impl Into<bulwark_timeout::TimeoutLayer<std::time::Duration>>,
     ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<std::time::Duration>, L>>;
 
-    /// Lets at most `max_concurrent` calls in flight, failing fast beyond.
+    /// Lets at most `max_concurrent` calls in flight, failing fast beyond:
+    /// a `usize`, or a [`BulkheadLayer`](bulwark_bulkhead::BulkheadLayer)
+    /// (e.g. a registry's, `registry.bulkhead(name, builder)`).
     #[cfg(feature = "bulkhead")]
     fn bulkhead(
         self,
-        max_concurrent: usize,
+        max_concurrent: impl Into<bulwark_bulkhead::BulkheadLayer>,
     ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer, L>>;
 
     /// Falls back as `layer` says.
@@ -101,17 +120,17 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "timeout")]
     fn timeout_after(
         self,
-        limit: std::time::Duration,
+        limit: impl Into<bulwark_timeout::TimeoutLayer<std::time::Duration>>,
     ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<std::time::Duration>, L>> {
-        self.layer(bulwark_timeout::TimeoutLayer::new(limit))
+        self.layer(limit.into())
     }
 
     #[cfg(feature = "bulkhead")]
     fn bulkhead(
         self,
-        max_concurrent: usize,
+        max_concurrent: impl Into<bulwark_bulkhead::BulkheadLayer>,
     ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer, L>> {
-        self.layer(bulwark_bulkhead::BulkheadLayer::new(max_concurrent))
+        self.layer(max_concurrent.into())
     }
 
     #[cfg(feature = "fallback")]
