@@ -13,9 +13,11 @@
 
 use axum::routing::get;
 use axum::Router;
+use bulwark::http::response::BulwarkError;
 use bulwark::http::{ClientStack, ServerStack, SHED_HEADER};
 use bulwark::observe::router::HealthRouter;
 use bulwark::observe::Registry;
+use bulwark::timeout::{error::Limit, Elapsed};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -64,6 +66,19 @@ async fn server_and_client_stacks_show_what_clients_saw() {
     let app = Router::new()
         .route("/", get(work))
         .route("/slow", get(std::future::pending::<&'static str>))
+        // A handler whose dependency failed: the inventory reset the
+        // connection, or the payments call timed out.
+        .route(
+            "/reset",
+            get(|| async { Err::<&str, _>(BulwarkError("inventory: connection reset".into())) }),
+        )
+        .route(
+            "/late",
+            get(|| async {
+                let late = Elapsed::new(Limit::Request, Duration::from_secs(2));
+                Err::<&str, _>(BulwarkError(late.into()))
+            }),
+        )
         .layer(server_stack);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -138,6 +153,8 @@ async fn server_and_client_stacks_show_what_clients_saw() {
         assert_eq!(res.status(), 503);
         assert_eq!(res.headers()["retry-after"], "1");
         assert_eq!(res.headers()[SHED_HEADER], "1");
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"service unavailable", "a generic body");
         shed_seen += 1;
     }
 
@@ -244,4 +261,16 @@ async fn server_and_client_stacks_show_what_clients_saw() {
     };
     assert_eq!(count("server"), Some(1.into()));
     assert_eq!(count("upstream/total"), Some(0.into()));
+
+    // A dependency's errors, answered by the handler: no internals in the
+    // body, and a dependency's timeout is a 504 (the server's own was 503).
+    for (path, status, body) in [
+        ("/reset", 500, "internal server error"),
+        ("/late", 504, "gateway timeout"),
+    ] {
+        let res = get_path(path, None).await.unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        let got = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], body.as_bytes(), "{path}");
+    }
 }
