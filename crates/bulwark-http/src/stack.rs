@@ -162,6 +162,7 @@ pub struct ClientStack<C = HttpClassifier> {
     retry_listeners: Vec<std::sync::Arc<dyn bulwark_core::Listener<RetryEvent>>>,
     breaker: Option<BreakerBuilder>,
     max_hosts: usize,
+    host_idle: Duration,
     bulkhead: Option<usize>,
     /// `None`: off; `Some(false)`: gRPC calls; `Some(true)`: every request.
     propagate: Option<bool>,
@@ -190,6 +191,7 @@ impl ClientStack {
             retry_listeners: Vec::new(),
             breaker: Some(Self::default_breaker()),
             max_hosts: 1024,
+            host_idle: DEFAULT_HOST_IDLE,
             bulkhead: Some(100),
             propagate: Some(false),
             seed: None,
@@ -308,6 +310,20 @@ impl<C> ClientStack<C> {
         self
     }
 
+    /// Drops a host's breaker once unused for `idle` (default 10 minutes).
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    /// use std::time::Duration;
+    ///
+    /// let layer = ClientStack::new().host_idle_timeout(Duration::from_secs(60)).build().unwrap();
+    /// # drop(layer);
+    /// ```
+    pub fn host_idle_timeout(mut self, idle: Duration) -> Self {
+        self.host_idle = idle;
+        self
+    }
+
     /// No breaker.
     pub fn no_breaker(mut self) -> Self {
         self.breaker = None;
@@ -417,6 +433,7 @@ impl<C> ClientStack<C> {
             retry_listeners: self.retry_listeners,
             breaker: self.breaker,
             max_hosts: self.max_hosts,
+            host_idle: self.host_idle,
             bulkhead: self.bulkhead,
             propagate: self.propagate,
             seed: self.seed,
@@ -469,6 +486,12 @@ impl<C> ClientStack<C> {
         }
         if self.breaker.is_some() && self.max_hosts == 0 {
             return Err(StackError::new("max_hosts", "must be at least 1"));
+        }
+        if self.breaker.is_some() && self.host_idle.is_zero() {
+            return Err(StackError::new(
+                "host_idle_timeout",
+                "must be more than zero",
+            ));
         }
         Ok(())
     }
