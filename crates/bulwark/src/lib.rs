@@ -26,8 +26,9 @@
 //! To run them in production (off by default): `observe` (a registry of
 //! named instances, health), `metrics` (everything reported through the
 //! `metrics` facade), `observe-axum` (a health and admin router) and
-//! `config` (TOML files and `BULWARK_` environment variables), as the
-//! `observe` and `config` modules; `sim`, the virtual-time fault simulator
+//! `config` (TOML files and `BULWARK_` environment variables; with `http`,
+//! the HTTP stacks from them), `config-reload` (the reload loop: file watch
+//! and SIGHUP), as the `observe` and `config` modules; `sim`, the virtual-time fault simulator
 //! that shows what a stack does while its upstream fails, and a chaos layer
 //! for game days.
 //!
