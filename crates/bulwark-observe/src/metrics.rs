@@ -8,7 +8,10 @@
 //!   [`BreakerMetrics`], [`KeyedBreakerMetrics`], [`RetryMetrics`],
 //!   [`TimeoutMetrics`], [`BulkheadMetrics`], [`FallbackMetrics`]. Register
 //!   them with the layer's `on_event` (the [`Registry`](crate::Registry) does
-//!   it for the instances it makes);
+//!   it for the instances it makes, and for timeout and retry layers through
+//!   [`Registry::timeout_listener`](crate::Registry::timeout_listener) and
+//!   [`Registry::retry_listener`](crate::Registry::retry_listener); the
+//!   ready-made stacks' `.registry(&registry, name)` does all of it);
 //! - **gauges read from handles** ([`BreakerMetrics::record`],
 //!   [`BulkheadMetrics::record`], [`RetryBudgetMetrics::record`], or
 //!   [`Registry::update_gauges`](crate::Registry::update_gauges) for all of
