@@ -345,7 +345,7 @@ async fn main() -> Result<(), BoxError> {
                                 };
                                 counter.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(e) => tally.error(&e.into()),
+                            Err(e) => tally.error(&e),
                         }
                     }
                     Err(e) => tally.error(&e),

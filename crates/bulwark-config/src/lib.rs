@@ -40,8 +40,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+mod http;
 pub mod layers;
 mod load;
+#[cfg(feature = "reload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reload")))]
+pub mod reload;
 mod stack;
 
 pub use error::{ConfigError, ReloadError};

@@ -112,12 +112,34 @@ pub fn to_client_status(error: BoxError) -> Status {
     }
 }
 
-/// Answers a gRPC call that failed with a Bulwark error: the status of
-/// [`to_status`] as a trailers-only HTTP response. Use it with
+/// Answers a gRPC call that failed with a Bulwark error: the code (and
+/// pushback) of [`to_status`] as a trailers-only HTTP response. Use it with
 /// [`MapErrorsLayer`](crate::MapErrorsLayer) in front of a tonic server:
 /// `MapErrorsLayer::new(bulwark_http::status::grpc_error_response)`.
+///
+/// The message is generic (`unavailable`, `deadline exceeded`, ...): an
+/// error's own message names dependencies and causes that callers outside
+/// should not see; it is logged at debug level (target `bulwark::http`). A
+/// `tonic::Status` the service returned itself is sent as it is.
 pub fn grpc_error_response(error: BoxError) -> http::Response<tonic::body::Body> {
-    to_status(error).into_http()
+    let own = error.is::<Status>() || find::<Status>(&*error).is_some();
+    let status = to_status(error);
+    if own {
+        return status.into_http();
+    }
+    tracing::debug!(target: "bulwark::http", error = %status.message(), "error mapped to a gRPC status");
+    let message = generic_message(status.code());
+    Status::with_metadata(status.code(), message, status.metadata().clone()).into_http()
+}
+
+/// The generic message of a code (its name, in words).
+fn generic_message(code: Code) -> &'static str {
+    match code {
+        Code::Unavailable => "unavailable",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::DeadlineExceeded => "deadline exceeded",
+        _ => "internal error",
+    }
 }
 
 #[cfg(test)]
@@ -160,5 +182,13 @@ mod tests {
         assert_eq!(status.message(), "reset");
         let res = grpc_error_response(CircuitOpen::new(None).into());
         assert_eq!(res.headers()["grpc-status"], "14");
+        // Generic messages for Bulwark's and transport errors; a service's
+        // own status as it is.
+        let res = grpc_error_response(std::io::Error::other("inventory: reset").into());
+        assert_eq!(res.headers()["grpc-message"], "unavailable");
+        let res = grpc_error_response(CircuitOpen::new(Some(Duration::from_millis(250))).into());
+        assert_eq!(res.headers()["grpc-retry-pushback-ms"], "250");
+        let res = grpc_error_response(Status::invalid_argument("bad id").into());
+        assert_eq!(res.headers()["grpc-message"], "bad%20id");
     }
 }

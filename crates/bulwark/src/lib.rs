@@ -32,7 +32,8 @@
 //! | `reqwest-middleware` | `http::middleware` | the client stack as a `reqwest-middleware` middleware, keeping `client.get(url).send()` |
 //! | `observe`  | `observe`     | a registry of named instances, health                 |
 //! | `metrics`  | `observe`     | everything reported through the `metrics` facade      |
-//! | `config`   | `config`      | TOML files and `BULWARK_` environment variables        |
+//! | `config`   | `config`      | TOML files and `BULWARK_` environment variables (with `http`, the HTTP stacks from them) |
+//! | `config-reload` | `config::reload` | the reload loop: file watch and SIGHUP |
 //!
 //! `sim`, the virtual-time fault simulator that shows what a stack does while
 //! its upstream fails (and a chaos layer for game days), is a tool rather
