@@ -505,7 +505,11 @@ mod tests {
             let e: BoxError =
                 ResponseElapsed::new(Scope::Attempt, phase, Duration::from_secs(1)).into();
             assert_eq!(ErrorMapping::client().status(&*e), 504, "{phase}");
+            // The body says only the status unless details are asked for.
             let res: http::Response<String> = ErrorMapping::client().response(&e);
+            assert_eq!(res.body(), "gateway timeout");
+            let res: http::Response<String> =
+                ErrorMapping::client().expose_details(true).response(&e);
             assert!(res.body().contains("attempt"), "{}", res.body());
         }
         assert_eq!(
