@@ -7,7 +7,17 @@ use bulwark_breaker::State;
 use bulwark_config::reload::{Effect, Reloader};
 use bulwark_observe::Registry;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+/// The process's environment is shared by the tests of this file, which run
+/// in parallel: one that sets `BULWARK_` variables must not run while
+/// another reads them.
+static ENV: Mutex<()> = Mutex::new(());
+
+fn env_lock() -> MutexGuard<'static, ()> {
+    ENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// A fresh folder for one test's file.
 fn dir(test: &str) -> PathBuf {
@@ -44,6 +54,7 @@ ratio = 0.5
 
 #[test]
 fn a_reload_applies_in_place_and_says_what_needs_a_rebuild_or_restart() {
+    let _env = env_lock();
     let file = dir("classify").join("bulwark.toml");
     std::fs::write(&file, BEFORE).unwrap();
     let registry = Registry::new();
@@ -108,6 +119,7 @@ fn a_reload_applies_in_place_and_says_what_needs_a_rebuild_or_restart() {
 
 #[test]
 fn environment_variables_that_override_the_file_are_reported() {
+    let _env = env_lock();
     let file = dir("env").join("bulwark.toml");
     std::fs::write(&file, "[timeout.rld-env]\ntotal = \"2s\"\n").unwrap();
     std::env::set_var("BULWARK_TIMEOUT__RLD-ENV__TOTAL", "5s");
@@ -141,7 +153,11 @@ fn environment_variables_that_override_the_file_are_reported() {
 /// The watch loop reacts to an edit of the file and to SIGHUP. Real time:
 /// the file system's events come from another thread; each wait is bounded.
 #[tokio::test(flavor = "current_thread")]
+// The guard is held across awaits on purpose: this runtime has one thread
+// and nothing else in it takes the lock.
+#[allow(clippy::await_holding_lock)]
 async fn the_file_watch_and_sighup_trigger_a_reload() {
+    let _env = env_lock();
     let file = dir("watch").join("bulwark.toml");
     std::fs::write(&file, "[bulkhead.rld-w]\nmax_concurrent = 4\n").unwrap();
     let registry = Registry::new();
