@@ -130,6 +130,40 @@ fn main() {
                 std::mem::size_of_val(&bulwark_five()),
             ),
             (
+                "bulwark Fallback alone",
+                future_size(&mut FallbackLayer::value(0u32).layer(Noop)),
+                std::mem::size_of_val(&FallbackLayer::value(0u32).layer(Noop)),
+            ),
+            (
+                "bulwark Retry alone",
+                future_size(&mut RetryLayer::new().layer(Noop)),
+                std::mem::size_of_val(&RetryLayer::new().layer(Noop)),
+            ),
+            (
+                "bulwark Timeout alone",
+                future_size(&mut TimeoutLayer::new(NEVER).layer(Noop)),
+                std::mem::size_of_val(&TimeoutLayer::new(NEVER).layer(Noop)),
+            ),
+            (
+                "bulwark Bulkhead alone",
+                future_size(&mut BulkheadLayer::new(1_000_000).layer(Noop)),
+                std::mem::size_of_val(&BulkheadLayer::new(1_000_000).layer(Noop)),
+            ),
+            (
+                "bulwark Retry + Breaker + Timeout + Bulkhead (no fallback)",
+                future_size(
+                    &mut ServiceBuilder::new()
+                        .layer(RetryLayer::new())
+                        .layer(CircuitBreakerLayer::new(
+                            Breaker::builder().count_window(100).build().unwrap(),
+                        ))
+                        .layer(TimeoutLayer::new(NEVER))
+                        .layer(BulkheadLayer::new(1_000_000))
+                        .service(Noop),
+                ),
+                0,
+            ),
+            (
                 "tower-resilience five (boxed futures)",
                 future_size(&mut resilience_stack()),
                 std::mem::size_of_val(&resilience_stack()),

@@ -128,6 +128,33 @@ pub(crate) struct Refusal {
     retry_after: Option<Duration>,
 }
 
+/// An admission without a handle on the breaker: what the tower service
+/// keeps between `poll_ready` and `call` (it holds the breaker itself), so
+/// that only the call's future takes a reference count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    epoch: u64,
+    probe: bool,
+    /// `false` for a disabled breaker, which records nothing.
+    tracked: bool,
+    start: Option<Instant>,
+}
+
+impl Ticket {
+    const UNTRACKED: Ticket = Ticket {
+        epoch: 0,
+        probe: false,
+        tracked: false,
+        start: None,
+    };
+
+    /// Whether this admission is a half-open probe.
+    #[inline]
+    pub(crate) fn is_probe(&self) -> bool {
+        self.probe
+    }
+}
+
 /// The right to make one call, given by [`Breaker::try_acquire`].
 ///
 /// Report how the call ended with [`record`](Permit::record). A permit dropped
@@ -267,19 +294,28 @@ impl Breaker {
     /// refusal once, in `call`, with [`reject`](Self::reject).
     #[inline]
     pub(crate) fn admit(&self) -> Result<Permit, Refusal> {
+        self.admit_ticket().map(|ticket| self.permit(ticket))
+    }
+
+    /// [`admit`](Self::admit) without a handle on the breaker in the result:
+    /// the tower service, which holds one, keeps only the ticket between
+    /// `poll_ready` and `call` (a probe's ticket must be made a [`Permit`]
+    /// at once, so that its slot is given back if it is dropped).
+    #[inline]
+    pub(crate) fn admit_ticket(&self) -> Result<Ticket, Refusal> {
         let hint = self.shared.hot.hint.load(Ordering::Acquire);
         if hint & STATE_MASK == State::Closed.to_bits() {
-            return Ok(self.permit(hint >> EPOCH_SHIFT, false));
+            return Ok(self.ticket(hint >> EPOCH_SHIFT, false));
         }
         self.admit_not_closed(hint)
     }
 
-    fn admit_not_closed(&self, hint: u64) -> Result<Permit, Refusal> {
+    fn admit_not_closed(&self, hint: u64) -> Result<Ticket, Refusal> {
         let s = &self.shared.hot;
         let epoch = hint >> EPOCH_SHIFT;
         match State::from_bits(hint) {
-            State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
-            State::Disabled => Ok(Permit::untracked()),
+            State::Closed | State::MetricsOnly => Ok(self.ticket(epoch, false)),
+            State::Disabled => Ok(Ticket::UNTRACKED),
             State::ForcedOpen => Err(Refusal {
                 state: State::ForcedOpen,
                 retry_after: None,
@@ -300,17 +336,36 @@ impl Breaker {
     }
 
     #[inline]
-    fn permit(&self, epoch: u64, probe: bool) -> Permit {
-        Permit {
-            breaker: Some(self.clone()),
+    fn ticket(&self, epoch: u64, probe: bool) -> Ticket {
+        Ticket {
             epoch,
             probe,
+            tracked: true,
             start: self.shared.hot.slow_threshold.map(|_| Instant::now()),
         }
     }
 
+    /// The permit of an admission: it holds a handle on the breaker (one
+    /// reference count) unless the admission tracks nothing.
+    #[inline]
+    pub(crate) fn permit(&self, ticket: Ticket) -> Permit {
+        Permit {
+            breaker: ticket.tracked.then(|| self.clone()),
+            epoch: ticket.epoch,
+            probe: ticket.probe,
+            start: ticket.start,
+        }
+    }
+
+    /// Whether the breaker changed state since `ticket` was given.
+    #[inline]
+    pub(crate) fn is_stale(&self, ticket: &Ticket) -> bool {
+        ticket.tracked
+            && self.shared.hot.hint.load(Ordering::Relaxed) >> EPOCH_SHIFT != ticket.epoch
+    }
+
     #[cold]
-    fn admit_locked(&self) -> Result<Permit, Refusal> {
+    fn admit_locked(&self) -> Result<Ticket, Refusal> {
         let s = &*self.shared;
         let mut transition = None;
         let result = {
@@ -328,11 +383,11 @@ impl Breaker {
             }
             let epoch = inner.epoch;
             match inner.state {
-                State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
-                State::Disabled => Ok(Permit::untracked()),
+                State::Closed | State::MetricsOnly => Ok(self.ticket(epoch, false)),
+                State::Disabled => Ok(Ticket::UNTRACKED),
                 State::HalfOpen if inner.probes_in_flight < inner.config.probes => {
                     inner.probes_in_flight += 1;
-                    Ok(self.permit(epoch, true))
+                    Ok(self.ticket(epoch, true))
                 }
                 // Half-open with every probe slot taken: when a probe
                 // completes is unknown.
@@ -770,15 +825,6 @@ impl Inner {
 }
 
 impl Permit {
-    fn untracked() -> Permit {
-        Permit {
-            breaker: None,
-            epoch: 0,
-            probe: false,
-            start: None,
-        }
-    }
-
     /// Whether this permit is a half-open probe.
     pub fn is_probe(&self) -> bool {
         self.probe
@@ -795,6 +841,13 @@ impl Permit {
     /// admitted before the breaker last changed state counts for nothing.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
+        self.finish(outcome);
+    }
+
+    /// [`record`](Self::record) in place, for a permit kept inside a future
+    /// (no move of the permit): records once, then the permit is spent.
+    #[inline]
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
         if let Some(breaker) = self.breaker.take() {
             breaker.on_outcome(self.epoch, self.probe, outcome, self.start);
         }
@@ -813,8 +866,8 @@ impl Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        if self.probe {
-            if let Some(breaker) = self.breaker.take() {
+        if let Some(breaker) = self.breaker.take() {
+            if self.probe {
                 breaker.release_probe();
             }
         }

@@ -1,6 +1,6 @@
 //! The tower service.
 
-use crate::breaker::{Permit, Refusal};
+use crate::breaker::{Permit, Refusal, Ticket};
 use crate::future::ResponseFuture;
 use crate::hint::OpenHint;
 use crate::Breaker;
@@ -28,7 +28,31 @@ pub struct CircuitBreaker<S, C = DefaultClassifier, H = ()> {
     breaker: Breaker,
     classifier: C,
     hint: H,
-    admission: Option<Result<Permit, Refusal>>,
+    admission: Admission,
+}
+
+/// What `poll_ready` decided, kept for `call`.
+enum Admission {
+    /// Nothing decided (a fresh clone, or after `call`).
+    Idle,
+    /// Admitted: the ticket, without a handle on the breaker (the service
+    /// has one; the call's future takes its own).
+    Admitted(Ticket),
+    /// A half-open probe: a permit, which gives its slot back if dropped.
+    Probe(Permit),
+    /// Refused: reported (counted, an event) in `call`.
+    Refused(Refusal),
+}
+
+impl Admission {
+    #[inline]
+    fn of(breaker: &Breaker, decision: Result<Ticket, Refusal>) -> Admission {
+        match decision {
+            Ok(ticket) if ticket.is_probe() => Admission::Probe(breaker.permit(ticket)),
+            Ok(ticket) => Admission::Admitted(ticket),
+            Err(refusal) => Admission::Refused(refusal),
+        }
+    }
 }
 
 impl<S> CircuitBreaker<S> {
@@ -46,7 +70,7 @@ impl<S, C> CircuitBreaker<S, C> {
             breaker,
             classifier,
             hint: (),
-            admission: None,
+            admission: Admission::Idle,
         }
     }
 }
@@ -101,9 +125,19 @@ where
         // A decision from an earlier state is made again: a refusal (the
         // breaker may admit a probe by now), or an admission from before the
         // breaker changed state while we waited for the inner service.
-        let admitted = matches!(&self.admission, Some(Ok(permit)) if !permit.is_stale());
-        if !admitted && self.admission.insert(self.breaker.admit()).is_err() {
-            return Poll::Ready(Ok(()));
+        let admitted = match &self.admission {
+            Admission::Admitted(ticket) => !self.breaker.is_stale(ticket),
+            Admission::Probe(permit) => !permit.is_stale(),
+            Admission::Idle | Admission::Refused(_) => false,
+        };
+        if !admitted {
+            // Decided before the old admission is dropped, as a probe it
+            // held still counts until then.
+            let decision = Admission::of(&self.breaker, self.breaker.admit_ticket());
+            self.admission = decision;
+            if let Admission::Refused(_) = self.admission {
+                return Poll::Ready(Ok(()));
+            }
         }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
@@ -111,7 +145,12 @@ where
             Poll::Ready(Err(e)) => {
                 // The inner service is broken: that is a failure too.
                 let result: Result<S::Response, BoxError> = Err(e.into());
-                if let Some(Ok(permit)) = self.admission.take() {
+                let permit = match std::mem::replace(&mut self.admission, Admission::Idle) {
+                    Admission::Admitted(ticket) => Some(self.breaker.permit(ticket)),
+                    Admission::Probe(permit) => Some(permit),
+                    Admission::Idle | Admission::Refused(_) => None,
+                };
+                if let Some(permit) = permit {
                     permit.record(self.classifier.classify(&result));
                 }
                 Poll::Ready(result.map(|_| ()))
@@ -121,20 +160,24 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        // Without `poll_ready` first (a caller's bug), decide now.
-        let admission = self
-            .admission
-            .take()
-            .unwrap_or_else(|| self.breaker.admit());
-        match admission {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(req),
-                permit,
-                self.classifier.clone(),
-                self.hint.clone(),
-            ),
-            Err(refusal) => ResponseFuture::rejected(self.breaker.reject(refusal)),
-        }
+        let permit = match std::mem::replace(&mut self.admission, Admission::Idle) {
+            Admission::Admitted(ticket) => self.breaker.permit(ticket),
+            Admission::Probe(permit) => permit,
+            Admission::Refused(refusal) => {
+                return ResponseFuture::rejected(self.breaker.reject(refusal))
+            }
+            // Without `poll_ready` first (a caller's bug), decide now.
+            Admission::Idle => match self.breaker.admit() {
+                Ok(permit) => permit,
+                Err(refusal) => return ResponseFuture::rejected(self.breaker.reject(refusal)),
+            },
+        };
+        ResponseFuture::called(
+            self.inner.call(req),
+            permit,
+            self.classifier.clone(),
+            self.hint.clone(),
+        )
     }
 }
 
@@ -145,7 +188,7 @@ impl<S: Clone, C: Clone, H: Clone> Clone for CircuitBreaker<S, C, H> {
             breaker: self.breaker.clone(),
             classifier: self.classifier.clone(),
             hint: self.hint.clone(),
-            admission: None,
+            admission: Admission::Idle,
         }
     }
 }
@@ -155,7 +198,14 @@ impl<S: fmt::Debug, C, H> fmt::Debug for CircuitBreaker<S, C, H> {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
             .field("breaker", &self.breaker)
-            .field("admitted", &self.admission.as_ref().map(|a| a.is_ok()))
+            .field(
+                "admitted",
+                &match self.admission {
+                    Admission::Idle => None,
+                    Admission::Admitted(_) | Admission::Probe(_) => Some(true),
+                    Admission::Refused(_) => Some(false),
+                },
+            )
             .finish()
     }
 }
