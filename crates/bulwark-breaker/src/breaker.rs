@@ -137,7 +137,10 @@ pub(crate) struct Ticket {
     probe: bool,
     /// `false` for a disabled breaker, which records nothing.
     tracked: bool,
-    start: Option<Instant>,
+    /// When the call started, in nanoseconds since the breaker's time base
+    /// (read only with slow-call detection, which a live breaker cannot
+    /// gain or lose).
+    start: u64,
 }
 
 impl Ticket {
@@ -145,7 +148,7 @@ impl Ticket {
         epoch: 0,
         probe: false,
         tracked: false,
-        start: None,
+        start: 0,
     };
 
     /// Whether this admission is a half-open probe.
@@ -163,9 +166,10 @@ impl Ticket {
 #[must_use = "a permit records nothing unless `record` is called"]
 pub struct Permit {
     breaker: Option<Breaker>,
-    epoch: u64,
-    probe: bool,
-    start: Option<Instant>,
+    /// `epoch << 1 | probe`: 24 bytes in all, carried by every call's future.
+    tag: u64,
+    /// As [`Ticket`]'s.
+    start: u64,
 }
 
 /// A point-in-time view of a breaker, from [`Breaker::snapshot`].
@@ -341,7 +345,10 @@ impl Breaker {
             epoch,
             probe,
             tracked: true,
-            start: self.shared.hot.slow_threshold.map(|_| Instant::now()),
+            start: match self.shared.hot.slow_threshold {
+                Some(_) => self.shared.hot.base.now_nanos(),
+                None => 0,
+            },
         }
     }
 
@@ -351,8 +358,7 @@ impl Breaker {
     pub(crate) fn permit(&self, ticket: Ticket) -> Permit {
         Permit {
             breaker: ticket.tracked.then(|| self.clone()),
-            epoch: ticket.epoch,
-            probe: ticket.probe,
+            tag: ticket.epoch << 1 | u64::from(ticket.probe),
             start: ticket.start,
         }
     }
@@ -428,7 +434,7 @@ impl Breaker {
     }
 
     #[inline]
-    fn on_outcome(&self, epoch: u64, probe: bool, outcome: Outcome, start: Option<Instant>) {
+    fn on_outcome(&self, epoch: u64, probe: bool, outcome: Outcome, start: u64) {
         let hot = &self.shared.hot;
         if !probe && !hot.needs_now && outcome == Outcome::Success {
             // A success in a window full of successes changes nothing: no lock.
@@ -441,7 +447,7 @@ impl Breaker {
     }
 
     #[inline(never)]
-    fn record_locked(&self, epoch: u64, probe: bool, outcome: Outcome, start: Option<Instant>) {
+    fn record_locked(&self, epoch: u64, probe: bool, outcome: Outcome, start: u64) {
         let s = &*self.shared;
         let counted = matches!(outcome, Outcome::Success | Outcome::Failure);
         if !probe && !counted {
@@ -452,9 +458,9 @@ impl Breaker {
         } else {
             None
         };
-        let slow = match (s.hot.slow_threshold, start, now) {
-            (Some(threshold), Some(start), Some(now)) => {
-                now.saturating_duration_since(start) >= threshold
+        let slow = match (s.hot.slow_threshold, now) {
+            (Some(threshold), Some(now)) => {
+                s.hot.base.nanos(now).saturating_sub(start) >= clock::duration_nanos(threshold)
             }
             _ => false,
         };
@@ -827,7 +833,12 @@ impl Inner {
 impl Permit {
     /// Whether this permit is a half-open probe.
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.tag & 1 != 0
+    }
+
+    #[inline]
+    fn epoch(&self) -> u64 {
+        self.tag >> 1
     }
 
     /// The breaker this permit was given by (`None` for a disabled
@@ -849,7 +860,7 @@ impl Permit {
     #[inline]
     pub(crate) fn finish(&mut self, outcome: Outcome) {
         if let Some(breaker) = self.breaker.take() {
-            breaker.on_outcome(self.epoch, self.probe, outcome, self.start);
+            breaker.on_outcome(self.epoch(), self.is_probe(), outcome, self.start);
         }
     }
 
@@ -857,7 +868,7 @@ impl Permit {
     /// service holding one from `poll_ready` asks for a new one.
     pub(crate) fn is_stale(&self) -> bool {
         match &self.breaker {
-            Some(b) => b.shared.hot.hint.load(Ordering::Relaxed) >> EPOCH_SHIFT != self.epoch,
+            Some(b) => b.shared.hot.hint.load(Ordering::Relaxed) >> EPOCH_SHIFT != self.epoch(),
             None => false,
         }
     }
@@ -867,7 +878,7 @@ impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
         if let Some(breaker) = self.breaker.take() {
-            if self.probe {
+            if self.is_probe() {
                 breaker.release_probe();
             }
         }
@@ -877,8 +888,8 @@ impl Drop for Permit {
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("probe", &self.probe)
-            .field("epoch", &self.epoch)
+            .field("probe", &self.is_probe())
+            .field("epoch", &self.epoch())
             .finish()
     }
 }

@@ -34,8 +34,10 @@ pin_project! {
             permit: Option<Permit>,
             classifier: C,
         },
+        // Boxed when made (the one allocation a rejection costs anyway), so
+        // that a rejection does not make every call's future larger.
         Rejected {
-            error: Option<BulkheadFull>,
+            error: Option<Box<BulkheadFull>>,
         },
     }
 }
@@ -61,7 +63,9 @@ impl<F, C> ResponseFuture<F, C> {
 
     pub(crate) fn rejected(error: BulkheadFull) -> Self {
         ResponseFuture {
-            kind: Kind::Rejected { error: Some(error) },
+            kind: Kind::Rejected {
+                error: Some(Box::new(error)),
+            },
         }
     }
 }
@@ -109,7 +113,7 @@ where
                 Poll::Ready(result)
             }
             KindProj::Rejected { error } => match error.take() {
-                Some(error) => Poll::Ready(Err(Box::new(error))),
+                Some(error) => Poll::Ready(Err(error)),
                 // Polled again after it completed: a caller's bug; say so
                 // rather than panic.
                 None => Poll::Ready(Err(Box::new(BulkheadFull::at_capacity()))),
