@@ -458,9 +458,12 @@ impl Breaker {
         } else {
             None
         };
+        // The time read once, as nanoseconds since the base, for the slow
+        // call and the time window alike.
+        let now_nanos = now.map_or(0, |n| s.hot.base.nanos(n));
         let slow = match (s.hot.slow_threshold, now) {
-            (Some(threshold), Some(now)) => {
-                s.hot.base.nanos(now).saturating_sub(start) >= clock::duration_nanos(threshold)
+            (Some(threshold), Some(_)) => {
+                now_nanos.saturating_sub(start) >= clock::duration_nanos(threshold)
             }
             _ => false,
         };
@@ -512,7 +515,6 @@ impl Breaker {
                     _ => None,
                 }
             } else {
-                let now_nanos = now.map_or(0, |n| s.hot.base.nanos(n));
                 let failed = outcome == Outcome::Failure;
                 let counts = inner.window.record(now_nanos, failed, slow);
                 inner.consecutive_failures = if failed {
@@ -766,16 +768,23 @@ impl Inner {
             return None;
         }
         let calls = f64::from(counts.calls);
+        // A rate of zero reaches no threshold above zero: the divisions are
+        // made only when there is something to divide (a window of
+        // successes, the common case, makes none).
         if let Some(threshold) = self.config.failure_rate {
-            let rate = f64::from(counts.failures) / calls;
-            if rate >= threshold {
-                return Some(TransitionReason::FailureRate(rate));
+            if counts.failures > 0 || threshold <= 0.0 {
+                let rate = f64::from(counts.failures) / calls;
+                if rate >= threshold {
+                    return Some(TransitionReason::FailureRate(rate));
+                }
             }
         }
         if let Some((_, threshold)) = self.config.slow_call {
-            let rate = f64::from(counts.slow) / calls;
-            if rate >= threshold {
-                return Some(TransitionReason::SlowCallRate(rate));
+            if counts.slow > 0 || threshold <= 0.0 {
+                let rate = f64::from(counts.slow) / calls;
+                if rate >= threshold {
+                    return Some(TransitionReason::SlowCallRate(rate));
+                }
             }
         }
         None
