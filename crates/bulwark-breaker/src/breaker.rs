@@ -158,6 +158,28 @@ impl Ticket {
     }
 }
 
+/// What a permit holds to record through: the breaker itself (one
+/// reference count on the breaker's shared state), or a tower service's own
+/// reference-counted handle on it, so that the calls of a long-lived service
+/// write no cache line that other threads' calls write too.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Shared(Breaker),
+    Local(Arc<Breaker>),
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Breaker;
+
+    #[inline]
+    fn deref(&self) -> &Breaker {
+        match self {
+            Handle::Shared(breaker) => breaker,
+            Handle::Local(breaker) => breaker,
+        }
+    }
+}
+
 /// The right to make one call, given by [`Breaker::try_acquire`].
 ///
 /// Report how the call ended with [`record`](Permit::record). A permit dropped
@@ -165,7 +187,7 @@ impl Ticket {
 /// probe slot it held is given back at once.
 #[must_use = "a permit records nothing unless `record` is called"]
 pub struct Permit {
-    breaker: Option<Breaker>,
+    breaker: Option<Handle>,
     /// `epoch << 1 | probe`: 24 bytes in all, carried by every call's future.
     tag: u64,
     /// As [`Ticket`]'s.
@@ -356,8 +378,15 @@ impl Breaker {
     /// reference count) unless the admission tracks nothing.
     #[inline]
     pub(crate) fn permit(&self, ticket: Ticket) -> Permit {
+        self.permit_with(ticket, || Handle::Shared(self.clone()))
+    }
+
+    /// [`permit`](Self::permit) recording through the handle `handle` makes
+    /// (asked only if the admission tracks anything).
+    #[inline]
+    pub(crate) fn permit_with(&self, ticket: Ticket, handle: impl FnOnce() -> Handle) -> Permit {
         Permit {
-            breaker: ticket.tracked.then(|| self.clone()),
+            breaker: ticket.tracked.then(handle),
             tag: ticket.epoch << 1 | u64::from(ticket.probe),
             start: ticket.start,
         }
@@ -853,7 +882,7 @@ impl Permit {
     /// The breaker this permit was given by (`None` for a disabled
     /// breaker, which tracks nothing).
     pub fn breaker(&self) -> Option<&Breaker> {
-        self.breaker.as_ref()
+        self.breaker.as_deref()
     }
 
     /// Reports how the call ended. Only successes and failures are counted in

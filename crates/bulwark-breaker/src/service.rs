@@ -1,12 +1,13 @@
 //! The tower service.
 
-use crate::breaker::{Permit, Refusal, Ticket};
+use crate::breaker::{Handle, Permit, Refusal, Ticket};
 use crate::future::ResponseFuture;
 use crate::hint::OpenHint;
 use crate::Breaker;
 use bulwark_core::classify::{Classify, DefaultClassifier};
 use bulwark_core::BoxError;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -29,6 +30,36 @@ pub struct CircuitBreaker<S, C = DefaultClassifier, H = ()> {
     classifier: C,
     hint: H,
     admission: Admission,
+    local: Local,
+}
+
+/// After this many calls, a service records through a handle of its own.
+const LOCAL_AFTER: u32 = 16;
+
+/// A service's own handle on the breaker, made once it has served
+/// [`LOCAL_AFTER`] calls: its calls' futures then count references on it,
+/// not on the breaker every clone shares, so that clones used from several
+/// threads write no common cache line per call. A service cloned for every
+/// request (as axum does) never makes one. Freed with the service and its
+/// calls' futures; a clone starts without one.
+#[derive(Default)]
+struct Local {
+    calls: u32,
+    handle: Option<Arc<Breaker>>,
+}
+
+impl Local {
+    #[inline]
+    fn handle(&mut self, breaker: &Breaker) -> Handle {
+        if let Some(handle) = &self.handle {
+            return Handle::Local(handle.clone());
+        }
+        self.calls += 1;
+        if self.calls < LOCAL_AFTER {
+            return Handle::Shared(breaker.clone());
+        }
+        Handle::Local(self.handle.insert(Arc::new(breaker.clone())).clone())
+    }
 }
 
 /// What `poll_ready` decided, kept for `call`.
@@ -71,6 +102,7 @@ impl<S, C> CircuitBreaker<S, C> {
             classifier,
             hint: (),
             admission: Admission::Idle,
+            local: Local::default(),
         }
     }
 }
@@ -85,6 +117,7 @@ impl<S, C, H> CircuitBreaker<S, C, H> {
             classifier: self.classifier,
             hint,
             admission: self.admission,
+            local: self.local,
         }
     }
 
@@ -161,7 +194,10 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         let permit = match std::mem::replace(&mut self.admission, Admission::Idle) {
-            Admission::Admitted(ticket) => self.breaker.permit(ticket),
+            Admission::Admitted(ticket) => {
+                let (breaker, local) = (&self.breaker, &mut self.local);
+                breaker.permit_with(ticket, || local.handle(breaker))
+            }
             Admission::Probe(permit) => permit,
             Admission::Refused(refusal) => {
                 return ResponseFuture::rejected(self.breaker.reject(refusal))
@@ -189,6 +225,7 @@ impl<S: Clone, C: Clone, H: Clone> Clone for CircuitBreaker<S, C, H> {
             classifier: self.classifier.clone(),
             hint: self.hint.clone(),
             admission: Admission::Idle,
+            local: Local::default(),
         }
     }
 }
