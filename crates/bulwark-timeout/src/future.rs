@@ -49,10 +49,12 @@ pin_project! {
     enum Timer {
         // No limit for this request.
         Unlimited,
-        // The limit and its deadline; no timer registered yet.
-        Armed { limit: Duration, deadline: Instant },
+        // The limit (in nanoseconds, saturating: a limit past 584 years
+        // never fires, so is never reported) and its deadline; no timer
+        // registered yet.
+        Armed { limit: u64, deadline: Instant },
         // The timer, registered (its deadline is the limit's).
-        Running { limit: Duration, #[pin] sleep: Sleep },
+        Running { limit: u64, #[pin] sleep: Sleep },
     }
 }
 
@@ -64,7 +66,10 @@ impl<F> ResponseFuture<F> {
             // A limit too long for a deadline to be represented (say
             // `Duration::MAX`) never fires: the request is unlimited.
             timer: match Instant::now().checked_add(limit) {
-                Some(deadline) => Timer::Armed { limit, deadline },
+                Some(deadline) => Timer::Armed {
+                    limit: bulwark_core::clock::duration_nanos(limit),
+                    deadline,
+                },
                 None => Timer::Unlimited,
             },
             listeners,
@@ -129,6 +134,7 @@ where
         };
         match sleep.poll(cx) {
             Poll::Ready(()) => {
+                let limit = Duration::from_nanos(limit);
                 let elapsed = Elapsed::new(Limit::Request, limit);
                 tracing::debug!(limit = ?limit, "request timed out");
                 this.listeners
