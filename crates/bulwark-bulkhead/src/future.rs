@@ -34,10 +34,8 @@ pin_project! {
             permit: Option<Permit>,
             classifier: C,
         },
-        // Boxed when made (the one allocation a rejection costs anyway), so
-        // that a rejection does not make every call's future larger.
         Rejected {
-            error: Option<Box<BulkheadFull>>,
+            error: Option<BulkheadFull>,
         },
     }
 }
@@ -63,9 +61,7 @@ impl<F, C> ResponseFuture<F, C> {
 
     pub(crate) fn rejected(error: BulkheadFull) -> Self {
         ResponseFuture {
-            kind: Kind::Rejected {
-                error: Some(Box::new(error)),
-            },
+            kind: Kind::Rejected { error: Some(error) },
         }
     }
 }
@@ -113,7 +109,7 @@ where
                 Poll::Ready(result)
             }
             KindProj::Rejected { error } => match error.take() {
-                Some(error) => Poll::Ready(Err(error)),
+                Some(error) => Poll::Ready(Err(Box::new(error))),
                 // Polled again after it completed: a caller's bug; say so
                 // rather than panic.
                 None => Poll::Ready(Err(Box::new(BulkheadFull::at_capacity()))),

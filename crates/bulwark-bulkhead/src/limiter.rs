@@ -15,7 +15,7 @@ use crate::adaptive::{LimitAlgorithm, Sample, SampleKind};
 use crate::error::{BulkheadFull, BulkheadFullReason};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use crate::BulkheadEvent;
-use bulwark_core::clock::TimeBase;
+use bulwark_core::clock::Instant;
 use bulwark_core::Listeners;
 use std::collections::VecDeque;
 use std::fmt;
@@ -38,8 +38,6 @@ pub(crate) struct Limiter {
     pub(crate) name: Option<std::sync::Arc<str>>,
     pub(crate) listeners: Listeners<BulkheadEvent>,
     adaptive: Option<Mutex<Box<dyn LimitAlgorithm>>>,
-    /// The origin of the adaptive permits' start times.
-    base: TimeBase,
 }
 
 /// One caller waiting for a permit.
@@ -88,7 +86,6 @@ impl Limiter {
             name,
             listeners,
             adaptive: adaptive.map(Mutex::new),
-            base: TimeBase::new(),
         }
     }
 
@@ -249,14 +246,11 @@ impl Limiter {
     }
 
     /// Feeds one sample to the adaptive algorithm and publishes its limit.
-    /// An adaptive call started at `start` (nanoseconds since `base`) with
-    /// `in_flight` calls in flight ended as `kind`.
-    pub(crate) fn sample(&self, start: u64, in_flight: usize, kind: SampleKind) {
+    pub(crate) fn sample(&self, start: Instant, in_flight: usize, kind: SampleKind) {
         let Some(algorithm) = &self.adaptive else {
             return;
         };
-        let rtt = Duration::from_nanos(self.base.now_nanos().saturating_sub(start));
-        let sample = Sample::new(rtt, in_flight, kind);
+        let sample = Sample::new(start.elapsed(), in_flight, kind);
         let new = algorithm.lock().update(&sample).max(1);
         let old = self.limit.swap(new, Ordering::SeqCst);
         if old != new {
@@ -294,10 +288,8 @@ impl fmt::Debug for Limiter {
 /// A permit: one call's share of the limit, given back on drop.
 pub(crate) struct Permit {
     limiter: Arc<Limiter>,
-    // Adaptive only: when the call started (nanoseconds since the limiter's
-    // time base) and how busy the bulkhead was (saturating; 16 bytes where
-    // an `Instant` and a `usize` take 24, in every call's future).
-    started: Option<(u64, u32)>,
+    // Adaptive only: when the call started and how busy the bulkhead was.
+    started: Option<(Instant, usize)>,
 }
 
 impl Permit {
@@ -313,8 +305,7 @@ impl Permit {
     #[inline]
     pub(crate) fn start(&mut self) {
         if self.limiter.is_adaptive() {
-            let in_flight = u32::try_from(self.limiter.in_flight()).unwrap_or(u32::MAX);
-            self.started = Some((self.limiter.base.now_nanos(), in_flight));
+            self.started = Some((Instant::now(), self.limiter.in_flight()));
         }
     }
 
@@ -331,7 +322,7 @@ impl Permit {
     pub(crate) fn complete(mut self, kind: Option<SampleKind>) {
         if let Some((start, in_flight)) = self.started.take() {
             if let Some(kind) = kind {
-                self.limiter.sample(start, in_flight as usize, kind);
+                self.limiter.sample(start, in_flight, kind);
             }
         }
     }
@@ -343,8 +334,7 @@ impl Drop for Permit {
         if let Some((start, in_flight)) = self.started.take() {
             // Abandoned before completing (a timeout further out, a caller
             // that gave up): neutral, not a drop (see `adaptive`).
-            self.limiter
-                .sample(start, in_flight as usize, SampleKind::Abandoned);
+            self.limiter.sample(start, in_flight, SampleKind::Abandoned);
         }
         self.limiter.release();
     }
