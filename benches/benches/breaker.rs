@@ -4,9 +4,11 @@
 //! Run: `cargo bench -p bulwark-benches --bench breaker`
 
 use bulwark_benches::{
-    call_now, keep, print_throughput, throughput, Counting, Group, Noop, INSTRUMENTED_SYSTEM, NEVER,
+    call_now, future_size, keep, poll_now, print_sizes, print_throughput, throughput, Counting,
+    Failed, Group, Noop, INSTRUMENTED_SYSTEM, NEVER,
 };
 use bulwark_breaker::{Breaker, CircuitBreakerLayer};
+use failsafe::futures::CircuitBreaker as _;
 use std::time::Duration;
 use tower::limit::ConcurrencyLimit;
 use tower::timeout::Timeout;
@@ -55,6 +57,14 @@ fn main() {
     let mut limit = ConcurrencyLimit::new(Noop, 1_000_000);
     let mut timeout = Timeout::new(Noop, NEVER);
     let mut breaker = CircuitBreakerLayer::new(count_breaker()).layer(Noop);
+    // The peers guard a future: the no-op service's own.
+    let recloser = recloser::AsyncRecloser::from(
+        recloser::Recloser::custom()
+            .closed_len(100)
+            .error_rate(0.5)
+            .build(),
+    );
+    let failsafe = failsafe::Config::new().build();
     let r = Group::new("breaker closed, count window (100 calls), all successes")
         .bench("bare no-op service (baseline)", || {
             keep(call_now(&mut bare, 1))
@@ -64,9 +74,20 @@ fn main() {
         .bench("bulwark CircuitBreaker (count window)", || {
             keep(call_now(&mut breaker, 1))
         })
+        .bench("recloser AsyncRecloser (ring of 100)", || {
+            keep(poll_now(
+                recloser.call(std::future::ready(Ok::<u32, Failed>(1))),
+            ))
+        })
+        .bench("failsafe StateMachine (defaults)", || {
+            keep(poll_now(
+                failsafe.call(std::future::ready(Ok::<u32, Failed>(1))),
+            ))
+        })
         .run(GLOBAL);
     if !r.is_empty() {
         overhead(&r, 3, 1);
+        overhead(&r, 3, 4);
     }
 
     // 2. Closed, time window with slow-call detection; cost independent of
@@ -124,6 +145,23 @@ fn main() {
     forced.force_open();
     let mut open_svc = CircuitBreakerLayer::new(open).layer(Noop);
     let mut forced_svc = CircuitBreakerLayer::new(forced).layer(Noop);
+    let open_recloser = recloser::AsyncRecloser::from(
+        recloser::Recloser::custom()
+            .closed_len(1)
+            .open_wait(Duration::from_secs(3600))
+            .build(),
+    );
+    for _ in 0..2 {
+        let _ = poll_now(open_recloser.call(std::future::ready(Err::<u32, Failed>(Failed))));
+    }
+    let open_failsafe = failsafe::Config::new()
+        .failure_policy(failsafe::failure_policy::consecutive_failures(
+            1,
+            failsafe::backoff::constant(Duration::from_secs(3600)),
+        ))
+        .build();
+    let _ = poll_now(open_failsafe.call(std::future::ready(Err::<u32, Failed>(Failed))));
+    assert!(!open_failsafe.is_call_permitted());
     Group::new("breaker open: rejection")
         .bench("bare no-op service (baseline)", || {
             keep(call_now(&mut bare, 1))
@@ -137,7 +175,40 @@ fn main() {
         .bench("bulwark CircuitBreaker forced open (rejects)", || {
             keep(call_now(&mut forced_svc, 1))
         })
+        .bench("recloser AsyncRecloser open (rejects)", || {
+            let r = poll_now(open_recloser.call(std::future::ready(Ok::<u32, Failed>(1))));
+            debug_assert!(matches!(r, Err(recloser::Error::Rejected)));
+            keep(r)
+        })
+        .bench("failsafe StateMachine open (rejects)", || {
+            let r = poll_now(open_failsafe.call(std::future::ready(Ok::<u32, Failed>(1))));
+            debug_assert!(matches!(r, Err(failsafe::Error::Rejected)));
+            keep(r)
+        })
         .run(GLOBAL);
+
+    // Sizes of the response futures (around the no-op service's 8-byte one).
+    print_sizes(
+        "breaker future sizes, bytes",
+        &[
+            ("no-op service", future_size(&mut Noop), 0),
+            (
+                "bulwark CircuitBreaker (count window)",
+                future_size(&mut CircuitBreakerLayer::new(count_breaker()).layer(Noop)),
+                std::mem::size_of_val(&CircuitBreakerLayer::new(count_breaker()).layer(Noop)),
+            ),
+            (
+                "tower ConcurrencyLimit",
+                future_size(&mut ConcurrencyLimit::new(Noop, 1_000_000)),
+                std::mem::size_of_val(&ConcurrencyLimit::new(Noop, 1_000_000)),
+            ),
+            (
+                "tower Timeout",
+                future_size(&mut Timeout::new(Noop, NEVER)),
+                std::mem::size_of_val(&Timeout::new(Noop, NEVER)),
+            ),
+        ],
+    );
 
     // 4. Two threads calling clones of one layer.
     if !bulwark_benches::selected("two threads") {

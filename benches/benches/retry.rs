@@ -83,6 +83,9 @@ fn main() {
             keep(std::sync::Arc::clone(&shared))
         })
         .run(GLOBAL);
+    if r.len() < 4 {
+        return;
+    }
     println!();
     for i in 3..r.len() {
         overhead(&r, i, 1);

@@ -124,6 +124,18 @@ pub fn call_now<S: Service<u32>>(svc: &mut S, req: u32) -> Result<S::Response, S
     }
 }
 
+/// Polls a future once with a no-op waker; panics if it is pending (for the
+/// peers that guard a future rather than a service).
+#[inline]
+pub fn poll_now<F: Future>(fut: F) -> F::Output {
+    let waker = futures_util::task::noop_waker_ref();
+    let mut cx = Context::from_waker(waker);
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(r) => r,
+        Poll::Pending => panic!("benchmarked future was not ready at once"),
+    }
+}
+
 /// One candidate of a group: a name and a closure that makes one call.
 struct Candidate<'a> {
     name: String,
@@ -189,6 +201,16 @@ impl<'a> Group<'a> {
         if !selected(&self.title) {
             return Vec::new();
         }
+        if let Some((only, calls)) = instruction_mode() {
+            // Under callgrind (`benches/scripts/instructions.sh`): one
+            // candidate, a fixed number of calls, nothing else.
+            for c in self.candidates.iter_mut().filter(|c| c.name == only) {
+                for _ in 0..calls {
+                    (c.run)();
+                }
+            }
+            return Vec::new();
+        }
         // Warm up and count allocations, one candidate at a time.
         let mut allocs = Vec::with_capacity(self.candidates.len());
         for c in &mut self.candidates {
@@ -228,6 +250,43 @@ impl<'a> Group<'a> {
             .collect();
         print_table(&self.title, &results);
         results
+    }
+}
+
+/// `BULWARK_BENCH_ONLY=<candidate name>` and `BULWARK_BENCH_CALLS=<n>`: run
+/// only that candidate, `n` times, untimed (for counting instructions per
+/// call under callgrind; see `benches/scripts/instructions.sh`).
+pub fn instruction_mode() -> Option<(String, u64)> {
+    let only = std::env::var("BULWARK_BENCH_ONLY").ok()?;
+    let calls = std::env::var("BULWARK_BENCH_CALLS").ok()?.parse().ok()?;
+    Some((only, calls))
+}
+
+/// The size in bytes of `svc`'s response future (made ready and called once;
+/// the future is then driven to completion).
+pub fn future_size<S: Service<u32>>(svc: &mut S) -> usize {
+    let waker = futures_util::task::noop_waker_ref();
+    let mut cx = Context::from_waker(waker);
+    let _ = svc.poll_ready(&mut cx);
+    let fut = svc.call(1);
+    let size = std::mem::size_of_val(&fut);
+    let _ = pin!(fut).poll(&mut cx);
+    size
+}
+
+/// Prints the sizes of some response futures (and of their services).
+pub fn print_sizes(title: &str, rows: &[(&str, usize, usize)]) {
+    if instruction_mode().is_some() || !selected("sizes") && !selected(title) {
+        return;
+    }
+    println!("\n## {title}\n");
+    println!(
+        "| {:<52} | {:>12} | {:>13} |",
+        "candidate", "future bytes", "service bytes"
+    );
+    println!("|{:-<54}|{:->14}|{:->15}|", "", "", "");
+    for (name, fut, svc) in rows {
+        println!("| {:<52} | {:>12} | {:>13} |", name, fut, svc);
     }
 }
 
@@ -282,6 +341,9 @@ pub fn throughput<F>(threads: usize, make: impl Fn() -> F + Sync) -> f64
 where
     F: FnMut() + Send,
 {
+    if instruction_mode().is_some() {
+        return 0.0;
+    }
     let per_thread: u64 = if is_bench() { 500_000 } else { 100 };
     let rounds = if is_bench() { 11 } else { 1 };
     let mut rates = Vec::with_capacity(rounds);

@@ -128,6 +128,58 @@ pub(crate) struct Refusal {
     retry_after: Option<Duration>,
 }
 
+/// An admission without a handle on the breaker: what the tower service
+/// keeps between `poll_ready` and `call` (it holds the breaker itself), so
+/// that only the call's future takes a reference count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    epoch: u64,
+    probe: bool,
+    /// `false` for a disabled breaker, which records nothing.
+    tracked: bool,
+    /// When the call started, in nanoseconds since the breaker's time base
+    /// (read only with slow-call detection, which a live breaker cannot
+    /// gain or lose).
+    start: u64,
+}
+
+impl Ticket {
+    const UNTRACKED: Ticket = Ticket {
+        epoch: 0,
+        probe: false,
+        tracked: false,
+        start: 0,
+    };
+
+    /// Whether this admission is a half-open probe.
+    #[inline]
+    pub(crate) fn is_probe(&self) -> bool {
+        self.probe
+    }
+}
+
+/// What a permit holds to record through: the breaker itself (one
+/// reference count on the breaker's shared state), or a tower service's own
+/// reference-counted handle on it, so that the calls of a long-lived service
+/// write no cache line that other threads' calls write too.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Shared(Breaker),
+    Local(Arc<Breaker>),
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Breaker;
+
+    #[inline]
+    fn deref(&self) -> &Breaker {
+        match self {
+            Handle::Shared(breaker) => breaker,
+            Handle::Local(breaker) => breaker,
+        }
+    }
+}
+
 /// The right to make one call, given by [`Breaker::try_acquire`].
 ///
 /// Report how the call ended with [`record`](Permit::record). A permit dropped
@@ -135,10 +187,11 @@ pub(crate) struct Refusal {
 /// probe slot it held is given back at once.
 #[must_use = "a permit records nothing unless `record` is called"]
 pub struct Permit {
-    breaker: Option<Breaker>,
-    epoch: u64,
-    probe: bool,
-    start: Option<Instant>,
+    breaker: Option<Handle>,
+    /// `epoch << 1 | probe`: 24 bytes in all, carried by every call's future.
+    tag: u64,
+    /// As [`Ticket`]'s.
+    start: u64,
 }
 
 /// A point-in-time view of a breaker, from [`Breaker::snapshot`].
@@ -267,19 +320,28 @@ impl Breaker {
     /// refusal once, in `call`, with [`reject`](Self::reject).
     #[inline]
     pub(crate) fn admit(&self) -> Result<Permit, Refusal> {
+        self.admit_ticket().map(|ticket| self.permit(ticket))
+    }
+
+    /// [`admit`](Self::admit) without a handle on the breaker in the result:
+    /// the tower service, which holds one, keeps only the ticket between
+    /// `poll_ready` and `call` (a probe's ticket must be made a [`Permit`]
+    /// at once, so that its slot is given back if it is dropped).
+    #[inline]
+    pub(crate) fn admit_ticket(&self) -> Result<Ticket, Refusal> {
         let hint = self.shared.hot.hint.load(Ordering::Acquire);
         if hint & STATE_MASK == State::Closed.to_bits() {
-            return Ok(self.permit(hint >> EPOCH_SHIFT, false));
+            return Ok(self.ticket(hint >> EPOCH_SHIFT, false));
         }
         self.admit_not_closed(hint)
     }
 
-    fn admit_not_closed(&self, hint: u64) -> Result<Permit, Refusal> {
+    fn admit_not_closed(&self, hint: u64) -> Result<Ticket, Refusal> {
         let s = &self.shared.hot;
         let epoch = hint >> EPOCH_SHIFT;
         match State::from_bits(hint) {
-            State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
-            State::ForcedClosed => Ok(Permit::untracked()),
+            State::Closed | State::MetricsOnly => Ok(self.ticket(epoch, false)),
+            State::ForcedClosed => Ok(Ticket::UNTRACKED),
             State::ForcedOpen => Err(Refusal {
                 state: State::ForcedOpen,
                 retry_after: None,
@@ -300,17 +362,45 @@ impl Breaker {
     }
 
     #[inline]
-    fn permit(&self, epoch: u64, probe: bool) -> Permit {
-        Permit {
-            breaker: Some(self.clone()),
+    fn ticket(&self, epoch: u64, probe: bool) -> Ticket {
+        Ticket {
             epoch,
             probe,
-            start: self.shared.hot.slow_threshold.map(|_| Instant::now()),
+            tracked: true,
+            start: match self.shared.hot.slow_threshold {
+                Some(_) => self.shared.hot.base.now_nanos(),
+                None => 0,
+            },
         }
     }
 
+    /// The permit of an admission: it holds a handle on the breaker (one
+    /// reference count) unless the admission tracks nothing.
+    #[inline]
+    pub(crate) fn permit(&self, ticket: Ticket) -> Permit {
+        self.permit_with(ticket, || Handle::Shared(self.clone()))
+    }
+
+    /// [`permit`](Self::permit) recording through the handle `handle` makes
+    /// (asked only if the admission tracks anything).
+    #[inline]
+    pub(crate) fn permit_with(&self, ticket: Ticket, handle: impl FnOnce() -> Handle) -> Permit {
+        Permit {
+            breaker: ticket.tracked.then(handle),
+            tag: ticket.epoch << 1 | u64::from(ticket.probe),
+            start: ticket.start,
+        }
+    }
+
+    /// Whether the breaker changed state since `ticket` was given.
+    #[inline]
+    pub(crate) fn is_stale(&self, ticket: &Ticket) -> bool {
+        ticket.tracked
+            && self.shared.hot.hint.load(Ordering::Relaxed) >> EPOCH_SHIFT != ticket.epoch
+    }
+
     #[cold]
-    fn admit_locked(&self) -> Result<Permit, Refusal> {
+    fn admit_locked(&self) -> Result<Ticket, Refusal> {
         let s = &*self.shared;
         let mut transition = None;
         let result = {
@@ -328,11 +418,11 @@ impl Breaker {
             }
             let epoch = inner.epoch;
             match inner.state {
-                State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
-                State::ForcedClosed => Ok(Permit::untracked()),
+                State::Closed | State::MetricsOnly => Ok(self.ticket(epoch, false)),
+                State::ForcedClosed => Ok(Ticket::UNTRACKED),
                 State::HalfOpen if inner.probes_in_flight < inner.config.probes => {
                     inner.probes_in_flight += 1;
-                    Ok(self.permit(epoch, true))
+                    Ok(self.ticket(epoch, true))
                 }
                 // Half-open with every probe slot taken: when a probe
                 // completes is unknown.
@@ -373,7 +463,7 @@ impl Breaker {
     }
 
     #[inline]
-    fn on_outcome(&self, epoch: u64, probe: bool, outcome: Outcome, start: Option<Instant>) {
+    fn on_outcome(&self, epoch: u64, probe: bool, outcome: Outcome, start: u64) {
         let hot = &self.shared.hot;
         if !probe && !hot.needs_now && outcome == Outcome::Success {
             // A success in a window full of successes changes nothing: no lock.
@@ -386,7 +476,7 @@ impl Breaker {
     }
 
     #[inline(never)]
-    fn record_locked(&self, epoch: u64, probe: bool, outcome: Outcome, start: Option<Instant>) {
+    fn record_locked(&self, epoch: u64, probe: bool, outcome: Outcome, start: u64) {
         let s = &*self.shared;
         let counted = matches!(outcome, Outcome::Success | Outcome::Failure);
         if !probe && !counted {
@@ -397,9 +487,12 @@ impl Breaker {
         } else {
             None
         };
-        let slow = match (s.hot.slow_threshold, start, now) {
-            (Some(threshold), Some(start), Some(now)) => {
-                now.saturating_duration_since(start) >= threshold
+        // The time read once, as nanoseconds since the base, for the slow
+        // call and the time window alike.
+        let now_nanos = now.map_or(0, |n| s.hot.base.nanos(n));
+        let slow = match (s.hot.slow_threshold, now) {
+            (Some(threshold), Some(_)) => {
+                now_nanos.saturating_sub(start) >= clock::duration_nanos(threshold)
             }
             _ => false,
         };
@@ -451,7 +544,6 @@ impl Breaker {
                     _ => None,
                 }
             } else {
-                let now_nanos = now.map_or(0, |n| s.hot.base.nanos(n));
                 let failed = outcome == Outcome::Failure;
                 let counts = inner.window.record(now_nanos, failed, slow);
                 inner.consecutive_failures = if failed {
@@ -705,16 +797,23 @@ impl Inner {
             return None;
         }
         let calls = f64::from(counts.calls);
+        // A rate of zero reaches no threshold above zero: the divisions are
+        // made only when there is something to divide (a window of
+        // successes, the common case, makes none).
         if let Some(threshold) = self.config.failure_rate {
-            let rate = f64::from(counts.failures) / calls;
-            if rate >= threshold {
-                return Some(TransitionReason::FailureRate(rate));
+            if counts.failures > 0 || threshold <= 0.0 {
+                let rate = f64::from(counts.failures) / calls;
+                if rate >= threshold {
+                    return Some(TransitionReason::FailureRate(rate));
+                }
             }
         }
         if let Some((_, threshold)) = self.config.slow_call {
-            let rate = f64::from(counts.slow) / calls;
-            if rate >= threshold {
-                return Some(TransitionReason::SlowCallRate(rate));
+            if counts.slow > 0 || threshold <= 0.0 {
+                let rate = f64::from(counts.slow) / calls;
+                if rate >= threshold {
+                    return Some(TransitionReason::SlowCallRate(rate));
+                }
             }
         }
         None
@@ -770,24 +869,20 @@ impl Inner {
 }
 
 impl Permit {
-    fn untracked() -> Permit {
-        Permit {
-            breaker: None,
-            epoch: 0,
-            probe: false,
-            start: None,
-        }
-    }
-
     /// Whether this permit is a half-open probe.
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.tag & 1 != 0
+    }
+
+    #[inline]
+    fn epoch(&self) -> u64 {
+        self.tag >> 1
     }
 
     /// The breaker this permit was given by (`None` for a forced-closed
     /// breaker, which tracks nothing).
     pub fn breaker(&self) -> Option<&Breaker> {
-        self.breaker.as_ref()
+        self.breaker.as_deref()
     }
 
     /// Reports how the call ended. Only successes and failures are counted in
@@ -795,8 +890,15 @@ impl Permit {
     /// admitted before the breaker last changed state counts for nothing.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
+        self.finish(outcome);
+    }
+
+    /// [`record`](Self::record) in place, for a permit kept inside a future
+    /// (no move of the permit): records once, then the permit is spent.
+    #[inline]
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
         if let Some(breaker) = self.breaker.take() {
-            breaker.on_outcome(self.epoch, self.probe, outcome, self.start);
+            breaker.on_outcome(self.epoch(), self.is_probe(), outcome, self.start);
         }
     }
 
@@ -804,7 +906,7 @@ impl Permit {
     /// service holding one from `poll_ready` asks for a new one.
     pub(crate) fn is_stale(&self) -> bool {
         match &self.breaker {
-            Some(b) => b.shared.hot.hint.load(Ordering::Relaxed) >> EPOCH_SHIFT != self.epoch,
+            Some(b) => b.shared.hot.hint.load(Ordering::Relaxed) >> EPOCH_SHIFT != self.epoch(),
             None => false,
         }
     }
@@ -813,8 +915,8 @@ impl Permit {
 impl Drop for Permit {
     #[inline]
     fn drop(&mut self) {
-        if self.probe {
-            if let Some(breaker) = self.breaker.take() {
+        if let Some(breaker) = self.breaker.take() {
+            if self.is_probe() {
                 breaker.release_probe();
             }
         }
@@ -824,8 +926,8 @@ impl Drop for Permit {
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("probe", &self.probe)
-            .field("epoch", &self.epoch)
+            .field("probe", &self.is_probe())
+            .field("epoch", &self.epoch())
             .finish()
     }
 }

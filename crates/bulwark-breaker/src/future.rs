@@ -30,7 +30,8 @@ pin_project! {
         Called {
             #[pin]
             fut: F,
-            permit: Option<Permit>,
+            // Spent (holding no handle) once recorded.
+            permit: Permit,
             classifier: C,
             hint: H,
         },
@@ -41,11 +42,12 @@ pin_project! {
 }
 
 impl<F, C, H> ResponseFuture<F, C, H> {
+    #[inline]
     pub(crate) fn called(fut: F, permit: Permit, classifier: C, hint: H) -> Self {
         ResponseFuture {
             state: State::Called {
                 fut,
-                permit: Some(permit),
+                permit,
                 classifier,
                 hint,
             },
@@ -68,6 +70,7 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Called {
@@ -77,22 +80,20 @@ where
                 hint,
             } => {
                 let result = ready!(fut.poll(cx)).map_err(Into::into);
-                if let Some(permit) = permit.take() {
-                    let outcome = classifier.classify(&result);
-                    let hold = match outcome {
-                        Outcome::Failure => hint.open_hint(&result),
-                        _ => None,
-                    };
-                    match hold {
-                        None => permit.record(outcome),
-                        Some(at_least) => {
-                            // Record first (it may open the breaker), then
-                            // hold it open as long as the upstream asked.
-                            let breaker = permit.breaker().cloned();
-                            permit.record(outcome);
-                            if let Some(breaker) = breaker {
-                                breaker.hold_open_for(at_least);
-                            }
+                let outcome = classifier.classify(&result);
+                let hold = match outcome {
+                    Outcome::Failure => hint.open_hint(&result),
+                    _ => None,
+                };
+                match hold {
+                    None => permit.finish(outcome),
+                    Some(at_least) => {
+                        // Record first (it may open the breaker), then
+                        // hold it open as long as the upstream asked.
+                        let breaker = permit.breaker().cloned();
+                        permit.finish(outcome);
+                        if let Some(breaker) = breaker {
+                            breaker.hold_open_for(at_least);
                         }
                     }
                 }

@@ -1,12 +1,13 @@
 //! The tower service.
 
-use crate::breaker::{Permit, Refusal};
+use crate::breaker::{Handle, Permit, Refusal, Ticket};
 use crate::future::ResponseFuture;
 use crate::hint::OpenHint;
 use crate::Breaker;
 use bulwark_core::classify::{Classify, DefaultClassifier};
 use bulwark_core::BoxError;
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
@@ -28,7 +29,61 @@ pub struct CircuitBreaker<S, C = DefaultClassifier, H = ()> {
     breaker: Breaker,
     classifier: C,
     hint: H,
-    admission: Option<Result<Permit, Refusal>>,
+    admission: Admission,
+    local: Local,
+}
+
+/// After this many calls, a service records through a handle of its own.
+const LOCAL_AFTER: u32 = 16;
+
+/// A service's own handle on the breaker, made once it has served
+/// [`LOCAL_AFTER`] calls: its calls' futures then count references on it,
+/// not on the breaker every clone shares, so that clones used from several
+/// threads write no common cache line per call. A service cloned for every
+/// request (as axum does) never makes one. Freed with the service and its
+/// calls' futures; a clone starts without one.
+#[derive(Default)]
+struct Local {
+    calls: u32,
+    handle: Option<Arc<Breaker>>,
+}
+
+impl Local {
+    #[inline]
+    fn handle(&mut self, breaker: &Breaker) -> Handle {
+        if let Some(handle) = &self.handle {
+            return Handle::Local(handle.clone());
+        }
+        self.calls += 1;
+        if self.calls < LOCAL_AFTER {
+            return Handle::Shared(breaker.clone());
+        }
+        Handle::Local(self.handle.insert(Arc::new(breaker.clone())).clone())
+    }
+}
+
+/// What `poll_ready` decided, kept for `call`.
+enum Admission {
+    /// Nothing decided (a fresh clone, or after `call`).
+    Idle,
+    /// Admitted: the ticket, without a handle on the breaker (the service
+    /// has one; the call's future takes its own).
+    Admitted(Ticket),
+    /// A half-open probe: a permit, which gives its slot back if dropped.
+    Probe(Permit),
+    /// Refused: reported (counted, an event) in `call`.
+    Refused(Refusal),
+}
+
+impl Admission {
+    #[inline]
+    fn of(breaker: &Breaker, decision: Result<Ticket, Refusal>) -> Admission {
+        match decision {
+            Ok(ticket) if ticket.is_probe() => Admission::Probe(breaker.permit(ticket)),
+            Ok(ticket) => Admission::Admitted(ticket),
+            Err(refusal) => Admission::Refused(refusal),
+        }
+    }
 }
 
 impl<S> CircuitBreaker<S> {
@@ -46,7 +101,8 @@ impl<S, C> CircuitBreaker<S, C> {
             breaker,
             classifier,
             hint: (),
-            admission: None,
+            admission: Admission::Idle,
+            local: Local::default(),
         }
     }
 }
@@ -61,6 +117,7 @@ impl<S, C, H> CircuitBreaker<S, C, H> {
             classifier: self.classifier,
             hint,
             admission: self.admission,
+            local: self.local,
         }
     }
 
@@ -101,9 +158,19 @@ where
         // A decision from an earlier state is made again: a refusal (the
         // breaker may admit a probe by now), or an admission from before the
         // breaker changed state while we waited for the inner service.
-        let admitted = matches!(&self.admission, Some(Ok(permit)) if !permit.is_stale());
-        if !admitted && self.admission.insert(self.breaker.admit()).is_err() {
-            return Poll::Ready(Ok(()));
+        let admitted = match &self.admission {
+            Admission::Admitted(ticket) => !self.breaker.is_stale(ticket),
+            Admission::Probe(permit) => !permit.is_stale(),
+            Admission::Idle | Admission::Refused(_) => false,
+        };
+        if !admitted {
+            // Decided before the old admission is dropped, as a probe it
+            // held still counts until then.
+            let decision = Admission::of(&self.breaker, self.breaker.admit_ticket());
+            self.admission = decision;
+            if let Admission::Refused(_) = self.admission {
+                return Poll::Ready(Ok(()));
+            }
         }
         match self.inner.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
@@ -111,7 +178,12 @@ where
             Poll::Ready(Err(e)) => {
                 // The inner service is broken: that is a failure too.
                 let result: Result<S::Response, BoxError> = Err(e.into());
-                if let Some(Ok(permit)) = self.admission.take() {
+                let permit = match std::mem::replace(&mut self.admission, Admission::Idle) {
+                    Admission::Admitted(ticket) => Some(self.breaker.permit(ticket)),
+                    Admission::Probe(permit) => Some(permit),
+                    Admission::Idle | Admission::Refused(_) => None,
+                };
+                if let Some(permit) = permit {
                     permit.record(self.classifier.classify(&result));
                 }
                 Poll::Ready(result.map(|_| ()))
@@ -121,20 +193,27 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
-        // Without `poll_ready` first (a caller's bug), decide now.
-        let admission = self
-            .admission
-            .take()
-            .unwrap_or_else(|| self.breaker.admit());
-        match admission {
-            Ok(permit) => ResponseFuture::called(
-                self.inner.call(req),
-                permit,
-                self.classifier.clone(),
-                self.hint.clone(),
-            ),
-            Err(refusal) => ResponseFuture::rejected(self.breaker.reject(refusal)),
-        }
+        let permit = match std::mem::replace(&mut self.admission, Admission::Idle) {
+            Admission::Admitted(ticket) => {
+                let (breaker, local) = (&self.breaker, &mut self.local);
+                breaker.permit_with(ticket, || local.handle(breaker))
+            }
+            Admission::Probe(permit) => permit,
+            Admission::Refused(refusal) => {
+                return ResponseFuture::rejected(self.breaker.reject(refusal))
+            }
+            // Without `poll_ready` first (a caller's bug), decide now.
+            Admission::Idle => match self.breaker.admit() {
+                Ok(permit) => permit,
+                Err(refusal) => return ResponseFuture::rejected(self.breaker.reject(refusal)),
+            },
+        };
+        ResponseFuture::called(
+            self.inner.call(req),
+            permit,
+            self.classifier.clone(),
+            self.hint.clone(),
+        )
     }
 }
 
@@ -145,7 +224,8 @@ impl<S: Clone, C: Clone, H: Clone> Clone for CircuitBreaker<S, C, H> {
             breaker: self.breaker.clone(),
             classifier: self.classifier.clone(),
             hint: self.hint.clone(),
-            admission: None,
+            admission: Admission::Idle,
+            local: Local::default(),
         }
     }
 }
@@ -155,7 +235,14 @@ impl<S: fmt::Debug, C, H> fmt::Debug for CircuitBreaker<S, C, H> {
         f.debug_struct("CircuitBreaker")
             .field("inner", &self.inner)
             .field("breaker", &self.breaker)
-            .field("admitted", &self.admission.as_ref().map(|a| a.is_ok()))
+            .field(
+                "admitted",
+                &match self.admission {
+                    Admission::Idle => None,
+                    Admission::Admitted(_) | Admission::Probe(_) => Some(true),
+                    Admission::Refused(_) => Some(false),
+                },
+            )
             .finish()
     }
 }

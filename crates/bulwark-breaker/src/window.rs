@@ -92,6 +92,9 @@ pub(crate) struct TimeWindow {
     bucket_nanos: u64,
     /// The absolute index (time / bucket length) of the newest bucket.
     head: u64,
+    /// When the bucket after `head` starts (saturating): before then a call
+    /// falls in the newest bucket, found without a division.
+    next_at: u64,
     counts: Counts,
 }
 
@@ -99,11 +102,13 @@ impl TimeWindow {
     pub(crate) fn new(length: Duration, buckets: u32) -> Self {
         let buckets = buckets.max(1);
         let nanos = u64::try_from(length.as_nanos()).unwrap_or(u64::MAX);
+        let bucket_nanos = (nanos / u64::from(buckets)).max(1);
         TimeWindow {
             buckets: Box::default(),
             len: buckets,
-            bucket_nanos: (nanos / u64::from(buckets)).max(1),
+            bucket_nanos,
             head: 0,
+            next_at: bucket_nanos,
             counts: Counts::default(),
         }
     }
@@ -113,10 +118,15 @@ impl TimeWindow {
     /// however long the gap.
     #[inline]
     pub(crate) fn advance(&mut self, now: u64) {
+        if now < self.next_at {
+            // Still in the newest bucket.
+            return;
+        }
         let epoch = now / self.bucket_nanos;
         if epoch <= self.head {
             return;
         }
+        self.next_at = (epoch + 1).saturating_mul(self.bucket_nanos);
         if self.buckets.is_empty() {
             // Nothing recorded yet: nothing to drop.
             self.head = epoch;

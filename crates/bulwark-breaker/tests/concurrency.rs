@@ -140,3 +140,40 @@ async fn closed_breaker_counts_every_call_from_every_thread() {
         (State::Closed, 40_000, 0)
     );
 }
+
+/// A breaker nobody holds any more is freed, even after calls were made
+/// through it: the call's future holds the breaker only until it is dropped
+/// (breakers are made and dropped at run time by keyed sets and reloads).
+/// The breaker's listener owns a marker; its count says when the breaker's
+/// shared state is gone.
+#[tokio::test(flavor = "current_thread")]
+async fn a_dropped_breaker_is_freed() {
+    let marker = Arc::new(());
+    let held = marker.clone();
+    let breaker = Breaker::builder()
+        .count_window(100)
+        .on_event(move |_: &bulwark_breaker::BreakerEvent| {
+            let _ = &held;
+        })
+        .build()
+        .unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(breaker.clone()))
+        .service_fn(|pending: bool| async move {
+            if pending {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, BoxError>(())
+        });
+    for _ in 0..100 {
+        svc.ready().await.unwrap().call(false).await.unwrap();
+    }
+    // A call still in flight keeps the breaker alive...
+    let in_flight = svc.ready().await.unwrap().call(true);
+    drop(svc);
+    drop(breaker);
+    assert_eq!(Arc::strong_count(&marker), 2);
+    // ...and frees it when it is dropped.
+    drop(in_flight);
+    assert_eq!(Arc::strong_count(&marker), 1);
+}

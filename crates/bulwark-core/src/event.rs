@@ -56,9 +56,11 @@ where
 /// The listeners registered for one kind of event.
 ///
 /// Cheap to clone (one `Arc`); fixed once the layer is built. Empty by
-/// default.
+/// default. One pointer wide (a thin `Arc`), since response futures that
+/// may emit an event carry it.
 pub struct Listeners<E> {
-    list: Option<Arc<[Arc<dyn Listener<E>>]>>,
+    #[allow(clippy::redundant_allocation)]
+    list: Option<Arc<Vec<Arc<dyn Listener<E>>>>>,
 }
 
 impl<E: 'static> Listeners<E> {
@@ -80,7 +82,7 @@ impl<E: 'static> Listeners<E> {
             None => Vec::with_capacity(1),
         };
         list.push(listener);
-        self.list = Some(list.into());
+        self.list = Some(Arc::new(list));
     }
 
     /// Whether no listener is registered.

@@ -5,7 +5,7 @@ use crate::error::RetryRejected;
 use crate::event::GiveUpReason;
 use crate::policy::{Pushback, RetryIf};
 use crate::replay::Replay;
-use crate::service::{CallState, Shared};
+use crate::service::{CallState, Local};
 use bulwark_core::backoff::Delays;
 use bulwark_core::clock::Instant;
 use bulwark_core::{BoxError, Classify, Outcome};
@@ -29,24 +29,44 @@ pin_project! {
     /// its time comes (the budget is empty, the deadline is too close), that
     /// result is returned. The budget is drawn on only when the retry is
     /// sent: dropping the future before then costs the budget nothing.
+    ///
+    /// What only a retry needs (its timer, the service clone it is sent
+    /// with, the kept result) is boxed and made when the first retry is
+    /// scheduled: a call answered at the first attempt carries none of it.
     pub struct ResponseFuture<S, Req, C, P, R, D, I>
     where
         S: Service<Req>,
     {
+        // The attempt in flight; `None` while a retry waits.
         #[pin]
-        state: State<S::Future>,
-        service: S,
+        future: Option<S::Future>,
+        // The state of the retries, once one was scheduled.
+        retrying: Option<Pin<Box<Retrying<S, S::Response>>>>,
         // The copy of the request for the next attempt.
         request: Option<Req>,
-        shared: Arc<Shared<C, P, R, D, I>>,
+        shared: Arc<Local<S, C, P, R, D, I>>,
         attempts: u32,
         // Whether the retry predicate lets this request be retried.
         retryable: bool,
-        delays: Option<Delays>,
         deadline: Option<Instant>,
+    }
+}
+
+pin_project! {
+    /// What a call that retries carries besides its attempt.
+    struct Retrying<S, Res> {
+        // Waiting out the delay before the next attempt (`waiting`), or,
+        // while waiting for the service to be ready, the limit that fires
+        // when the deadline leaves no time to start it.
+        #[pin]
+        timer: Option<Sleep>,
+        waiting: bool,
+        // The clone of the inner service retries are sent with.
+        service: Option<S>,
+        delays: Option<Delays>,
         // The last result that came from the upstream (not a local
         // rejection), kept while the next attempt is prepared and made.
-        last: Option<Result<S::Response, BoxError>>,
+        last: Option<Result<Res, BoxError>>,
         // A local rejection that came after `last` (when rejections are
         // retried).
         rejected: Option<BoxError>,
@@ -55,43 +75,26 @@ pin_project! {
     }
 }
 
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        // An attempt is in flight.
-        Called { #[pin] future: F },
-        // Waiting out the delay before the next attempt.
-        Waiting { #[pin] sleep: Sleep },
-        // Waiting for the service to be ready for the next attempt; `limit`
-        // fires when the deadline leaves no time to start it.
-        Ready { #[pin] limit: Option<Sleep> },
-    }
-}
-
 impl<S, Req, C, P, R, D, I> ResponseFuture<S, Req, C, P, R, D, I>
 where
     S: Service<Req>,
 {
+    #[inline]
     pub(crate) fn new(
         future: S::Future,
-        service: S,
         request: Option<Req>,
         retryable: bool,
-        shared: Arc<Shared<C, P, R, D, I>>,
+        shared: Arc<Local<S, C, P, R, D, I>>,
         deadline: Option<Instant>,
     ) -> Self {
         ResponseFuture {
-            state: State::Called { future },
-            service,
+            future: Some(future),
+            retrying: None,
             request,
             shared,
             attempts: 1,
             retryable,
-            delays: None,
             deadline,
-            last: None,
-            rejected: None,
-            last_outcome: Outcome::Success,
         }
     }
 }
@@ -116,7 +119,7 @@ fn conclude<Res>(
 
 impl<S, Req, C, P, R, D, I> Future for ResponseFuture<S, Req, C, P, R, D, I>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     C: Classify<S::Response>,
     P: Pushback<S::Response>,
@@ -125,108 +128,148 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
-                StateProj::Called { future } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
-                    let shared = &**this.shared;
-                    let outcome = shared.classifier.classify(&result);
-                    shared.budget.record(outcome);
-                    let call = CallState {
-                        attempts: *this.attempts,
-                        copy: this.request.as_ref(),
-                        retryable: *this.retryable,
-                        delays: this.delays,
-                        deadline: *this.deadline,
-                    };
-                    let Some(delay) = shared.decide(&result, outcome, call) else {
-                        let attempts = *this.attempts;
-                        return Poll::Ready(conclude(result, outcome, this.last.take(), attempts));
-                    };
-                    *this.last_outcome = outcome;
-                    match result {
-                        Err(rejection) if outcome == Outcome::Rejected => {
-                            *this.rejected = Some(rejection);
-                        }
-                        result => {
-                            *this.last = Some(result);
-                            *this.rejected = None;
-                        }
+            if let Some(future) = this.future.as_mut().as_pin_mut() {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                this.future.set(None);
+                let shared = &***this.shared;
+                let outcome = shared.classifier.classify(&result);
+                shared.budget.record(outcome);
+                let mut delays = this
+                    .retrying
+                    .as_mut()
+                    .and_then(|r| r.as_mut().project().delays.take());
+                let call = CallState {
+                    attempts: *this.attempts,
+                    copy: this.request.as_ref(),
+                    retryable: *this.retryable,
+                    delays: &mut delays,
+                    deadline: *this.deadline,
+                };
+                let Some(delay) = shared.decide(&result, outcome, call) else {
+                    let attempts = *this.attempts;
+                    let last = this
+                        .retrying
+                        .as_mut()
+                        .and_then(|r| r.as_mut().project().last.take());
+                    return Poll::Ready(conclude(result, outcome, last, attempts));
+                };
+                let retrying = this.retrying.get_or_insert_with(|| {
+                    Box::pin(Retrying {
+                        timer: None,
+                        waiting: false,
+                        service: None,
+                        delays: None,
+                        last: None,
+                        rejected: None,
+                        last_outcome: outcome,
+                    })
+                });
+                let mut r = retrying.as_mut().project();
+                *r.delays = delays;
+                *r.last_outcome = outcome;
+                match result {
+                    Err(rejection) if outcome == Outcome::Rejected => {
+                        *r.rejected = Some(rejection);
                     }
-                    if delay.is_zero() {
-                        this.state.set(State::Ready { limit: None });
-                    } else {
-                        this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(delay),
-                        });
+                    result => {
+                        *r.last = Some(result);
+                        *r.rejected = None;
                     }
                 }
-                StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
-                    this.state.set(State::Ready { limit: None });
-                }
-                StateProj::Ready { mut limit } => {
-                    let shared = &**this.shared;
-                    // Readiness is polled again before every attempt, but not
-                    // waited for past the last moment an attempt may start.
-                    let mut reason = None;
-                    match this.service.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-                        Poll::Pending => {
-                            let Some(deadline) = *this.deadline else {
-                                return Poll::Pending;
-                            };
-                            if limit.is_none() {
-                                let start_by = deadline
-                                    .checked_sub(shared.config.min_time_left)
-                                    .unwrap_or(deadline);
-                                limit.set(Some(tokio::time::sleep_until(start_by)));
-                            }
-                            let fired = limit.as_pin_mut().is_some_and(|s| s.poll(cx).is_ready());
-                            if !fired {
-                                return Poll::Pending;
-                            }
-                            reason = Some(GiveUpReason::Deadline);
-                        }
-                    }
-                    if reason.is_none() {
-                        reason = match *this.deadline {
-                            Some(deadline) if !shared.in_time(Duration::ZERO, deadline) => {
-                                Some(GiveUpReason::Deadline)
-                            }
-                            // The retry is paid for now that it is sent.
-                            _ if !shared.budget.withdraw() => Some(GiveUpReason::BudgetExhausted),
-                            _ => None,
-                        };
-                    }
-                    let request = match (reason, this.request.take()) {
-                        (None, Some(request)) => request,
-                        (reason, _) => {
-                            let reason = reason.unwrap_or(GiveUpReason::NotReplayable);
-                            let attempts = *this.attempts;
-                            shared.gave_up(attempts, *this.last_outcome, reason);
-                            return Poll::Ready(match (this.rejected.take(), this.last.take()) {
-                                (Some(rejection), last) => {
-                                    conclude(Err(rejection), Outcome::Rejected, last, attempts)
-                                }
-                                (None, Some(result)) => result,
-                                // Unreachable: a retry is scheduled only
-                                // after a result was kept.
-                                (None, None) => Err("retry ended without a result".into()),
-                            });
-                        }
-                    };
-                    *this.attempts += 1;
-                    if *this.attempts < shared.config.max_attempts {
-                        *this.request = shared.replay.replay(&request);
-                    }
-                    let future = this.service.call(request);
-                    this.state.set(State::Called { future });
+                if delay.is_zero() {
+                    *r.waiting = false;
+                    r.timer.set(None);
+                } else {
+                    *r.waiting = true;
+                    r.timer.set(Some(tokio::time::sleep(delay)));
                 }
             }
+            // A retry waits: for its delay, then for the service.
+            let shared = &***this.shared;
+            let Some(retrying) = this.retrying.as_mut() else {
+                return Poll::Ready(Err("retry future polled after completion".into()));
+            };
+            let mut r = retrying.as_mut().project();
+            if *r.waiting {
+                if let Some(sleep) = r.timer.as_mut().as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                }
+                *r.waiting = false;
+                r.timer.set(None);
+            }
+            // Readiness is polled again before every attempt, but not
+            // waited for past the last moment an attempt may start.
+            let mut reason = None;
+            let service = match r.service {
+                Some(service) => service,
+                None => match this.shared.attempt_service() {
+                    Some(service) => r.service.insert(service),
+                    None => return Poll::Ready(Err("retry without a service to send it".into())),
+                },
+            };
+            match service.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {
+                    let Some(deadline) = *this.deadline else {
+                        return Poll::Pending;
+                    };
+                    if r.timer.is_none() {
+                        let start_by = deadline
+                            .checked_sub(shared.config.min_time_left)
+                            .unwrap_or(deadline);
+                        r.timer.set(Some(tokio::time::sleep_until(start_by)));
+                    }
+                    let fired = r
+                        .timer
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|s| s.poll(cx).is_ready());
+                    if !fired {
+                        return Poll::Pending;
+                    }
+                    reason = Some(GiveUpReason::Deadline);
+                }
+            }
+            if reason.is_none() {
+                reason = match *this.deadline {
+                    Some(deadline) if !shared.in_time(Duration::ZERO, deadline) => {
+                        Some(GiveUpReason::Deadline)
+                    }
+                    // The retry is paid for now that it is sent.
+                    _ if !shared.budget.withdraw() => Some(GiveUpReason::BudgetExhausted),
+                    _ => None,
+                };
+            }
+            let request = match (reason, this.request.take()) {
+                (None, Some(request)) => request,
+                (reason, _) => {
+                    let reason = reason.unwrap_or(GiveUpReason::NotReplayable);
+                    let attempts = *this.attempts;
+                    shared.gave_up(attempts, *r.last_outcome, reason);
+                    return Poll::Ready(match (r.rejected.take(), r.last.take()) {
+                        (Some(rejection), last) => {
+                            conclude(Err(rejection), Outcome::Rejected, last, attempts)
+                        }
+                        (None, Some(result)) => result,
+                        // Unreachable: a retry is scheduled only
+                        // after a result was kept.
+                        (None, None) => Err("retry ended without a result".into()),
+                    });
+                }
+            };
+            *this.attempts += 1;
+            if *this.attempts < shared.config.max_attempts {
+                *this.request = shared.replay.replay(&request);
+            }
+            // The timer of this wait is done with; the next wait sets its own.
+            r.timer.set(None);
+            let future = service.call(request);
+            this.future.set(Some(future));
         }
     }
 }
@@ -236,10 +279,10 @@ where
     S: Service<Req>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.state {
-            State::Called { .. } => "called",
-            State::Waiting { .. } => "waiting",
-            State::Ready { .. } => "ready",
+        let state = match (&self.future, &self.retrying) {
+            (Some(_), _) => "called",
+            (None, Some(r)) if r.waiting => "waiting",
+            (None, _) => "ready",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

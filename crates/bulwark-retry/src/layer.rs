@@ -11,7 +11,6 @@ use bulwark_core::event::{Listener, Listeners};
 use bulwark_core::DefaultClassifier;
 use parking_lot::Mutex;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
@@ -477,10 +476,10 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
 }
 
 impl<C: Clone, P: Clone, R: Clone, D: Clone, I: Clone> RetryLayer<C, P, R, D, I> {
-    pub(crate) fn shared(&self) -> Arc<Shared<C, P, R, D, I>> {
+    pub(crate) fn shared(&self) -> Shared<C, P, R, D, I> {
         let mut config = self.config;
         config.max_attempts = config.max_attempts.max(1);
-        Arc::new(Shared {
+        Shared {
             config,
             classifier: self.classifier.clone(),
             pushback: self.pushback.clone(),
@@ -490,7 +489,7 @@ impl<C: Clone, P: Clone, R: Clone, D: Clone, I: Clone> RetryLayer<C, P, R, D, I>
             budget: self.budget.clone(),
             random: self.config.seed.map(|s| Mutex::new(Random::seeded(s))),
             listeners: self.listeners.clone(),
-        })
+        }
     }
 }
 

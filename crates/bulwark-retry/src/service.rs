@@ -12,7 +12,8 @@ use bulwark_core::event::Listeners;
 use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
 use parking_lot::Mutex;
 use std::fmt;
-use std::sync::Arc;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower_service::Service;
@@ -29,6 +30,35 @@ pub(crate) struct Shared<C, P, R, D, I> {
     /// The seeded root of every call's jitter, when seeded.
     pub(crate) random: Option<Mutex<Random>>,
     pub(crate) listeners: Listeners<RetryEvent>,
+}
+
+/// What one [`Retry`] service and its clones share: the layer's settings,
+/// and the inner service that retries are made with.
+///
+/// Every call's future holds this (one reference count); it does not own a
+/// clone of the inner service: a retry, the rare case, clones one from the
+/// template kept here (a clone of the inner service, made on the first call
+/// that may be retried).
+pub(crate) struct Local<S, C, P, R, D, I> {
+    pub(crate) shared: Shared<C, P, R, D, I>,
+    template: OnceLock<Mutex<S>>,
+}
+
+impl<S, C, P, R, D, I> Deref for Local<S, C, P, R, D, I> {
+    type Target = Shared<C, P, R, D, I>;
+
+    #[inline]
+    fn deref(&self) -> &Self::Target {
+        &self.shared
+    }
+}
+
+impl<S: Clone, C, P, R, D, I> Local<S, C, P, R, D, I> {
+    /// A fresh clone of the inner service for a retry (`None` only if no
+    /// call that may be retried was made, which cannot schedule a retry).
+    pub(crate) fn attempt_service(&self) -> Option<S> {
+        self.template.get().map(|t| t.lock().clone())
+    }
 }
 
 /// Everything the decision after one attempt needs to know about the call.
@@ -173,11 +203,12 @@ impl<C, P, R, D, I> Shared<C, P, R, D, I> {
 ///
 /// Clones share the layer's budget, classifier and hooks; each clone polls
 /// its own inner service for readiness. The inner service must be `Clone`:
-/// every call's future owns a clone, which it makes ready again before every
-/// retry.
+/// the first attempt is made with this service's own (ready) inner service;
+/// a retry is made with a clone of it, which the call's future makes ready
+/// before every retry.
 pub struct Retry<S, C = DefaultClassifier, P = (), R = CloneReplay, D = (), I = ()> {
     inner: S,
-    shared: Arc<Shared<C, P, R, D, I>>,
+    shared: Arc<Local<S, C, P, R, D, I>>,
 }
 
 impl<S> Retry<S> {
@@ -188,8 +219,14 @@ impl<S> Retry<S> {
 }
 
 impl<S, C, P, R, D, I> Retry<S, C, P, R, D, I> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared<C, P, R, D, I>>) -> Self {
-        Retry { inner, shared }
+    pub(crate) fn from_shared(inner: S, shared: Shared<C, P, R, D, I>) -> Self {
+        Retry {
+            inner,
+            shared: Arc::new(Local {
+                shared,
+                template: OnceLock::new(),
+            }),
+        }
     }
 
     /// The inner service.
@@ -232,12 +269,10 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        // The ready service makes this attempt and goes into the future,
-        // which makes it ready again before any retry; this service keeps a
-        // fresh clone that must be polled ready before its next call.
-        let clone = self.inner.clone();
-        let mut service = std::mem::replace(&mut self.inner, clone);
+        // The ready inner service makes the first attempt; it must be
+        // polled ready again before this service's next call, as any.
         let shared = &self.shared;
         let may_retry = shared.config.max_attempts > 1;
         // Asked before any copy is made, so a request that may not be
@@ -248,21 +283,20 @@ where
         } else {
             None
         };
-        // Only a call that can retry needs its deadline (and a clock read).
+        // Only a call that can retry needs its deadline (and a clock read),
+        // and the template its retries are cloned from.
         let deadline = match copy {
-            Some(_) => shared.call_deadline(&request),
+            Some(_) => {
+                shared
+                    .template
+                    .get_or_init(|| Mutex::new(self.inner.clone()));
+                shared.call_deadline(&request)
+            }
             None => None,
         };
         shared.budget.deposit();
-        let future = service.call(request);
-        ResponseFuture::new(
-            future,
-            service,
-            copy,
-            retryable,
-            self.shared.clone(),
-            deadline,
-        )
+        let future = self.inner.call(request);
+        ResponseFuture::new(future, copy, retryable, self.shared.clone(), deadline)
     }
 }
 

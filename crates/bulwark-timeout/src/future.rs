@@ -20,12 +20,11 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         response: Inner<F>,
-        // The timer is registered on the first poll that finds the response
-        // not ready: a response ready at once never pays for a timer.
+        // The limit, its deadline (counted from `call`) and, once a poll
+        // found the response not ready, the timer registered for it: a
+        // response ready at once never pays for a timer.
         #[pin]
-        sleep: Option<Sleep>,
-        // The limit and the deadline it gives, counted from `call`.
-        limit: Option<(Duration, Instant)>,
+        timer: Timer,
         listeners: Listeners<TimeoutEvent>,
     }
 }
@@ -44,17 +43,35 @@ pin_project! {
     }
 }
 
+pin_project! {
+    #[project = TimerProj]
+    #[derive(Debug)]
+    enum Timer {
+        // No limit for this request.
+        Unlimited,
+        // The limit (in nanoseconds, saturating: a limit past 584 years
+        // never fires, so is never reported) and its deadline; no timer
+        // registered yet.
+        Armed { limit: u64, deadline: Instant },
+        // The timer, registered (its deadline is the limit's).
+        Running { limit: u64, #[pin] sleep: Sleep },
+    }
+}
+
 impl<F> ResponseFuture<F> {
     #[inline]
     pub(crate) fn limited(future: F, limit: Duration, listeners: Listeners<TimeoutEvent>) -> Self {
         ResponseFuture {
             response: Inner::Response { future },
-            sleep: None,
             // A limit too long for a deadline to be represented (say
             // `Duration::MAX`) never fires: the request is unlimited.
-            limit: Instant::now()
-                .checked_add(limit)
-                .map(|deadline| (limit, deadline)),
+            timer: match Instant::now().checked_add(limit) {
+                Some(deadline) => Timer::Armed {
+                    limit: bulwark_core::clock::duration_nanos(limit),
+                    deadline,
+                },
+                None => Timer::Unlimited,
+            },
             listeners,
         }
     }
@@ -63,8 +80,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn unlimited(future: F) -> Self {
         ResponseFuture {
             response: Inner::Response { future },
-            sleep: None,
-            limit: None,
+            timer: Timer::Unlimited,
             listeners: Listeners::new(),
         }
     }
@@ -72,8 +88,7 @@ impl<F> ResponseFuture<F> {
     pub(crate) fn failed(error: Elapsed) -> Self {
         ResponseFuture {
             response: Inner::Failed { error: Some(error) },
-            sleep: None,
-            limit: None,
+            timer: Timer::Unlimited,
             listeners: Listeners::new(),
         }
     }
@@ -102,21 +117,31 @@ where
                 return Poll::Ready(Err(Box::new(error)));
             }
         }
-        let Some((limit, deadline)) = *this.limit else {
+        let limit = match this.timer.as_mut().project() {
+            TimerProj::Unlimited => return Poll::Pending,
+            TimerProj::Armed { limit, deadline } => {
+                let (limit, deadline) = (*limit, *deadline);
+                this.timer.set(Timer::Running {
+                    limit,
+                    sleep: tokio::time::sleep_until(deadline),
+                });
+                limit
+            }
+            TimerProj::Running { limit, .. } => *limit,
+        };
+        let TimerProj::Running { sleep, .. } = this.timer.project() else {
             return Poll::Pending;
         };
-        if this.sleep.is_none() {
-            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
-        }
-        match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-            Some(Poll::Ready(())) => {
+        match sleep.poll(cx) {
+            Poll::Ready(()) => {
+                let limit = Duration::from_nanos(limit);
                 let elapsed = Elapsed::new(Limit::Request, limit);
                 tracing::debug!(limit = ?limit, "request timed out");
                 this.listeners
                     .emit(|| TimeoutEvent::Elapsed(elapsed.clone()));
                 Poll::Ready(Err(Box::new(elapsed)))
             }
-            _ => Poll::Pending,
+            Poll::Pending => Poll::Pending,
         }
     }
 }
