@@ -19,6 +19,7 @@
 //! | `fallback` | [`fallback`]  | values, closures, backup services, stale-if-error     |
 //! | `stack`    | [`stack`]     | the recommended client stack for any service, in the order that works |
 //! | `throttle` | [`throttle`]  | client-side adaptive throttling from the accept rate  |
+//! | `ratelimit` | [`ratelimit`] | rate limits (GCRA), global or keyed, failing fast with when to retry |
 //!
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
@@ -124,6 +125,10 @@ pub use bulwark_sim as sim;
 #[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
 pub use bulwark_throttle as throttle;
 
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+pub use bulwark_ratelimit as ratelimit;
+
 mod builder;
 
 pub use builder::ServiceBuilderExt;
@@ -133,7 +138,7 @@ pub mod prelude {
     pub use crate::builder::ServiceBuilderExt;
     pub use bulwark_core::backoff::{Backoff, Jitter};
     pub use bulwark_core::error::{
-        find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally,
+        find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
     };
     pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
 
@@ -143,6 +148,8 @@ pub mod prelude {
     pub use bulwark_bulkhead::BulkheadLayer;
     #[cfg(feature = "fallback")]
     pub use bulwark_fallback::FallbackLayer;
+    #[cfg(feature = "ratelimit")]
+    pub use bulwark_ratelimit::{RateLimitLayer, RateLimiter};
     #[cfg(feature = "retry")]
     pub use bulwark_retry::{HedgeLayer, RetryBudget, RetryLayer};
     #[cfg(feature = "throttle")]
