@@ -8,7 +8,7 @@ use bulwark_core::error::{ConfigError, RateLimited};
 use bulwark_core::event::{Listener, Listeners};
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::Quota;
 use std::fmt;
@@ -309,7 +309,7 @@ impl RateLimiterBuilder {
             inner: Arc::new(Keyed {
                 limiter: governor::RateLimiter::new(
                     rate.quota(),
-                    DashMapStateStore::default(),
+                    HashMapStateStore::default(),
                     TokioClock::new(),
                 ),
                 rate,
@@ -449,7 +449,7 @@ impl fmt::Debug for RateLimiter {
 }
 
 /// One rate limit per key (per user, per tenant, per host): GCRA on tokio's
-/// clock, the keys in a concurrent map bounded by
+/// clock, the keys in a map (one short lock per call) bounded by
 /// [`max_keys`](RateLimiterBuilder::max_keys).
 ///
 /// ```
@@ -470,7 +470,7 @@ pub struct KeyedRateLimiter<K: Hash + Eq + Clone> {
 }
 
 struct Keyed<K: Hash + Eq + Clone> {
-    limiter: governor::RateLimiter<K, DashMapStateStore<K>, TokioClock, NoOpMiddleware<Duration>>,
+    limiter: governor::RateLimiter<K, HashMapStateStore<K>, TokioClock, NoOpMiddleware<Duration>>,
     rate: Rate,
     name: Option<Arc<str>>,
     listeners: Listeners<RateLimitEvent>,

@@ -30,7 +30,8 @@
 //! `config` (TOML files and `BULWARK_` environment variables), as the
 //! `observe` and `config` modules; `sim`, the virtual-time fault simulator
 //! that shows what a stack does while its upstream fails, and a chaos layer
-//! for game days.
+//! for game days; `fleet`, rate limits and breakers shared by every
+//! instance of a service through Redis.
 //!
 //! # Quick start
 //!
@@ -128,6 +129,10 @@ pub use bulwark_throttle as throttle;
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
 pub use bulwark_ratelimit as ratelimit;
+
+#[cfg(feature = "fleet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+pub use bulwark_fleet as fleet;
 
 mod builder;
 
