@@ -27,6 +27,29 @@ pub enum FleetEvent {
         /// The layer's key.
         layer: Arc<str>,
     },
+    /// The fleet's breaker tripped (seen by this instance at its sync).
+    BreakerOpened {
+        /// The breaker's key (`breaker:NAME`).
+        layer: Arc<str>,
+        /// The trip's generation, the same on every instance.
+        generation: u64,
+        /// How long it stays open from now.
+        open_for: Duration,
+    },
+    /// The fleet's breaker is half-open: one instance probes.
+    BreakerHalfOpen {
+        /// The breaker's key.
+        layer: Arc<str>,
+        /// The generation.
+        generation: u64,
+    },
+    /// The fleet's breaker closed after a successful probe.
+    BreakerClosed {
+        /// The breaker's key.
+        layer: Arc<str>,
+        /// The generation.
+        generation: u64,
+    },
 }
 
 /// Builds a [`Fleet`].
@@ -238,6 +261,10 @@ impl FleetInner {
     /// Redis Cluster slot.
     pub(crate) fn key(&self, kind: &str, name: &str, part: &str) -> String {
         format!("{{{}:{kind}:{name}}}:{part}", self.prefix)
+    }
+
+    pub(crate) fn emit(&self, make: impl FnOnce() -> FleetEvent) {
+        self.listeners.emit(make);
     }
 
     /// Runs one Redis operation within the operation timeout.

@@ -49,8 +49,13 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod breaker;
 mod fleet;
 mod limiter;
 
+pub use breaker::{
+    FleetState, ResponseFuture, ShareBreaker, SharedBreaker, SharedBreakerBuilder,
+    SharedBreakerLayer, SharedBreakerSnapshot,
+};
 pub use fleet::{Fleet, FleetBuilder, FleetEvent};
 pub use limiter::{FleetRateLimiter, FleetRateLimiterBuilder, FleetRateLimiterSnapshot};
