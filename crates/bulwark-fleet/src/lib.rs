@@ -19,6 +19,8 @@
 //!   the instances publish their window counts in batches, the gate opens
 //!   everywhere when the fleet's failure rate crosses its threshold, and
 //!   half-open probes are limited fleet-wide by a short lease.
+//! - [`SharedRetryBudget`]: the fleet's retries stay within their ratio of
+//!   the fleet's requests (one budget, not N).
 //!
 //! ```no_run
 //! use bulwark_fleet::{Fleet, FleetRateLimiter, SharedBreakerLayer};
@@ -50,6 +52,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod breaker;
+mod budget;
 mod fleet;
 mod limiter;
 
@@ -57,5 +60,6 @@ pub use breaker::{
     FleetState, ResponseFuture, ShareBreaker, SharedBreaker, SharedBreakerBuilder,
     SharedBreakerLayer, SharedBreakerSnapshot,
 };
+pub use budget::{SharedRetryBudget, SharedRetryBudgetSnapshot};
 pub use fleet::{Fleet, FleetBuilder, FleetEvent};
 pub use limiter::{FleetRateLimiter, FleetRateLimiterBuilder, FleetRateLimiterSnapshot};
