@@ -60,6 +60,13 @@ impl FleetRateLimiterBuilder {
         self
     }
 
+    /// The most calls the fleet admits at once after a quiet spell (default:
+    /// the limit's permits).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.rate = self.rate.map(|r| r.and_then(|r| r.burst(burst)));
+        self
+    }
+
     /// The fleet's limit as a [`Rate`] (with its burst).
     pub fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(Ok(rate));
