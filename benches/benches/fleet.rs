@@ -14,7 +14,7 @@ use bulwark::fleet::{Fleet, FleetRateLimiter, SharedBreakerLayer};
 use bulwark::ratelimit::{RateLimitLayer, RateLimiter};
 use bulwark_benches::{call_now, keep, Counting, Group, Noop, INSTRUMENTED_SYSTEM};
 use bulwark_breaker::{Breaker, CircuitBreakerLayer};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower::Layer;
 
 #[global_allocator]
@@ -88,14 +88,20 @@ fn main() {
         .lease_ttl(Duration::from_secs(600))
         .build()
         .unwrap();
-    let start = Instant::now();
-    while shared.snapshot().leased < 1_000_000 {
-        if start.elapsed() > Duration::from_secs(10) {
-            println!("SKIPPED: the fleet limiter got no lease from redis in 10 s");
-            let _ = server.kill();
-            return;
+    let leased = rt.block_on(async {
+        let start = tokio::time::Instant::now();
+        while shared.snapshot().leased < 1_000_000 {
+            if start.elapsed() > Duration::from_secs(10) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        true
+    });
+    if !leased {
+        println!("SKIPPED: the fleet limiter got no lease from redis in 10 s");
+        let _ = server.kill();
+        return;
     }
     let mut bare = Noop;
     let mut local_svc = RateLimitLayer::new(local).layer(Noop);
