@@ -76,6 +76,9 @@ if open_ttl < 0 then open_ttl = 0 end
 return {state, open_ttl, gen, calls, fails, probe}
 ";
 
+/// A quiet instance syncs a closed breaker every this many intervals.
+const IDLE_EVERY: u32 = 5;
+
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
 const HALF_OPEN: u8 = 2;
@@ -309,6 +312,9 @@ struct Gate {
 /// refuses calls from its next sync on. When the open time is over, one
 /// instance at a time holds the probe lease and sends one call: its
 /// success closes the fleet (a new generation), its failure opens it again.
+///
+/// An instance with no calls through a closed breaker syncs it only every
+/// fifth interval, so Redis's load follows the breakers in use.
 ///
 /// On the request path the gate reads two atomics; it never waits on
 /// Redis. Without Redis (failed, or slower than the fleet's operation
@@ -616,12 +622,29 @@ where
 async fn sync(fleet: Arc<FleetInner>, g: Arc<Gate>) {
     let script = redis::Script::new(SYNC_SCRIPT);
     let mut fell_back = false;
+    let mut idle = 0u32;
     loop {
         tokio::select! {
             () = tokio::time::sleep(fleet.sync_interval) => {}
             () = g.wake.notified() => {}
         }
+        // An instance with nothing to say about a closed breaker syncs
+        // every IDLE_EVERY intervals only (it learns of a trip within one
+        // interval of its next call): Redis's load follows the breakers
+        // in use, not all the breakers of all the instances.
+        let quiet = g.calls.load(Ordering::Acquire) == 0
+            && g.probe_result.load(Ordering::Acquire) == 0
+            && !g.wants_probe.load(Ordering::Acquire)
+            && g.state.load(Ordering::Acquire) == CLOSED
+            && !g.link.is_degraded();
+        if quiet && idle + 1 < IDLE_EVERY {
+            idle += 1;
+            continue;
+        }
+        idle = 0;
         let calls = g.calls.swap(0, Ordering::AcqRel);
+        // `failures` is read after `calls`: a failure counted in between is
+        // published with the next batch.
         let failures = g.failures.swap(0, Ordering::AcqRel);
         let result = g.probe_result.swap(0, Ordering::AcqRel);
         let want_probe = g.wants_probe.swap(false, Ordering::AcqRel);
