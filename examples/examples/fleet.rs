@@ -25,21 +25,31 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 async fn main() -> Result<(), BoxError> {
     let (url, _server) = redis().await?;
     println!("redis at {url}\n");
-    breaker_opens_everywhere(&url).await?;
+    let fleet = breaker_opens_everywhere(&url).await?;
+    let alone = one_instance_alone().await?;
+    println!(
+        "  detection: the fleet (3 × 50/s) opened {:.2} s after the fault on its first instance, {:.2} s on its last;\n  one instance alone with all 150/s and the same thresholds: {:.2} s.\n  upstream calls during the outage: fleet {}, one instance alone {} (ratio {:.2})\n",
+        fleet.0, fleet.1, alone.0, fleet.2, alone.1, fleet.2 as f64 / alone.1.max(1) as f64
+    );
     rate_limit_accuracy(&url).await?;
     Ok(())
 }
 
-async fn breaker_opens_everywhere(url: &str) -> Result<(), BoxError> {
+/// Returns when the first and the last instance saw the fleet open
+/// (seconds after the fault) and the upstream calls during the outage.
+async fn breaker_opens_everywhere(url: &str) -> Result<(f64, f64, u64), BoxError> {
     println!(
         "== a shared breaker: 3 instances, each 50 calls/s; the upstream fails from 1 s to 3 s"
     );
     let start = Instant::now();
     let down = Arc::new(AtomicBool::new(false));
     let upstream_calls = Arc::new(AtomicU64::new(0));
+    let during_outage = Arc::new(AtomicU64::new(0));
+    let opened: Arc<parking_lot::Mutex<Vec<f64>>> = Arc::default();
     let prefix = format!("example-{}", std::process::id());
     let mut tasks = Vec::new();
     for id in 0..3 {
+        let opened = opened.clone();
         let fleet = Fleet::builder()
             .url(url)
             .prefix(prefix.clone())
@@ -48,9 +58,14 @@ async fn breaker_opens_everywhere(url: &str) -> Result<(), BoxError> {
             .on_event(move |e: &FleetEvent| {
                 let t = start.elapsed().as_secs_f64();
                 match e {
-                    FleetEvent::BreakerOpened { generation, open_for, .. } => println!(
-                        "  t={t:5.2}s  instance-{id}: fleet breaker OPEN   (generation {generation}, for {open_for:?})"
-                    ),
+                    FleetEvent::BreakerOpened { generation, open_for, .. } => {
+                        if *generation == 1 {
+                            opened.lock().push(t - 1.0);
+                        }
+                        println!(
+                            "  t={t:5.2}s  instance-{id}: fleet breaker OPEN   (generation {generation}, for {open_for:?})"
+                        )
+                    }
                     FleetEvent::BreakerHalfOpen { generation, .. } => println!(
                         "  t={t:5.2}s  instance-{id}: fleet breaker half-open (generation {generation})"
                     ),
@@ -78,12 +93,16 @@ async fn breaker_opens_everywhere(url: &str) -> Result<(), BoxError> {
             .build()?;
         let down = down.clone();
         let calls = upstream_calls.clone();
+        let outage = during_outage.clone();
         let mut svc = ServiceBuilder::new()
             .layer(shared)
             .layer(CircuitBreakerLayer::new(local))
             .service_fn(move |_: ()| {
                 calls.fetch_add(1, Ordering::Relaxed);
                 let failing = down.load(Ordering::Relaxed);
+                if failing {
+                    outage.fetch_add(1, Ordering::Relaxed);
+                }
                 async move {
                     if failing {
                         Err::<(), BoxError>("503 from the upstream".into())
@@ -126,7 +145,65 @@ async fn breaker_opens_everywhere(url: &str) -> Result<(), BoxError> {
         "  the upstream received {} calls in all\n",
         upstream_calls.load(Ordering::Relaxed)
     );
-    Ok(())
+    let opened = opened.lock().clone();
+    let first = opened.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = opened.iter().copied().fold(0.0, f64::max);
+    Ok((first, last, during_outage.load(Ordering::Relaxed)))
+}
+
+/// The baseline: one instance taking all the traffic (150 calls/s) with a
+/// local breaker of the fleet's thresholds. Returns when it opened
+/// (seconds after the fault) and the upstream calls during the outage.
+async fn one_instance_alone() -> Result<(f64, u64), BoxError> {
+    println!("== the baseline: one instance alone takes all 150 calls/s, a local breaker of the same thresholds");
+    let start = Instant::now();
+    let opened_at = Arc::new(parking_lot::Mutex::new(None::<f64>));
+    let at = opened_at.clone();
+    let breaker = Breaker::builder()
+        .name("payments")
+        .time_window(Duration::from_secs(1), 10)
+        .minimum_calls(30)
+        .failure_rate(0.5)
+        .without_consecutive_failures()
+        .open_for(Duration::from_millis(800))
+        .permitted_probes(1)
+        .successes_to_close(1)
+        .on_event(move |e: &bulwark::breaker::BreakerEvent| {
+            if let bulwark::breaker::BreakerEventKind::StateChanged(t) = &e.kind {
+                if t.to == bulwark::breaker::State::Open {
+                    at.lock().get_or_insert(start.elapsed().as_secs_f64() - 1.0);
+                }
+            }
+        })
+        .build()?;
+    let down = Arc::new(AtomicBool::new(false));
+    let during_outage = Arc::new(AtomicU64::new(0));
+    let (d, outage) = (down.clone(), during_outage.clone());
+    let mut svc = ServiceBuilder::new()
+        .layer(CircuitBreakerLayer::new(breaker))
+        .service_fn(move |_: ()| {
+            let failing = d.load(Ordering::Relaxed);
+            if failing {
+                outage.fetch_add(1, Ordering::Relaxed);
+            }
+            async move {
+                if failing {
+                    Err::<(), BoxError>("503".into())
+                } else {
+                    Ok(())
+                }
+            }
+        });
+    let mut tick = tokio::time::interval(Duration::from_micros(6_667));
+    while start.elapsed() < Duration::from_millis(3_000) {
+        tick.tick().await;
+        if start.elapsed() >= Duration::from_secs(1) {
+            down.store(true, Ordering::Relaxed);
+        }
+        let _ = svc.ready().await?.call(()).await;
+    }
+    let opened = opened_at.lock().unwrap_or(f64::NAN);
+    Ok((opened, during_outage.load(Ordering::Relaxed)))
 }
 
 async fn rate_limit_accuracy(url: &str) -> Result<(), BoxError> {
