@@ -123,7 +123,7 @@ impl ErrorMapping {
     }
 
     /// The status for a refused rate limit
-    /// ([`RateLimited`](bulwark_core::error::RateLimited), default 429 with
+    /// ([`RateLimited`], default 429 with
     /// the limiter's `Retry-After`).
     ///
     /// ```
