@@ -199,3 +199,80 @@ async fn slow_or_cut_off_redis_never_holds_a_call() {
     let events = events.lock();
     assert_eq!(events.len(), 4, "{events:?}");
 }
+
+/// Run by `instances_in_separate_processes_share_the_limit` in child
+/// processes (this test binary again); does nothing when run alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_instance() {
+    let (Ok(url), Ok(prefix)) = (
+        std::env::var("BULWARK_FLEET_CHILD_URL"),
+        std::env::var("BULWARK_FLEET_CHILD_PREFIX"),
+    ) else {
+        return;
+    };
+    let fleet = Fleet::builder().url(url).prefix(prefix).build().unwrap();
+    let limiter = FleetRateLimiter::builder(&fleet, "processes")
+        .limit(10, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    connected(std::slice::from_ref(&limiter)).await;
+    let mut admitted = 0;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(400) {
+        if limiter.admit().is_ok() {
+            admitted += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    println!("CHILD-ADMITTED {admitted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_in_separate_processes_share_the_limit() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let prefix = format!("proc{}", fastrand::u32(..));
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_instance",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("BULWARK_FLEET_CHILD_URL", redis.url())
+                .env("BULWARK_FLEET_CHILD_PREFIX", &prefix)
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut total = 0;
+    for child in children {
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("a child instance hung")
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: u32 = text
+            .lines()
+            .find_map(|l| l.split("CHILD-ADMITTED ").nth(1))
+            .unwrap_or_else(|| panic!("no count in {text}"))
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .unwrap();
+        total += n;
+    }
+    // Three processes, one burst of 10 per minute between them (plus at
+    // most one cell refilled, every 6 s, while they run; each process may
+    // also admit locally for the few milliseconds before it first reached
+    // Redis, which `connected` waits out).
+    assert!((10..=11).contains(&total), "{total}");
+}
