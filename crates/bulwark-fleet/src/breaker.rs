@@ -18,21 +18,24 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 /// One sync of a shared breaker, atomically, on Redis's clock: add this
-/// instance's counts to the current one-second bucket, sum the window,
+/// instance's counts to the current bucket (a tenth of the window), sum
+/// the window's ten buckets,
 /// apply a probe's outcome, trip when the fleet's rate crosses the
 /// threshold, and hand the half-open probe lease to one instance.
 const SYNC_SCRIPT: &str = r"
 local t = redis.call('TIME')
-local sec = tonumber(t[1])
-local dc, df, w = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dc, df, bms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local min_calls, permille, open_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local me, want_probe, result, lease_ms = ARGV[7], ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-if dc > 0 then redis.call('HINCRBY', KEYS[1], 'c:' .. sec, dc) end
-if df > 0 then redis.call('HINCRBY', KEYS[1], 'f:' .. sec, df) end
-redis.call('PEXPIRE', KEYS[1], (w + 2) * 1000)
-for s = sec - w - 5, sec - w do redis.call('HDEL', KEYS[1], 'c:' .. s, 'f:' .. s) end
+local n = tonumber(ARGV[11])
+local b = math.floor(now_ms / bms)
+if dc > 0 then redis.call('HINCRBY', KEYS[1], 'c:' .. b, dc) end
+if df > 0 then redis.call('HINCRBY', KEYS[1], 'f:' .. b, df) end
+redis.call('PEXPIRE', KEYS[1], (n + 2) * bms)
+for s = b - n - 5, b - n do redis.call('HDEL', KEYS[1], 'c:' .. s, 'f:' .. s) end
 local calls, fails = 0, 0
-for s = sec - w + 1, sec do
+for s = b - n + 1, b do
   calls = calls + tonumber(redis.call('HGET', KEYS[1], 'c:' .. s) or 0)
   fails = fails + tonumber(redis.call('HGET', KEYS[1], 'f:' .. s) or 0)
 end
@@ -145,8 +148,8 @@ impl<C> SharedBreakerBuilder<C> {
         self
     }
 
-    /// The fleet's window, whole seconds of Redis's clock (default 10 s,
-    /// from 1 s to 10 min).
+    /// The fleet's window on Redis's clock, a sliding window of ten buckets
+    /// (default 10 s, from 1 s to 10 min).
     pub fn window(mut self, window: Duration) -> Self {
         self.window = window;
         self
@@ -207,7 +210,7 @@ impl<C> SharedBreakerBuilder<C> {
             link: Link::new(format!("breaker:{}", self.name)),
             keys: [key("w"), key("open"), key("half"), key("probe"), key("gen")],
             settings: Settings {
-                window_s: self.window.as_secs().max(1),
+                bucket_ms: (self.window.as_millis() as u64 / BUCKETS).max(1),
                 minimum_calls: self.minimum_calls,
                 permille: (self.failure_rate * 1000.0).round() as u64,
                 open_ms: self.open_for.as_millis().max(1) as u64,
@@ -268,8 +271,11 @@ impl ShareBreaker for bulwark_breaker::Breaker {
     }
 }
 
+/// Buckets in the fleet's window.
+const BUCKETS: u64 = 10;
+
 struct Settings {
-    window_s: u64,
+    bucket_ms: u64,
     minimum_calls: u32,
     permille: u64,
     open_ms: u64,
@@ -657,14 +663,15 @@ async fn sync(fleet: Arc<FleetInner>, g: Arc<Gate>) {
                 }
                 call.arg(calls)
                     .arg(failures)
-                    .arg(s.window_s)
+                    .arg(s.bucket_ms)
                     .arg(s.minimum_calls)
                     .arg(s.permille)
                     .arg(s.open_ms)
                     .arg(&*fleet.instance)
                     .arg(if want_probe { "1" } else { "0" })
                     .arg(result)
-                    .arg(s.lease_ms);
+                    .arg(s.lease_ms)
+                    .arg(BUCKETS);
                 async move {
                     call.invoke_async::<(u8, u64, u64, u64, u64, u8)>(&mut conn)
                         .await

@@ -142,6 +142,8 @@ impl FleetRateLimiterBuilder {
             want: Notify::new(),
             base: TimeBase::new(),
             asking_since: AtomicU64::new(0),
+            wanted_since: AtomicU64::new(0),
+            next_ask: AtomicU64::new(0),
             refill_interval: self.refill_interval,
             lease_ttl: self.lease_ttl,
         });
@@ -172,9 +174,9 @@ fn local_limiter(name: &Arc<str>, rate: Rate, instances: u32) -> Result<RateLimi
 /// [`RateLimitLayer`](bulwark_ratelimit::RateLimitLayer).
 ///
 /// **The lease.** A background task asks Redis for a few tokens at a time
-/// (about twice this instance's share of one
+/// (up to four times this instance's share of one
 /// [`refill_interval`](FleetRateLimiterBuilder::refill_interval)) whenever
-/// the local stock runs low, at most once per interval while refused. A
+/// the local stock falls below twice that share, at most once per interval while refused. A
 /// call takes a token from the stock (one atomic operation); with none
 /// left it is refused with [`RateLimited`], at once. Redis grants tokens by
 /// GCRA on its own clock, so the fleet as a whole never gets more than
@@ -182,10 +184,14 @@ fn local_limiter(name: &Arc<str>, rate: Rate, instances: u32) -> Result<RateLimi
 /// tokens unused after [`lease_ttl`](FleetRateLimiterBuilder::lease_ttl)
 /// are dropped.
 ///
-/// **Without Redis.** When Redis fails or does not answer within the
-/// fleet's operation timeout, the limiter decides locally with
+/// **Without Redis.** Until it first reaches Redis, and when Redis fails
+/// or does not answer within the fleet's operation timeout, the limiter
+/// decides locally with
 /// [`fallback`](FleetRateLimiterBuilder::fallback) (default: the limit
-/// divided by the instances last seen), announces it
+/// divided by the instances last seen; the whole limit before any was
+/// seen). A call that finds no token while a refill is overdue by more
+/// than `refill_interval + 25 ms` is decided locally too, rather than
+/// refused for want of an answer. The limiter announces a fall-back
 /// ([`FleetEvent::FellBack`](crate::FleetEvent::FellBack), the
 /// `bulwark_fleet_fallbacks_total` counter), keeps trying every sync
 /// interval and rejoins by itself.
@@ -237,6 +243,12 @@ struct State {
     /// When the refill in flight was sent (nanoseconds since `base`, at
     /// least 1), 0 when none is.
     asking_since: AtomicU64,
+    /// When a call first found no token since Redis last answered
+    /// (nanoseconds since `base`, at least 1), 0 when none did.
+    wanted_since: AtomicU64,
+    /// When the refill task, refused by Redis, last planned to ask again
+    /// (nanoseconds since `base`; 0 before any refusal).
+    next_ask: AtomicU64,
     refill_interval: Duration,
     lease_ttl: Duration,
 }
@@ -315,8 +327,10 @@ impl Admit for FleetRateLimiter {
     }
 }
 
+/// Below this stock the task asks for more: one share, so that a whole
+/// share is left to spend while the answer comes.
 fn low_water(s: &State) -> i64 {
-    (share(s) / 2).max(1)
+    share(s)
 }
 
 /// This instance's ask: about twice its share of one refill interval.
@@ -335,8 +349,24 @@ impl FleetRateLimiter {
         // Redis out of reach (known, or a refill outstanding for longer
         // than one should take): decide locally rather than refuse for
         // want of an answer.
+        let now = s.base.now_nanos().max(1);
         let asking = s.asking_since.load(Ordering::Acquire);
-        let stuck = asking != 0 && s.base.now_nanos().saturating_sub(asking) > stale_after(s);
+        // Out of tokens since `wanted`, with no answer from Redis since
+        // (the refill task may also be starved of CPU).
+        let wanted =
+            match s
+                .wanted_since
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => now,
+                Err(since) => since,
+            };
+        let stale = stale_after(s);
+        // A refill the task put off (Redis said when one more token fits)
+        // is not overdue before its time.
+        let due = wanted.max(s.next_ask.load(Ordering::Acquire));
+        let stuck =
+            (asking != 0 && now.saturating_sub(asking) > stale) || now.saturating_sub(due) > stale;
         if s.link.is_degraded() || stuck {
             return s.fallback.read().admit();
         }
@@ -347,7 +377,7 @@ impl FleetRateLimiter {
 }
 
 fn stale_after(s: &State) -> u64 {
-    bulwark_core::clock::duration_nanos(s.refill_interval + Duration::from_millis(10))
+    bulwark_core::clock::duration_nanos(s.refill_interval + Duration::from_millis(25))
 }
 
 async fn refill(fleet: Arc<FleetInner>, s: Arc<State>) {
@@ -369,7 +399,7 @@ async fn refill(fleet: Arc<FleetInner>, s: Arc<State>) {
             s.tokens.store(0, Ordering::Release);
         }
         let stock = s.tokens.load(Ordering::Acquire).max(0);
-        let want = (share(&s) - stock).max(0);
+        let want = (2 * share(&s) - stock).max(0);
         let tau = s.interval_us.saturating_mul(u64::from(s.rate.burst_size()));
         s.asking_since
             .store(s.base.now_nanos().max(1), Ordering::Release);
@@ -395,6 +425,7 @@ async fn refill(fleet: Arc<FleetInner>, s: Arc<State>) {
         s.asking_since.store(0, Ordering::Release);
         match answer {
             Ok((granted, wait_us, members)) => {
+                s.wanted_since.store(0, Ordering::Release);
                 s.members.store(members.max(1), Ordering::Relaxed);
                 if granted > 0 {
                     s.tokens.fetch_add(granted, Ordering::AcqRel);
@@ -407,8 +438,15 @@ async fn refill(fleet: Arc<FleetInner>, s: Arc<State>) {
                 if granted < want {
                     // Refused (in part): ask again when one more fits, at
                     // most once per refill interval.
-                    let wait = Duration::from_micros(wait_us).max(s.refill_interval);
-                    tokio::time::sleep(wait.min(fleet.sync_interval)).await;
+                    let wait = Duration::from_micros(wait_us)
+                        .max(s.refill_interval)
+                        .min(fleet.sync_interval);
+                    s.next_ask.store(
+                        s.base.now_nanos() + bulwark_core::clock::duration_nanos(wait),
+                        Ordering::Release,
+                    );
+                    // Left set: a refill is overdue only `stale` after this.
+                    tokio::time::sleep(wait).await;
                 }
             }
             Err(reason) => {

@@ -34,7 +34,7 @@ fn instances(
                 .url(url)
                 .prefix(prefix)
                 .sync_interval(Duration::from_millis(50))
-                .op_timeout(Duration::from_millis(200))
+                .op_timeout(Duration::from_secs(1))
                 .on_event(move |e: &FleetEvent| events.lock().push(e.clone()))
                 .build()
                 .unwrap();
@@ -207,7 +207,7 @@ async fn without_redis_the_gate_leaves_the_local_decision() {
     );
     redis.down().await;
     assert!(
-        eventually(Duration::from_secs(1), || fleet[0].snapshot().degraded)
+        eventually(Duration::from_secs(3), || fleet[0].snapshot().degraded)
             .await
             .is_some(),
         "did not notice redis was gone"

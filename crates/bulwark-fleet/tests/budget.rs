@@ -19,7 +19,7 @@ async fn the_fleet_retries_within_its_ratio() {
                 .url(redis.url())
                 .prefix(prefix.clone())
                 .sync_interval(Duration::from_millis(50))
-                .op_timeout(Duration::from_millis(200))
+                .op_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap();
             SharedRetryBudget::new(&fleet, "inventory", 0.1, 0, Duration::from_secs(10)).unwrap()

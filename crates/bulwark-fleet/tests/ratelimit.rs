@@ -44,6 +44,7 @@ async fn the_fleet_shares_one_burst_exactly() {
             let f = Fleet::builder()
                 .url(redis.url())
                 .prefix(prefix.clone())
+                .op_timeout(Duration::from_secs(1))
                 .build()
                 .unwrap();
             FleetRateLimiter::builder(&f, "exact")
@@ -210,7 +211,12 @@ async fn child_instance() {
     ) else {
         return;
     };
-    let fleet = Fleet::builder().url(url).prefix(prefix).build().unwrap();
+    let fleet = Fleet::builder()
+        .url(url)
+        .prefix(prefix)
+        .op_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
     let limiter = FleetRateLimiter::builder(&fleet, "processes")
         .limit(10, Duration::from_secs(60))
         .build()
