@@ -7,7 +7,9 @@ use std::time::Duration;
 /// `[fleet]`: where the instances of a service share their rate limits,
 /// breakers and retry budgets (`bulwark-fleet`), and how often they sync.
 /// Absent, nothing is shared. A layer opts in with `shared = true` in its
-/// section.
+/// section. The settings map one to one onto `bulwark_fleet::FleetBuilder`
+/// (`url`, `prefix`, `sync_interval`, `op_timeout`); `client_layer` does
+/// not build shared layers by itself yet.
 ///
 /// ```
 /// use bulwark_config::ResilienceConfig;
