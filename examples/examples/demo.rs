@@ -164,24 +164,34 @@ struct Record {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Transport =
-    tower::util::BoxCloneService<http::Request<Empty<Bytes>>, http::Response<Bytes>, BoxError>;
+type Transport = tower::util::BoxCloneService<
+    http::Request<Empty<Bytes>>,
+    http::Response<hyper::body::Incoming>,
+    BoxError,
+>;
 
-/// The plain client: hyper-util's pooled client, reading the whole body.
+/// hyper-util's pooled client (the body is read by [`read_body`]).
 fn transport() -> Transport {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     tower::util::BoxCloneService::new(tower::service_fn(
         move |req: http::Request<Empty<Bytes>>| {
             let client = client.clone();
-            let fut: BoxFuture<Result<http::Response<Bytes>, BoxError>> = Box::pin(async move {
-                let res = client.request(req).await?;
-                let (parts, body) = res.into_parts();
-                let bytes = body.collect().await?.to_bytes();
-                Ok(http::Response::from_parts(parts, bytes))
-            });
+            let fut: BoxFuture<Result<http::Response<hyper::body::Incoming>, BoxError>> =
+                Box::pin(async move { Ok(client.request(req).await?) });
             fut
         },
     ))
+}
+
+/// Reads a whole answer.
+async fn read_body<B>(res: http::Response<B>) -> Result<http::Response<Bytes>, BoxError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let (parts, body) = res.into_parts();
+    let bytes = body.collect().await.map_err(Into::into)?.to_bytes();
+    Ok(http::Response::from_parts(parts, bytes))
 }
 
 async fn drive<S>(name: &'static str, svc: S, url: String, record: Arc<Record>, until: f64)
@@ -345,9 +355,14 @@ async fn main() -> Result<(), BoxError> {
     .on_event(on_fallback);
     let bulwark_client = ServiceBuilder::new()
         .layer(fallback)
+        // The stack's body is bounded by its timeouts and judged by its
+        // breaker when it ends: read it inside the fallback.
+        .and_then(read_body)
         .layer(stack)
         .service(transport());
-    let plain_client = transport();
+    let plain_client = ServiceBuilder::new()
+        .and_then(read_body)
+        .service(transport());
 
     let total: u64 = SCRIPT.iter().map(|(_, s, _)| s).sum();
     println!("Bulwark demo: one flaky upstream on {url}, {RATE_PER_SEC} requests/s through each client, {total} s.\n");

@@ -135,6 +135,9 @@ async fn breaker_opens_against_a_failing_upstream_and_recovers() {
     tokio::time::advance(Duration::from_secs(5)).await;
     let res = client.ready().await.unwrap().call(get()).await.unwrap();
     assert_eq!(res.status(), 200);
+    // The verdict is taken when the body ends.
+    assert_eq!(host.state(), State::HalfOpen);
+    res.into_body().collect().await.unwrap();
     assert_eq!(host.state(), State::Closed);
 }
 

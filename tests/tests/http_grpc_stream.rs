@@ -235,7 +235,7 @@ async fn a_trailers_only_error_is_judged_at_once() {
     )
     .await
     .unwrap();
-    assert!(!res.body().is_pending());
+    assert!(!res.body().get_ref().is_pending());
     assert_eq!(breakers.entries().pop().unwrap().1.state(), State::Open);
     let _ = res.into_body().collect().await;
 }

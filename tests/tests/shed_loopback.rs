@@ -93,12 +93,10 @@ struct Tally {
 }
 
 /// Sends WAVES waves of 2 × CAPACITY concurrent GETs through `client`.
-async fn waves<S>(server: &mut Server, client: S) -> Tally
+async fn waves<S, B>(server: &mut Server, client: S) -> Tally
 where
-    S: Service<http::Request<Empty<Bytes>>, Response = http::Response<hyper::body::Incoming>>
-        + Clone
-        + Send
-        + 'static,
+    B: Send + 'static,
+    S: Service<http::Request<Empty<Bytes>>, Response = http::Response<B>> + Clone + Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
     S::Future: Future<Output = Result<S::Response, S::Error>> + Send,
 {

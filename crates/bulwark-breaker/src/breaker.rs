@@ -34,7 +34,7 @@ mod reconfigure;
 ///   [`call_sync`](Breaker::call_sync), or [`try_acquire`](Breaker::try_acquire)
 ///   and [`Permit::record`] by hand;
 /// - as a handle: [`state`](Breaker::state), [`snapshot`](Breaker::snapshot),
-///   [`force_open`](Breaker::force_open), [`disable`](Breaker::disable),
+///   [`force_open`](Breaker::force_open), [`force_closed`](Breaker::force_closed),
 ///   [`metrics_only`](Breaker::metrics_only), [`reset`](Breaker::reset).
 ///
 /// ```
@@ -253,7 +253,7 @@ impl Breaker {
 
     /// Asks for the right to make one call.
     ///
-    /// Closed (or disabled, or metrics-only): always granted. Open: refused
+    /// Closed (or forced closed, or metrics-only): always granted. Open: refused
     /// with the time until a probe, until the open duration has elapsed; the
     /// first call after that moves the breaker to half-open. Half-open:
     /// granted while fewer than the permitted number of probes are in flight.
@@ -279,7 +279,7 @@ impl Breaker {
         let epoch = hint >> EPOCH_SHIFT;
         match State::from_bits(hint) {
             State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
-            State::Disabled => Ok(Permit::untracked()),
+            State::ForcedClosed => Ok(Permit::untracked()),
             State::ForcedOpen => Err(Refusal {
                 state: State::ForcedOpen,
                 retry_after: None,
@@ -329,7 +329,7 @@ impl Breaker {
             let epoch = inner.epoch;
             match inner.state {
                 State::Closed | State::MetricsOnly => Ok(self.permit(epoch, false)),
-                State::Disabled => Ok(Permit::untracked()),
+                State::ForcedClosed => Ok(Permit::untracked()),
                 State::HalfOpen if inner.probes_in_flight < inner.config.probes => {
                     inner.probes_in_flight += 1;
                     Ok(self.permit(epoch, true))
@@ -516,15 +516,15 @@ impl Breaker {
 
     /// Opens the breaker until an operator says otherwise: every call is
     /// rejected (with no probe time) until [`reset`](Breaker::reset),
-    /// [`disable`](Breaker::disable) or [`metrics_only`](Breaker::metrics_only).
+    /// [`force_closed`](Breaker::force_closed) or [`metrics_only`](Breaker::metrics_only).
     pub fn force_open(&self) {
         self.manual(State::ForcedOpen);
     }
 
     /// Forces the breaker closed: every call passes and nothing is recorded,
     /// until [`reset`](Breaker::reset) or another manual transition.
-    pub fn disable(&self) {
-        self.manual(State::Disabled);
+    pub fn force_closed(&self) {
+        self.manual(State::ForcedClosed);
     }
 
     /// Lets every call pass while still recording outcomes: the rates stay
@@ -784,7 +784,7 @@ impl Permit {
         self.probe
     }
 
-    /// The breaker this permit was given by (`None` for a disabled
+    /// The breaker this permit was given by (`None` for a forced-closed
     /// breaker, which tracks nothing).
     pub fn breaker(&self) -> Option<&Breaker> {
         self.breaker.as_ref()

@@ -53,6 +53,14 @@ impl CircuitBreakerLayer {
     }
 }
 
+/// `CircuitBreakerLayer::new(breaker)`, so that shortcuts taking a layer
+/// also take a [`Breaker`].
+impl From<Breaker> for CircuitBreakerLayer {
+    fn from(breaker: Breaker) -> Self {
+        CircuitBreakerLayer::new(breaker)
+    }
+}
+
 impl<C, H> CircuitBreakerLayer<C, H> {
     /// Uses `classifier` to decide what counts as a success or a failure.
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2, H> {

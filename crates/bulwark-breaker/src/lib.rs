@@ -25,7 +25,7 @@
 //! - **Half-open**: at most N probes in flight across all clones; a probe
 //!   that is dropped gives its slot back.
 //! - **Control**: a [`Breaker`] is also a handle: state, [`Snapshot`], force
-//!   open, disable, metrics-only, reset.
+//!   open, force closed, metrics-only, reset.
 //! - **Keyed**: [`keyed`] keeps one breaker per key (e.g. per host) with
 //!   bounded memory.
 //! - **What counts as a failure** is decided by a

@@ -20,7 +20,7 @@ pub enum State {
     ForcedOpen,
     /// Forced closed by an operator: every call passes and nothing is
     /// recorded.
-    Disabled,
+    ForcedClosed,
     /// Every call passes; outcomes are recorded (rates stay visible in the
     /// snapshot) but the breaker never trips.
     MetricsOnly,
@@ -33,7 +33,7 @@ impl State {
             State::Open => 1,
             State::HalfOpen => 2,
             State::ForcedOpen => 3,
-            State::Disabled => 4,
+            State::ForcedClosed => 4,
             State::MetricsOnly => 5,
         }
     }
@@ -44,7 +44,7 @@ impl State {
             1 => State::Open,
             2 => State::HalfOpen,
             3 => State::ForcedOpen,
-            4 => State::Disabled,
+            4 => State::ForcedClosed,
             _ => State::MetricsOnly,
         }
     }
@@ -56,7 +56,7 @@ impl State {
             State::Open => "open",
             State::HalfOpen => "half_open",
             State::ForcedOpen => "forced_open",
-            State::Disabled => "disabled",
+            State::ForcedClosed => "forced_closed",
             State::MetricsOnly => "metrics_only",
         }
     }
@@ -133,7 +133,7 @@ mod tests {
             State::Open,
             State::HalfOpen,
             State::ForcedOpen,
-            State::Disabled,
+            State::ForcedClosed,
             State::MetricsOnly,
         ] {
             assert_eq!(State::from_bits(s.to_bits()), s);

@@ -49,7 +49,7 @@ async fn probes_never_exceed_the_limit_and_never_leak() {
                 for _ in 0..yields {
                     tokio::task::yield_now().await;
                 }
-                if yields % 2 == 0 {
+                if yields.is_multiple_of(2) {
                     Err::<(), BoxError>("still down".into())
                 } else {
                     Ok(())

@@ -266,7 +266,7 @@ impl Model {
                 };
                 (Ok(false), Some(p))
             }
-            State::Disabled => (
+            State::ForcedClosed => (
                 Ok(false),
                 Some(MPermit {
                     tracked: false,
@@ -424,8 +424,8 @@ async fn run(cfg: Cfg, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 model.manual(State::ForcedOpen);
             }
             Op::Disable => {
-                breaker.disable();
-                model.manual(State::Disabled);
+                breaker.force_closed();
+                model.manual(State::ForcedClosed);
             }
             Op::MetricsOnly => {
                 breaker.metrics_only();

@@ -570,11 +570,11 @@ async fn manual_control_and_snapshot() {
     advance(Duration::from_secs(3600)).await;
     open_error(send(&mut svc, Reply::Ok).await); // forced: no probe ever
 
-    breaker.disable();
+    breaker.force_closed();
     for _ in 0..20 {
         send(&mut svc, Reply::Fail).await.unwrap_err();
     }
-    assert_eq!(breaker.state(), State::Disabled);
+    assert_eq!(breaker.state(), State::ForcedClosed);
     assert_eq!(breaker.snapshot().calls, 2, "disabled records nothing");
 
     breaker.metrics_only();
@@ -595,8 +595,8 @@ async fn manual_control_and_snapshot() {
     assert_eq!(
         history,
         [
-            (State::ForcedOpen, State::Disabled),
-            (State::Disabled, State::MetricsOnly),
+            (State::ForcedOpen, State::ForcedClosed),
+            (State::ForcedClosed, State::MetricsOnly),
             (State::MetricsOnly, State::Closed),
         ],
         "bounded to the last 3"

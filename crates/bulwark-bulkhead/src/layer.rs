@@ -139,6 +139,14 @@ impl BulkheadLayer {
     }
 }
 
+/// `BulkheadLayer::new(max_concurrent)`, so that shortcuts taking a layer
+/// also take a `usize`.
+impl From<usize> for BulkheadLayer {
+    fn from(max_concurrent: usize) -> Self {
+        BulkheadLayer::new(max_concurrent)
+    }
+}
+
 impl<C> BulkheadLayer<C> {
     /// Classifies results with `classifier` (see [`adaptive`](crate::adaptive)
     /// for what each outcome tells an adaptive limit). A shared layer keeps

@@ -26,14 +26,20 @@
 //! # }
 //! ```
 //!
-//! For gRPC, [`GrpcHostBreakerLayer`] does the same but judges a streamed
-//! answer by the `grpc-status` in its trailers, when the stream ends
-//! (see [`grpc`]).
+//! [`BodyBreakerLayer`] does the same but takes each verdict when the
+//! response body ends (see [`body`]): a body that breaks off is a failure
+//! for the host. For gRPC, [`GrpcHostBreakerLayer`] is that layer with a
+//! `GrpcClassifier`, judging a streamed answer by the `grpc-status` in its
+//! trailers (see [`grpc`]). The [`ClientStack`](crate::ClientStack) uses
+//! these.
 //!
 //! [`Breaker::hold_open_for`]: bulwark_breaker::Breaker::hold_open_for
 //! [`KeyedBreakers`]: bulwark_breaker::keyed::KeyedBreakers
 
+pub mod body;
 pub mod grpc;
+
+pub use body::BodyBreakerLayer;
 
 pub use grpc::GrpcHostBreakerLayer;
 
@@ -81,7 +87,7 @@ impl<Req: RequestParts> KeyFn<Req, Authority> for ByAuthority {
 /// stays open at least that long.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOpenHint {
-    max: Duration,
+    pub(crate) max: Duration,
 }
 
 impl ServerOpenHint {

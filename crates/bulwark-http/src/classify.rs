@@ -235,25 +235,8 @@ const fn code_bit(code: GrpcCode) -> u32 {
 
 /// The number of a gRPC code (`OK` is 0, `UNAUTHENTICATED` 16).
 pub const fn code_number(code: GrpcCode) -> i32 {
-    match code {
-        GrpcCode::Ok => 0,
-        GrpcCode::Cancelled => 1,
-        GrpcCode::Unknown => 2,
-        GrpcCode::InvalidArgument => 3,
-        GrpcCode::DeadlineExceeded => 4,
-        GrpcCode::NotFound => 5,
-        GrpcCode::AlreadyExists => 6,
-        GrpcCode::PermissionDenied => 7,
-        GrpcCode::ResourceExhausted => 8,
-        GrpcCode::FailedPrecondition => 9,
-        GrpcCode::Aborted => 10,
-        GrpcCode::OutOfRange => 11,
-        GrpcCode::Unimplemented => 12,
-        GrpcCode::Internal => 13,
-        GrpcCode::Unavailable => 14,
-        GrpcCode::DataLoss => 15,
-        GrpcCode::Unauthenticated => 16,
-    }
+    // tower-http's `GrpcCode` is `#[repr(i32)]` with the codes' numbers.
+    code as i32
 }
 
 const ALL_CODES: [GrpcCode; 17] = [
@@ -397,8 +380,11 @@ impl GrpcClassifier {
 
     fn classify_failure(&self, class: tower_http::classify::GrpcFailureClass) -> Outcome {
         match class {
-            tower_http::classify::GrpcFailureClass::Code(code) => self.classify_code(code.get()),
-            tower_http::classify::GrpcFailureClass::Error(_) => Outcome::Failure,
+            tower_http::classify::GrpcFailureClass::Status(status) => {
+                self.classify_code(status.code_raw())
+            }
+            // A malformed status, and whatever tower-http adds later.
+            _ => Outcome::Failure,
         }
     }
 
@@ -495,6 +481,52 @@ impl GrpcClassifier {
             }
         }
         Outcome::of_error(error)
+    }
+}
+
+/// The end-of-stream half of a [`GrpcClassifier`]: its codes, without the
+/// HTTP status sets, small enough (8 bytes) to travel with every response
+/// body whose verdict is in its trailers
+/// ([`VerdictBody`](crate::verdict::VerdictBody)).
+///
+/// ```
+/// use bulwark_core::Outcome;
+/// use bulwark_http::GrpcClassifier;
+///
+/// let mut trailers = http::HeaderMap::new();
+/// trailers.insert("grpc-status", "14".parse().unwrap());
+/// assert_eq!(GrpcClassifier::new().end().classify_trailers(Some(&trailers)), Outcome::Failure);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcEnd {
+    failure: u32,
+    throttled: u32,
+}
+
+impl GrpcEnd {
+    /// As [`GrpcClassifier::classify_trailers`].
+    pub fn classify_trailers(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        GrpcClassifier {
+            failure: self.failure,
+            throttled: self.throttled,
+            // Not read by the trailers' verdict.
+            http: HttpClassifier {
+                failure: StatusSet::EMPTY,
+                throttled: StatusSet::EMPTY,
+                shed_marker: true,
+            },
+        }
+        .classify_trailers(trailers)
+    }
+}
+
+impl GrpcClassifier {
+    /// Its end-of-stream half ([`GrpcEnd`]).
+    pub const fn end(&self) -> GrpcEnd {
+        GrpcEnd {
+            failure: self.failure,
+            throttled: self.throttled,
+        }
     }
 }
 

@@ -353,7 +353,7 @@ where
         };
         if let Some(budget) = budget {
             let new = Deadline::after(budget);
-            if req.deadline().map_or(true, |old| new.0 < old.0) {
+            if req.deadline().is_none_or(|old| new.0 < old.0) {
                 req.set_deadline(new);
             }
         }

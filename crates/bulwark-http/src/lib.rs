@@ -26,10 +26,30 @@
 //! - [`stack`]: ready-made [`ClientStack`] and [`ServerStack`] in the order
 //!   that works.
 //!
+//! # Supported versions
+//!
+//! The integrations are implemented for these releases (the workspace's
+//! `tests/tests/supported_versions.rs` fails CI when they drift):
+//!
+//! | crate | version | feature |
+//! |---|---|---|
+//! | http, http-body | 1.x | always |
+//! | hyper, hyper-util | 1.x, 0.1 | always (any `tower::Service<http::Request<B>>`) |
+//! | tower-http | 0.7 (its gRPC classification) | always |
+//! | axum | 0.8 | `axum` |
+//! | tonic | 0.14 | `tonic` |
+//! | reqwest | 0.13 (no TLS backend chosen: enable yours in your `Cargo.toml`) | `reqwest` |
+//!
+//! Rust 1.88 or later (tonic 0.14's `rust-version`). Your project must
+//! resolve the same major versions: a `reqwest::Request` of another reqwest
+//! is not a request Bulwark knows, and the compiler's error names the
+//! missing [`RequestParts`](parts::RequestParts) implementation.
+//!
 //! # Example: a client stack
 //!
 //! ```
 //! use bulwark_http::ClientStack;
+//! use http_body_util::BodyExt;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -45,7 +65,8 @@
 //!     Ok::<_, std::io::Error>(http::Response::new(req.uri().path().to_owned()))
 //! });
 //! let res = client.oneshot(http::Request::get("http://api.local/users").body(String::new())?).await?;
-//! assert_eq!(res.body(), "/users");
+//! // The total and attempt timeouts cover the body too.
+//! assert_eq!(res.into_body().collect().await?.to_bytes(), "/users");
 //! # Ok(())
 //! # }
 //! ```
@@ -61,10 +82,12 @@ pub mod parts;
 pub mod pushback;
 pub mod replay;
 pub mod response;
+pub mod response_timeout;
 pub mod stack;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod status;
+pub mod verdict;
 
 pub use classify::{GrpcClassifier, HttpClassifier};
 pub use pushback::ServerPushback;

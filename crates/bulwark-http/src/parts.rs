@@ -21,6 +21,12 @@ use http::uri::Authority;
 use http::{HeaderMap, Method, StatusCode};
 
 /// The parts of a request that resilience decisions read.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a request Bulwark's HTTP layers can read",
+    label = "Bulwark reads `http::Request<B>`, and `reqwest::Request` with the `reqwest` feature",
+    note = "bulwark-http implements `RequestParts` for `http::Request<B>` (http 1.x) and, with its `reqwest` feature, for `reqwest::Request` of reqwest 0.13",
+    note = "with another reqwest or http version in your tree (`cargo tree -d -i reqwest`), use the supported one, or implement `bulwark::http::parts::RequestParts` for your type"
+)]
 pub trait RequestParts {
     /// The request method.
     fn method(&self) -> &Method;
@@ -32,6 +38,12 @@ pub trait RequestParts {
 }
 
 /// The parts of a response that resilience decisions read.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a response Bulwark's HTTP layers can read",
+    label = "Bulwark reads `http::Response<B>`, and `reqwest::Response` with the `reqwest` feature",
+    note = "bulwark-http implements `ResponseParts` for `http::Response<B>` (http 1.x) and, with its `reqwest` feature, for `reqwest::Response` of reqwest 0.13",
+    note = "with another reqwest or http version in your tree (`cargo tree -d -i reqwest`), use the supported one, or implement `bulwark::http::parts::ResponseParts` for your type"
+)]
 pub trait ResponseParts {
     /// The status code.
     fn status(&self) -> StatusCode;
@@ -125,6 +137,75 @@ impl ResponseParts for reqwest::Response {
     #[inline]
     fn extensions(&self) -> &http::Extensions {
         self.extensions()
+    }
+}
+
+/// Wraps a response body: a body deadline
+/// ([`TimeoutBody`](crate::response_timeout::TimeoutBody)) or an
+/// end-of-body verdict ([`VerdictBody`](crate::verdict::VerdictBody)).
+///
+/// The layers of this crate that watch a body hand one of these to
+/// [`ResponseBody::wrap_body`], so they work on any response type that
+/// implements it.
+pub trait WrapBody {
+    /// The wrapped body.
+    type Body<B>;
+
+    /// Wraps `body`.
+    fn wrap<B>(self, body: B) -> Self::Body<B>;
+
+    /// The response's body cannot be watched (a `reqwest::Response`): the
+    /// wrapper settles at the head (a verdict is recorded at once).
+    fn unwatched(self)
+    where
+        Self: Sized,
+    {
+    }
+}
+
+/// A response whose body a [`WrapBody`] can wrap: `http::Response<B>`
+/// (the body becomes `W::Body<B>`) and, with the `reqwest` feature,
+/// `reqwest::Response`, whose body stays reqwest's (bound it with
+/// reqwest's own `timeout`; its verdict is taken at the head).
+///
+/// ```
+/// use bulwark_http::parts::{ResponseBody, WrapBody};
+///
+/// /// Puts the body in a `Vec` of one.
+/// struct InVec;
+/// impl WrapBody for InVec {
+///     type Body<B> = Vec<B>;
+///     fn wrap<B>(self, body: B) -> Vec<B> { vec![body] }
+/// }
+/// let res = http::Response::new("hi").wrap_body(InVec);
+/// assert_eq!(res.body(), &vec!["hi"]);
+/// ```
+pub trait ResponseBody<W: WrapBody>: Sized {
+    /// The response with its body wrapped.
+    type Output;
+
+    /// Wraps the body with `wrapper`.
+    fn wrap_body(self, wrapper: W) -> Self::Output;
+}
+
+impl<B, W: WrapBody> ResponseBody<W> for http::Response<B> {
+    type Output = http::Response<W::Body<B>>;
+
+    #[inline]
+    fn wrap_body(self, wrapper: W) -> Self::Output {
+        self.map(|body| wrapper.wrap(body))
+    }
+}
+
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl<W: WrapBody> ResponseBody<W> for reqwest::Response {
+    type Output = reqwest::Response;
+
+    #[inline]
+    fn wrap_body(self, wrapper: W) -> Self::Output {
+        wrapper.unwatched();
+        self
     }
 }
 

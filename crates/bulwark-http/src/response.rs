@@ -11,7 +11,7 @@
 //! | [`CircuitOpen`] | 503 + `Retry-After` (next probe) | 503 + `Retry-After` |
 //! | [`RateLimited`] (a local rate limit) | 429 + `Retry-After` (next admission) | same |
 //! | [`BulkheadFull`] (shed) | 503 (or 429) + `Retry-After: 1` + `bulwark-shed: 1` | same |
-//! | [`Elapsed`] (a timeout) | 504 Gateway Timeout | 503 (or 408) |
+//! | [`Elapsed`] (a timeout; also the source of a head's or a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | 504 Gateway Timeout | 503 (or 408) |
 //! | anything else | 500 | 500 |
 //!
 //! The body is the error's message as `text/plain`.
@@ -432,6 +432,7 @@ impl axum::response::IntoResponse for BulwarkError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::response_timeout::{Phase, ResponseElapsed, Scope};
     use bulwark_timeout::error::Limit;
 
     #[test]
@@ -439,6 +440,14 @@ mod tests {
         let timeout: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
         assert_eq!(ErrorMapping::client().status(&*timeout), 504);
         assert_eq!(ErrorMapping::server().status(&*timeout), 503);
+        // A head or a body that ran out of time maps as a timeout.
+        for phase in [Phase::Head, Phase::Body, Phase::Idle] {
+            let e: BoxError =
+                ResponseElapsed::new(Scope::Attempt, phase, Duration::from_secs(1)).into();
+            assert_eq!(ErrorMapping::client().status(&*e), 504, "{phase}");
+            let res: http::Response<String> = ErrorMapping::client().response(&e);
+            assert!(res.body().contains("attempt"), "{}", res.body());
+        }
         assert_eq!(
             ErrorMapping::server()
                 .timeout_status(StatusCode::REQUEST_TIMEOUT)

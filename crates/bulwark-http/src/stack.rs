@@ -7,7 +7,9 @@
 //! ```
 //!
 //! - The **total timeout** is outermost: it bounds what the caller waits,
-//!   retries and backoff included.
+//!   retries and backoff included, **and the response body**: the deadline
+//!   left at the head is carried into the body (see
+//!   [What covers the body](#what-covers-the-body)).
 //! - **Retry** is inside it, so no retry outlives the caller; it retries
 //!   failures and throttled answers (after the server's `Retry-After`), only
 //!   for idempotent requests, under a budget shared by every clone so that
@@ -23,10 +25,12 @@
 //!   not count throttling: a server that says "slow down" is alive.
 //!   With a [`GrpcClassifier`], an answer whose `grpc-status` comes in the
 //!   trailers is judged when its stream ends
-//!   ([`GrpcHostBreakerLayer`]): a server stream that ends `UNAVAILABLE`
+//!   ([`GrpcHostBreakerLayer`](crate::breaker::GrpcHostBreakerLayer)): a server stream that ends `UNAVAILABLE`
 //!   counts as a failure even though its head looked fine.
 //! - The **attempt timeout** is inside the breaker, so a hung attempt is a
-//!   failure the breaker counts, and retry gets the time to try again.
+//!   failure the breaker counts, and retry gets the time to try again. It
+//!   bounds the attempt's body too: a body that drips past it is a failure
+//!   for the breaker.
 //! - The **bulkhead** is innermost: it bounds the connections and work in
 //!   flight to the transport; its rejections are local, not counted by the
 //!   breaker.
@@ -35,6 +39,42 @@
 //!   time then left in `grpc-timeout` (at most the attempt timeout), so the
 //!   server can stop work nobody waits for ([`DeadlineLayer`],
 //!   [`PropagateDeadlineLayer`]).
+//!
+//! # What covers the body
+//!
+//! The caller gets the response head before its body, and waits for both.
+//! So the stack bounds and judges the whole response:
+//!
+//! | case | what the caller sees | breaker (and bulwark-observe's `MetricsLayer::at_body_end`) | retry |
+//! |---|---|---|---|
+//! | head in time, body completes | the body | success (gRPC: the trailers' `grpc-status`) | — |
+//! | body still incomplete at the attempt timeout | a body error [`ResponseElapsed`] (`Scope::Attempt`, `Phase::Body`) | failure | not retried |
+//! | body still incomplete at the total timeout | a body error [`ResponseElapsed`] (`Scope::Total`, `Phase::Body`) | not counted (it is outside the breaker, as a head that misses the total timeout) | not retried |
+//! | no frame for the [idle limit](ClientStack::body_idle_timeout) (off by default) | a body error [`ResponseElapsed`] (`Scope::Attempt`, `Phase::Idle`) | failure (it is enforced with the attempt timeout, inside the breaker) | not retried |
+//! | body broken mid-way (reset, FIN before the announced length, bad chunk) | the transport's body error | failure | not retried |
+//! | the caller drops the body after starting to read it | — | neither (a half-open probe slot is given back; [`cancelled_as`](ClientStack::cancelled_as)) | — |
+//! | the caller drops the body unread (it wanted the status) | — | the head's verdict (a 2xx: success), so that status-only callers do not leave the breaker seeing only failures | — |
+//! | no head in time | an error [`ResponseElapsed`] (`Phase::Head`) | failure (attempt timeout) | retried |
+//!
+//! Every [`ResponseElapsed`] has the timeout crate's `Elapsed` as its
+//! source, so [`ErrorMapping`] answers 504 and the `tonic::Status` mapping
+//! `DEADLINE_EXCEEDED` for a body that ran out of time as for a head.
+//!
+//! **What retry can do about a body.** Retry decides when an attempt's
+//! response future ends, at the head, and hands that response to the
+//! caller, who then reads the body: once the head is handed over, a retry
+//! would answer a question the caller is already reading the answer to. So
+//! failures **before the head** (transport errors, a failure status, the
+//! attempt timeout) are retried as always (for replayable requests, within
+//! the budget and the deadline), and failures **in the body** are not: they
+//! reach the caller as body errors, and they count for the breaker, which
+//! protects the next calls. Buffering small bodies inside retry, so that a
+//! body failure becomes an attempt failure, was left out: it would delay
+//! every head to the end of its body (a stream would never start) and hold
+//! each body in memory; a caller who needs it can read the body inside its
+//! own retry loop.
+//!
+//! [`ResponseElapsed`]: crate::response_timeout::ResponseElapsed
 //!
 //! # Server
 //!
@@ -60,7 +100,7 @@
 //! axum's `Router::layer`, or directly.
 
 use crate::body::ReplayGuardLayer;
-use crate::breaker::{host_breaker_layer, GrpcHostBreakerLayer, HostBreakerLayer, ServerOpenHint};
+use crate::breaker::{BodyBreakerLayer, ServerOpenHint};
 use crate::classify::{GrpcClassifier, HttpClassifier};
 use crate::deadline::{
     CarriedDeadline, DeadlineLayer, PropagateDeadline, PropagateDeadlineLayer, ServerDeadline,
@@ -70,6 +110,8 @@ use crate::optional::{Optional, OptionalLayer};
 use crate::pushback::ServerPushback;
 use crate::replay::HttpReplay;
 use crate::response::{ErrorMapping, MapErrors};
+use crate::response_timeout::{ResponseTimeout, ResponseTimeoutLayer};
+use crate::verdict::{ClassifyBody, ClassifyEnd};
 use bulwark_breaker::keyed::KeyedBreakers;
 use bulwark_breaker::{Breaker, BreakerBuilder};
 use bulwark_bulkhead::{Bulkhead, BulkheadLayer};
@@ -122,10 +164,11 @@ impl std::error::Error for StackError {}
 ///
 /// | part | default | off |
 /// |---|---|---|
-/// | total timeout | 10 s | [`no_total_timeout`](Self::no_total_timeout) |
+/// | total timeout | 10 s, head and body | [`no_total_timeout`](Self::no_total_timeout) |
 /// | retry | 3 attempts, exponential from 100 ms (x2, full jitter, at most 2 s), budget 20% + 10/s, `Retry-After` up to 30 s, idempotent requests only; no retry that cannot start before the total timeout (or the request's [`Deadline`](crate::deadline::Deadline)) ends: the last answer at once instead | [`no_retry`](Self::no_retry) |
-/// | breaker | per authority (at most 1,024), with [`Breaker::builder`]'s defaults: 50% failures over the last 10 s (at least 20 calls), or 10 in a row; open 200 ms, growing to 500 ms while probes fail; closes on 2 of 3 probes | [`no_breaker`](Self::no_breaker) |
-/// | attempt timeout | half the total timeout (5 s; [`bulwark_stack::default_attempt_timeout`]) | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+/// | breaker | per authority (at most 1,024), the verdict taken when the response body ends ([`verdict`](crate::verdict)), with [`Breaker::builder`]'s defaults: 50% failures over the last 10 s (at least 20 calls), or 10 in a row; open 200 ms, growing to 500 ms while probes fail; closes on 2 of 3 probes | [`no_breaker`](Self::no_breaker) |
+/// | attempt timeout | half the total timeout (5 s; [`bulwark_stack::default_attempt_timeout`]), head and body | [`no_attempt_timeout`](Self::no_attempt_timeout) |
+/// | body idle limit | off (see [`body_idle_timeout`](Self::body_idle_timeout)) | |
 /// | bulkhead | 100 in flight, fail fast (as the generic stack's) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | deadline propagation | each attempt of a gRPC call carries `grpc-timeout`: the time left of the total timeout (or of a [`Deadline`](crate::deadline::Deadline) the request carries), at most the attempt timeout | [`no_deadline_propagation`](Self::no_deadline_propagation); every request: [`propagate_deadline_always`](Self::propagate_deadline_always) |
 ///
@@ -166,6 +209,8 @@ pub struct ClientStack<C = HttpClassifier> {
     /// `None`: off; `Some(false)`: gRPC calls; `Some(true)`: every request.
     propagate: Option<bool>,
     seed: Option<u64>,
+    body_idle: Option<Duration>,
+    cancelled: Option<Outcome>,
     classifier: C,
 }
 
@@ -190,6 +235,8 @@ impl ClientStack {
             bulkhead: Some(100),
             propagate: Some(false),
             seed: None,
+            body_idle: None,
+            cancelled: None,
             classifier: HttpClassifier::new(),
         }
     }
@@ -333,6 +380,27 @@ impl<C> ClientStack<C> {
         self
     }
 
+    /// Also fails a response body that waits longer than `idle` for its
+    /// next frame ([`Phase::Idle`](crate::response_timeout::Phase::Idle)),
+    /// for streams that may be long but must not stall. Off by default:
+    /// the total timeout (and the attempt timeout) already bound every
+    /// body, and no one idle limit suits every stream (a watch or a
+    /// long-poll may be quiet for minutes); set it when a stream runs
+    /// without a total timeout, or must show progress more often than the
+    /// timeout allows.
+    pub fn body_idle_timeout(mut self, idle: Duration) -> Self {
+        self.body_idle = Some(idle);
+        self
+    }
+
+    /// What a response body the caller drops mid-way counts as for the
+    /// breaker (`None`, the default: nothing, neither a success nor a
+    /// failure; see [`verdict`](crate::verdict)).
+    pub fn cancelled_as(mut self, outcome: Option<Outcome>) -> Self {
+        self.cancelled = outcome;
+        self
+    }
+
     /// Seeds every random draw of the stack (retry jitter, the breakers'
     /// open-time jitter), for runs that repeat exactly.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -363,6 +431,8 @@ impl<C> ClientStack<C> {
             bulkhead: self.bulkhead,
             propagate: self.propagate,
             seed: self.seed,
+            body_idle: self.body_idle,
+            cancelled: self.cancelled,
             classifier,
         }
     }
@@ -383,6 +453,12 @@ impl<C> ClientStack<C> {
         }
         if zero(self.attempt_timeout) {
             return Err(StackError::new("attempt_timeout", "must be more than zero"));
+        }
+        if zero(self.body_idle) {
+            return Err(StackError::new(
+                "body_idle_timeout",
+                "must be more than zero",
+            ));
         }
         if let (Some(total), Some(attempt), true) =
             (self.total_timeout, self.attempt_timeout, self.attempt_set)
@@ -415,70 +491,100 @@ impl<C> ClientStack<C> {
 }
 
 /// A classifier the [`ClientStack`] can use: it also chooses how the
-/// stack's per-host breaker hears the verdict.
+/// stack's per-host breaker hears the verdict. Every one of them goes
+/// through a [`BodyBreakerLayer`], which takes the verdict at the end of
+/// the response body when the head does not decide it (see
+/// [`verdict`](crate::verdict)):
 ///
-/// - [`HttpClassifier`]: at the response head ([`HostBreakerLayer`]).
+/// - [`HttpClassifier`]: a successful head waits for its body: a body that
+///   breaks off is a failure.
 /// - [`GrpcClassifier`]: at the response head when it carries the
 ///   `grpc-status` (or is not a 2xx), else when the stream ends, from the
-///   trailers ([`GrpcHostBreakerLayer`], whose response body is a
+///   trailers ([`GrpcHostBreakerLayer`](crate::breaker::GrpcHostBreakerLayer),
+///   whose response body is a
 ///   [`GrpcBody`](crate::breaker::grpc::GrpcBody)).
 /// - any other [`Classify`]: wrap it in [`HeadClassifier`] (judged at the
 ///   head).
-pub trait ClientClassifier: Clone {
+pub trait ClientClassifier: ClassifyEnd {
     /// The per-host breaker layer (a pass-through without breakers).
     type Breaker: Clone;
 
     /// The breaker layer over `breakers` (`None`: no breaker), honouring
-    /// server pushback as `hint` says.
+    /// server pushback as `hint` says, counting a body dropped mid-way as
+    /// `cancelled` (`None`: nothing).
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker;
 }
 
+fn body_breaker<C>(
+    classifier: C,
+    breakers: Option<KeyedBreakers<Authority>>,
+    hint: ServerOpenHint,
+    cancelled: Option<Outcome>,
+) -> BodyBreakerLayer<C> {
+    match breakers {
+        Some(b) => BodyBreakerLayer::new(b, classifier),
+        None => BodyBreakerLayer::off(classifier),
+    }
+    .open_hint(hint)
+    .cancelled_as(cancelled)
+}
+
 impl ClientClassifier for HttpClassifier {
-    type Breaker = OptionalLayer<HostBreakerLayer<HttpClassifier>>;
+    type Breaker = BodyBreakerLayer<HttpClassifier>;
 
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker {
-        OptionalLayer::new(breakers.map(|b| host_breaker_layer(b, *self).open_hint(hint)))
+        body_breaker(*self, breakers, hint, cancelled)
     }
 }
 
 impl ClientClassifier for GrpcClassifier {
-    type Breaker = GrpcHostBreakerLayer;
+    type Breaker = BodyBreakerLayer<GrpcClassifier>;
 
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker {
-        match breakers {
-            Some(b) => GrpcHostBreakerLayer::new(b, *self).open_hint(hint),
-            None => GrpcHostBreakerLayer::off(*self),
-        }
+        body_breaker(*self, breakers, hint, cancelled)
     }
 }
 
 /// Any [`Classify`] as a [`ClientClassifier`] whose verdict the breaker
 /// takes at the response head.
 ///
+/// The classifier sees the stack's responses, whose bodies are wrapped
+/// (in a [`TimeoutBody`](crate::response_timeout::TimeoutBody) and a
+/// [`VerdictBody`](crate::verdict::VerdictBody)): write it for any body.
+///
 /// ```
-/// use bulwark_core::{BoxError, Outcome};
+/// use bulwark_core::{BoxError, Classify, Outcome};
 /// use bulwark_http::stack::HeadClassifier;
 /// use bulwark_http::ClientStack;
 ///
-/// // Only 503 is a failure here.
-/// let only_503 = |r: &Result<http::Response<String>, BoxError>| match r {
-///     Ok(res) if res.status() == 503 => Outcome::Failure,
-///     Ok(_) => Outcome::Success,
-///     Err(e) => Outcome::of_error(e),
-/// };
-/// let layer = ClientStack::new().classifier(HeadClassifier(only_503)).build().unwrap();
+/// /// Only 503 is a failure here.
+/// #[derive(Clone, Copy)]
+/// struct Only503;
+/// impl<B> Classify<http::Response<B>> for Only503 {
+///     fn classify(&self, r: &Result<http::Response<B>, BoxError>) -> Outcome {
+///         match r {
+///             Ok(res) if res.status() == 503 => Outcome::Failure,
+///             Ok(_) => Outcome::Success,
+///             Err(e) => Outcome::of_error(e),
+///         }
+///     }
+/// }
+/// let layer = ClientStack::new().classifier(HeadClassifier(Only503)).build().unwrap();
 /// # let _ = layer;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
@@ -491,15 +597,33 @@ impl<Res, C: Classify<Res>> Classify<Res> for HeadClassifier<C> {
     }
 }
 
+impl<C: Clone> ClassifyEnd for HeadClassifier<C> {
+    /// Never consulted: the head decides.
+    type End = crate::verdict::HttpEnd;
+
+    #[inline]
+    fn end_judge(&self) -> crate::verdict::HttpEnd {
+        crate::verdict::HttpEnd
+    }
+}
+
+impl<Res, C: Classify<Res> + Clone> ClassifyBody<Res> for HeadClassifier<C> {
+    #[inline]
+    fn verdict_at_head(&self, result: &Result<Res, BoxError>) -> Option<Outcome> {
+        Some(self.0.classify(result))
+    }
+}
+
 impl<C: Clone> ClientClassifier for HeadClassifier<C> {
-    type Breaker = OptionalLayer<HostBreakerLayer<HeadClassifier<C>>>;
+    type Breaker = BodyBreakerLayer<HeadClassifier<C>>;
 
     fn host_breaker(
         &self,
         breakers: Option<KeyedBreakers<Authority>>,
         hint: ServerOpenHint,
+        cancelled: Option<Outcome>,
     ) -> Self::Breaker {
-        OptionalLayer::new(breakers.map(|b| host_breaker_layer(b, self.clone()).open_hint(hint)))
+        body_breaker(self.clone(), breakers, hint, cancelled)
     }
 }
 
@@ -555,7 +679,7 @@ impl<C: ClientClassifier> ClientStack<C> {
             }
         });
         Ok(ClientLayer {
-            total: self.total_timeout.map(TimeoutLayer::new),
+            total: ResponseTimeoutLayer::total(self.total_timeout),
             deadline: self
                 .total_timeout
                 .filter(|_| propagate.is_some())
@@ -563,11 +687,13 @@ impl<C: ClientClassifier> ClientStack<C> {
             retry,
             propagate,
             guard: Identity::new(),
-            breaker: self
-                .classifier
-                .host_breaker(breakers.clone(), ServerOpenHint::new(self.max_pushback)),
+            breaker: self.classifier.host_breaker(
+                breakers.clone(),
+                ServerOpenHint::new(self.max_pushback),
+                self.cancelled,
+            ),
             breakers,
-            attempt: self.attempt().map(TimeoutLayer::new),
+            attempt: ResponseTimeoutLayer::attempt(self.attempt()).idle(self.body_idle),
             bulkhead: self.bulkhead.map(|n| {
                 BulkheadLayer::builder()
                     .name("http")
@@ -583,14 +709,14 @@ impl<C: ClientClassifier> ClientStack<C> {
 /// Clones share the breakers, the retry budget and the bulkhead.
 #[derive(Clone)]
 pub struct ClientLayer<C: ClientClassifier = HttpClassifier, G = Identity> {
-    total: Option<TimeoutLayer>,
+    total: ResponseTimeoutLayer,
     deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<C, ServerPushback, HttpReplay, CarriedDeadline>>,
     propagate: Option<PropagateDeadlineLayer>,
     guard: G,
     breakers: Option<KeyedBreakers<Authority>>,
     breaker: C::Breaker,
-    attempt: Option<TimeoutLayer>,
+    attempt: ResponseTimeoutLayer,
     bulkhead: Option<BulkheadLayer>,
 }
 
@@ -603,6 +729,17 @@ impl<C: ClientClassifier, G> ClientLayer<C, G> {
     /// The retry budget (`None` without retry).
     pub fn retry_budget(&self) -> Option<&RetryBudget> {
         self.retry.as_ref().map(|r| r.get_budget())
+    }
+
+    /// The bulkhead's handle, to watch its load (`None` without one).
+    ///
+    /// ```
+    /// let layer = bulwark_http::ClientStack::new().build().unwrap();
+    /// let bulkhead = layer.bulkhead().unwrap();
+    /// assert_eq!((bulkhead.limit(), bulkhead.in_flight()), (100, 0));
+    /// ```
+    pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
+        self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
     }
 
     /// For requests with a [`ReplayBody`](crate::body::ReplayBody): puts a
@@ -637,8 +774,8 @@ impl<C: ClientClassifier, G> fmt::Debug for ClientLayer<C, G> {
 
 /// The bulkhead, if on.
 pub type ClientBulkhead<S> = Optional<Bulkhead<S>, S>;
-/// The attempt timeout, if on.
-pub type ClientAttempt<S> = Optional<Timeout<ClientBulkhead<S>>, ClientBulkhead<S>>;
+/// The attempt timeout (head and body; a pass-through if off).
+pub type ClientAttempt<S> = ResponseTimeout<ClientBulkhead<S>>;
 /// The per-host breaker, or its pass-through (see [`ClientClassifier`]).
 pub type ClientBreaker<S, C> =
     <<C as ClientClassifier>::Breaker as Layer<ClientAttempt<S>>>::Service;
@@ -655,9 +792,10 @@ pub type ClientRetry<S, C, G> = Optional<
 /// Stamps the call's deadline (from the total timeout), if propagating.
 pub type ClientDeadline<S, C, G> =
     Optional<SetDeadline<ClientRetry<S, C, G>>, ClientRetry<S, C, G>>;
-/// The whole client stack around a transport `S`.
+/// The whole client stack around a transport `S`: the total timeout (head
+/// and body; a pass-through if off) outermost.
 pub type ClientService<S, C = HttpClassifier, G = Identity> =
-    Optional<Timeout<ClientDeadline<S, C, G>>, ClientDeadline<S, C, G>>;
+    ResponseTimeout<ClientDeadline<S, C, G>>;
 
 impl<S, C, G> Layer<S> for ClientLayer<C, G>
 where
@@ -669,13 +807,13 @@ where
 
     fn layer(&self, inner: S) -> Self::Service {
         let s = OptionalLayer::new(self.bulkhead.clone()).layer(inner);
-        let s = OptionalLayer::new(self.attempt.clone()).layer(s);
+        let s = self.attempt.layer(s);
         let s = self.breaker.layer(s);
         let s = self.guard.layer(s);
         let s = OptionalLayer::new(self.propagate.clone()).layer(s);
         let s = OptionalLayer::new(self.retry.clone()).layer(s);
         let s = OptionalLayer::new(self.deadline.clone()).layer(s);
-        OptionalLayer::new(self.total.clone()).layer(s)
+        self.total.layer(s)
     }
 }
 

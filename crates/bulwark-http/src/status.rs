@@ -10,7 +10,7 @@
 //! | [`CircuitOpen`] | `UNAVAILABLE`, with `grpc-retry-pushback-ms` when the next probe is known |
 //! | [`RateLimited`] | `RESOURCE_EXHAUSTED` + `grpc-retry-pushback-ms` |
 //! | [`BulkheadFull`] | `RESOURCE_EXHAUSTED` |
-//! | [`Elapsed`] (a timeout) | `DEADLINE_EXCEEDED` |
+//! | [`Elapsed`] (a timeout; also the source of a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | `DEADLINE_EXCEEDED` |
 //! | a transport error (anything else) | `UNAVAILABLE` |
 //!
 //! ```
@@ -91,6 +91,13 @@ mod tests {
         assert_eq!(to_status(full).code(), Code::ResourceExhausted);
         let late: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
         assert_eq!(to_status(late).code(), Code::DeadlineExceeded);
+        // A body that ran out of time, as the body's error says it.
+        use crate::response_timeout::{Phase, ResponseElapsed, Scope};
+        let body: BoxError =
+            ResponseElapsed::new(Scope::Total, Phase::Body, Duration::from_secs(2)).into();
+        let status = to_status(body);
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(status.message().contains("response body"), "{status}");
         let reset: BoxError = std::io::Error::other("reset").into();
         assert_eq!(to_status(reset).code(), Code::Unavailable);
         let own: BoxError = Status::invalid_argument("bad").into();

@@ -4,7 +4,7 @@
 //! status is [`Degraded`](Status::Degraded) when any breaker is open,
 //! half-open or forced open (for keyed breakers: any key), or any bulkhead
 //! is saturated (every permit taken); otherwise [`Healthy`](Status::Healthy).
-//! A breaker an operator disabled or put in metrics-only mode lets calls
+//! A breaker an operator forced closed or put in metrics-only mode lets calls
 //! through and counts as healthy; its state still shows.
 //!
 //! Durations are in milliseconds. The JSON looks like this:
@@ -99,7 +99,7 @@ fn millis(d: Duration) -> u64 {
 pub struct BreakerHealth {
     /// The breaker's name.
     pub name: String,
-    /// Its state (`closed`, `open`, `half_open`, `forced_open`, `disabled`,
+    /// Its state (`closed`, `open`, `half_open`, `forced_open`, `forced_closed`,
     /// `metrics_only`).
     #[serde(serialize_with = "state_str")]
     pub state: State,

@@ -440,7 +440,7 @@ impl Registry {
     ///
     /// When no breaker has that name.
     pub fn force_closed(&self, name: &str) -> Result<(), UnknownInstance> {
-        self.control(name, Breaker::disable)
+        self.control(name, Breaker::force_closed)
     }
 
     /// Refreshes every gauge read from handles: breaker states and rates,

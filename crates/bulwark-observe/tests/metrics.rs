@@ -66,7 +66,7 @@ fn states(m: &BTreeMap<String, DebugValue>, name: &str) -> Vec<(&'static str, f6
         "open",
         "half_open",
         "forced_open",
-        "disabled",
+        "forced_closed",
         "metrics_only",
     ]
     .into_iter()
@@ -195,7 +195,7 @@ async fn breaker_state_transitions_rejections_and_calls() {
     assert_eq!(states(&m, "payments"), vec![("forced_open", 1.0)]);
     registry.force_closed("payments").unwrap();
     let m = read(&snapshotter);
-    assert_eq!(states(&m, "payments"), vec![("disabled", 1.0)]);
+    assert_eq!(states(&m, "payments"), vec![("forced_closed", 1.0)]);
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -412,4 +412,113 @@ async fn without_a_recorder_everything_still_works() {
         .service_fn(|x: u32| async move { Ok::<_, BoxError>(x + 1) });
     assert_eq!(svc.oneshot(1).await.unwrap(), 2);
     registry.update_gauges();
+}
+
+/// gRPC streams judged at their end: the trailers' status, a broken
+/// stream, a stream the client cancels (not a failure).
+#[cfg(feature = "http")]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn at_body_end_judges_streams_when_they_end() {
+    use bulwark_http::GrpcClassifier;
+    use bytes::Bytes;
+    use http_body_util::combinators::BoxBody;
+    use http_body_util::{BodyExt, Full};
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// Plays its frames, then ends (or, if `hang`, waits for ever).
+    struct Scripted {
+        frames: VecDeque<Result<http_body::Frame<Bytes>, BoxError>>,
+        hang: bool,
+    }
+    impl http_body::Body for Scripted {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+            match self.frames.pop_front() {
+                Some(f) => Poll::Ready(Some(f)),
+                None if self.hang => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+    }
+    let frame = || Ok(http_body::Frame::data(Bytes::from_static(b"msg")));
+
+    type B = BoxBody<Bytes, BoxError>;
+    let body = move |path: &str| -> B {
+        let msg = Full::new(Bytes::from_static(b"msg")).map_err(|e| match e {});
+        let trailers = |code: &'static str| {
+            let mut t = http::HeaderMap::new();
+            t.insert("grpc-status", code.parse().unwrap());
+            async move { Some(Ok(t)) }
+        };
+        match path {
+            "/ok" => msg.with_trailers(trailers("0")).boxed(),
+            "/unavailable" => msg.with_trailers(trailers("14")).boxed(),
+            // One message, then the stream breaks.
+            "/broken" => Scripted {
+                frames: VecDeque::from([frame(), Err("stream reset".into())]),
+                hang: false,
+            }
+            .boxed(),
+            // One message, then nothing for ever.
+            _ => Scripted {
+                frames: VecDeque::from([frame()]),
+                hang: true,
+            }
+            .boxed(),
+        }
+    };
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let svc = metrics::with_local_recorder(&recorder, || {
+        ServiceBuilder::new()
+            .layer(
+                MetricsLayer::new("watch")
+                    .classifier(GrpcClassifier::new())
+                    .at_body_end(),
+            )
+            .service_fn(move |req: http::Request<()>| {
+                let res = http::Response::new(body(req.uri().path()));
+                async move { Ok::<_, BoxError>(res) }
+            })
+    });
+    let call = |path: &'static str| {
+        svc.clone()
+            .oneshot(http::Request::post(path).body(()).unwrap())
+    };
+    for path in ["/ok", "/unavailable", "/broken"] {
+        let res = call(path).await.unwrap();
+        let _ = res.into_body().collect().await;
+    }
+    // The client reads one message and cancels.
+    let mut res = Box::pin(call("/hang").await.unwrap().into_body());
+    assert!(res.frame().await.unwrap().unwrap().is_data());
+    // (Each snapshot of the debugging recorder drains its counters.)
+    let m = read(&snapshotter);
+    for (outcome, n) in [("success", 1), ("failure", 2), ("ignored", 0)] {
+        assert_eq!(
+            counter(
+                &m,
+                &format!("bulwark_calls_total{{name=watch,outcome={outcome}}}")
+            ),
+            n,
+            "{outcome}: the open stream is not judged yet"
+        );
+    }
+    drop(res);
+    let m = read(&snapshotter);
+    assert_eq!(
+        counter(&m, "bulwark_calls_total{name=watch,outcome=ignored}"),
+        1,
+        "a cancelled stream is neither a success nor a failure"
+    );
+    assert_eq!(
+        counter(&m, "bulwark_calls_total{name=watch,outcome=failure}"),
+        0
+    );
 }

@@ -90,7 +90,7 @@ async fn serves_health_200_or_503_and_admin_routes() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(breaker.state(), State::Disabled);
+    assert_eq!(breaker.state(), State::ForcedClosed);
     let (status, json) = request(addr, "POST", "/admin/resilience/breakers/payments/reset").await;
     assert_eq!(status, 200);
     assert_eq!(json["state"], "closed");

@@ -303,7 +303,7 @@ async fn retry_request_if_decides_before_any_copy_is_made() {
     let mock = Mock::failing();
     let svc = RetryLayer::new()
         .backoff(Backoff::constant(ms(1)))
-        .retry_request_if(|req: &u32| req % 2 == 0)
+        .retry_request_if(|req: &u32| req.is_multiple_of(2))
         .replay(move |r: &u32| {
             counter.fetch_add(1, Ordering::SeqCst);
             Some(*r)

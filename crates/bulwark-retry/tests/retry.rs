@@ -206,7 +206,7 @@ async fn requests_without_a_copy_are_not_retried_and_say_so() {
     let (events, listener) = recorder();
     // A hook that cannot replay odd requests.
     let svc = RetryLayer::new()
-        .replay(|r: &NotClone| (r.0 % 2 == 0).then_some(NotClone(r.0)))
+        .replay(|r: &NotClone| r.0.is_multiple_of(2).then_some(NotClone(r.0)))
         .backoff(Backoff::constant(ms(1)))
         .on_event(listener)
         .layer(upstream);

@@ -235,7 +235,7 @@ impl Phase {
     }
 
     fn applies_to(&self, host: u32) -> bool {
-        self.hosts.as_ref().map_or(true, |h| h.contains(&host))
+        self.hosts.as_ref().is_none_or(|h| h.contains(&host))
     }
 
     /// The phase's occurrences, repeats expanded, as `(from, until)`.

@@ -48,6 +48,14 @@ impl TimeoutLayer<Duration> {
     }
 }
 
+/// `TimeoutLayer::new(limit)`, so that shortcuts taking a layer also take a
+/// `Duration`.
+impl From<Duration> for TimeoutLayer {
+    fn from(limit: Duration) -> Self {
+        TimeoutLayer::new(limit)
+    }
+}
+
 impl<F> TimeoutLayer<F> {
     /// A limit chosen per request by `choose` (`None`: no limit for that
     /// request). `choose` can be any [`TimeoutPolicy`](crate::TimeoutPolicy),

@@ -10,8 +10,15 @@ type WithRetry<C, P, R, D, I, L> =
 
 /// Adds Bulwark's layers to a `tower::ServiceBuilder` by name.
 ///
-/// Each method is `.layer(...)` with the matching Bulwark layer; the names
-/// avoid tower's own `.timeout`, `.retry` and `.concurrency_limit`.
+/// Each method is `.layer(...)` with the matching Bulwark layer, and each
+/// takes that layer. Three also take the one value their layer is usually
+/// built from: a [`Breaker`](bulwark_breaker::Breaker) for
+/// [`circuit_breaker`](Self::circuit_breaker), a `Duration` for
+/// [`timeout_after`](Self::timeout_after) and a `usize` for
+/// [`bulkhead`](Self::bulkhead); pass the layer itself to set anything else
+/// (a classifier, listeners). The names avoid tower's own `.timeout`,
+/// `.retry` and `.concurrency_limit` (and the trait's name avoids
+/// tower-http's `ServiceBuilderExt`).
 ///
 /// ```
 /// use bulwark::prelude::*;
@@ -24,14 +31,24 @@ type WithRetry<C, P, R, D, I, L> =
 ///     .timeout_after(Duration::from_millis(500))
 ///     .bulkhead(16)
 ///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+///
+/// // The same, with listeners on the timeout.
+/// let timeout = TimeoutLayer::new(Duration::from_millis(500))
+///     .on_event(|event: &bulwark::timeout::TimeoutEvent| println!("{event:?}"));
+/// let _stack = ServiceBuilder::new()
+///     .timeout_after(timeout)
+///     .bulkhead(BulkheadLayer::new(16))
+///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
 /// ```
-pub trait ServiceBuilderExt<L>: sealed::Sealed {
-    /// Guards the service with `breaker` (default classifier).
+pub trait ResilienceBuilderExt<L>: sealed::Sealed {
+    /// Guards the service with a circuit breaker: a
+    /// [`CircuitBreakerLayer`](bulwark_breaker::CircuitBreakerLayer), or a
+    /// [`Breaker`](bulwark_breaker::Breaker) with the default classifier.
     #[cfg(feature = "breaker")]
-    fn circuit_breaker(
+    fn circuit_breaker<C, H>(
         self,
-        breaker: bulwark_breaker::Breaker,
-    ) -> ServiceBuilder<Stack<bulwark_breaker::CircuitBreakerLayer, L>>;
+        layer: impl Into<bulwark_breaker::CircuitBreakerLayer<C, H>>,
+    ) -> ServiceBuilder<Stack<bulwark_breaker::CircuitBreakerLayer<C, H>, L>>;
 
     /// Retries with `layer`'s policy.
     #[cfg(feature = "retry")]
@@ -40,20 +57,23 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         layer: bulwark_retry::RetryLayer<C, P, R, D, I>,
     ) -> WithRetry<C, P, R, D, I, L>;
 
-    /// Fails calls that take longer than `limit` with
-    /// [`Elapsed`](bulwark_timeout::Elapsed).
+    /// Fails calls that take longer than the limit with
+    /// [`Elapsed`](bulwark_timeout::Elapsed): a
+    /// [`TimeoutLayer`](bulwark_timeout::TimeoutLayer), or a `Duration`.
     #[cfg(feature = "timeout")]
-    fn timeout_after(
+    fn timeout_after<P>(
         self,
-        limit: std::time::Duration,
-    ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<std::time::Duration>, L>>;
+        layer: impl Into<bulwark_timeout::TimeoutLayer<P>>,
+    ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<P>, L>>;
 
-    /// Lets at most `max_concurrent` calls in flight, failing fast beyond.
+    /// Limits the calls in flight: a
+    /// [`BulkheadLayer`](bulwark_bulkhead::BulkheadLayer), or a `usize`
+    /// (at most that many, failing fast beyond).
     #[cfg(feature = "bulkhead")]
-    fn bulkhead(
+    fn bulkhead<C>(
         self,
-        max_concurrent: usize,
-    ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer, L>>;
+        layer: impl Into<bulwark_bulkhead::BulkheadLayer<C>>,
+    ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer<C>, L>>;
 
     /// Falls back as `layer` says.
     #[cfg(feature = "fallback")]
@@ -81,13 +101,13 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     ) -> ServiceBuilder<Stack<bulwark_throttle::AdaptiveThrottleLayer<C>, L>>;
 }
 
-impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+impl<L> ResilienceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "breaker")]
-    fn circuit_breaker(
+    fn circuit_breaker<C, H>(
         self,
-        breaker: bulwark_breaker::Breaker,
-    ) -> ServiceBuilder<Stack<bulwark_breaker::CircuitBreakerLayer, L>> {
-        self.layer(bulwark_breaker::CircuitBreakerLayer::new(breaker))
+        layer: impl Into<bulwark_breaker::CircuitBreakerLayer<C, H>>,
+    ) -> ServiceBuilder<Stack<bulwark_breaker::CircuitBreakerLayer<C, H>, L>> {
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "retry")]
@@ -99,19 +119,19 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "timeout")]
-    fn timeout_after(
+    fn timeout_after<P>(
         self,
-        limit: std::time::Duration,
-    ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<std::time::Duration>, L>> {
-        self.layer(bulwark_timeout::TimeoutLayer::new(limit))
+        layer: impl Into<bulwark_timeout::TimeoutLayer<P>>,
+    ) -> ServiceBuilder<Stack<bulwark_timeout::TimeoutLayer<P>, L>> {
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "bulkhead")]
-    fn bulkhead(
+    fn bulkhead<C>(
         self,
-        max_concurrent: usize,
-    ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer, L>> {
-        self.layer(bulwark_bulkhead::BulkheadLayer::new(max_concurrent))
+        layer: impl Into<bulwark_bulkhead::BulkheadLayer<C>>,
+    ) -> ServiceBuilder<Stack<bulwark_bulkhead::BulkheadLayer<C>, L>> {
+        self.layer(layer.into())
     }
 
     #[cfg(feature = "fallback")]

@@ -7,8 +7,8 @@
 //! stack in a `tower::ServiceBuilder`; nothing else about the service
 //! changes.
 //!
-//! Every layer is behind a feature of the same name (all on by default, or
-//! `full`):
+//! Every layer is behind a feature of the same name; `layers` (the default)
+//! turns them all on:
 //!
 //! | feature    | module        | what it gives                                         |
 //! |------------|---------------|-------------------------------------------------------|
@@ -24,14 +24,20 @@
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
 //!
-//! To run them in production (off by default): `observe` (a registry of
-//! named instances, health), `metrics` (everything reported through the
-//! `metrics` facade), `observe-axum` (a health and admin router) and
-//! `config` (TOML files and `BULWARK_` environment variables), as the
-//! `observe` and `config` modules; `sim`, the virtual-time fault simulator
-//! that shows what a stack does while its upstream fails, and a chaos layer
-//! for game days; `fleet`, rate limits and breakers shared by every
-//! instance of a service through Redis.
+//! To run them in production (off by default; `full` turns on all of them):
+//!
+//! | feature    | module        | what it gives                                         |
+//! |------------|---------------|-------------------------------------------------------|
+//! | `http`     | `http`        | HTTP and gRPC classifiers, pushback, replay, client and server stacks |
+//! | `axum`, `tonic`, `reqwest` | `http` | the glue for each (with `observe`, `axum` also gives the health router) |
+//! | `observe`  | `observe`     | a registry of named instances, health                 |
+//! | `metrics`  | `observe`     | everything reported through the `metrics` facade      |
+//! | `config`   | `config`      | TOML files and `BULWARK_` environment variables        |
+//! | `fleet`    | `fleet`       | rate limits, breakers and retry budgets shared by every instance through Redis (not in `full`) |
+//!
+//! `sim`, the virtual-time fault simulator that shows what a stack does while
+//! its upstream fails (and a chaos layer for game days), is a tool rather
+//! than a runtime part, so `full` leaves it out.
 //!
 //! # Quick start
 //!
@@ -80,50 +86,62 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[doc(inline)]
 pub use bulwark_core::{backoff, classify, clock, error, event};
 pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
 
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+#[doc(inline)]
 pub use bulwark_breaker as breaker;
 
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+#[doc(inline)]
 pub use bulwark_retry as retry;
 
 #[cfg(feature = "timeout")]
 #[cfg_attr(docsrs, doc(cfg(feature = "timeout")))]
+#[doc(inline)]
 pub use bulwark_timeout as timeout;
 
 #[cfg(feature = "bulkhead")]
 #[cfg_attr(docsrs, doc(cfg(feature = "bulkhead")))]
+#[doc(inline)]
 pub use bulwark_bulkhead as bulkhead;
 
 #[cfg(feature = "fallback")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+#[doc(inline)]
 pub use bulwark_fallback as fallback;
 
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+#[doc(inline)]
 pub use bulwark_stack as stack;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[doc(inline)]
 pub use bulwark_http as http;
 
 #[cfg(feature = "observe")]
 #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+#[doc(inline)]
 pub use bulwark_observe as observe;
 
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+#[doc(inline)]
 pub use bulwark_config as config;
 
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+#[doc(inline)]
 pub use bulwark_sim as sim;
 #[cfg(feature = "throttle")]
 #[cfg_attr(docsrs, doc(cfg(feature = "throttle")))]
+#[doc(inline)]
 pub use bulwark_throttle as throttle;
 
 #[cfg(feature = "ratelimit")]
@@ -136,11 +154,11 @@ pub use bulwark_fleet as fleet;
 
 mod builder;
 
-pub use builder::ServiceBuilderExt;
+pub use builder::ResilienceBuilderExt;
 
 /// The names most programs need: `use bulwark::prelude::*;`.
 pub mod prelude {
-    pub use crate::builder::ServiceBuilderExt;
+    pub use crate::builder::ResilienceBuilderExt;
     pub use bulwark_core::backoff::{Backoff, Jitter};
     pub use bulwark_core::error::{
         find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,

@@ -1,5 +1,6 @@
 //! A per-host breaker for gRPC that judges a streaming answer when its
-//! stream ends.
+//! stream ends: the [`BodyBreakerLayer`] (the same mechanism as for HTTP
+//! bodies, see [`verdict`](crate::verdict)) with a [`GrpcClassifier`].
 //!
 //! A gRPC server that fails after it has started to answer (a server
 //! stream that breaks off, a unary call whose handler fails late) sends its
@@ -8,7 +9,7 @@
 //! [`GrpcHostBreakerLayer`] judges a response head that already carries a
 //! `grpc-status` (a "trailers-only" answer) or a non-2xx status at once, as
 //! [`HostBreakerLayer`](super::HostBreakerLayer) does; any other answer
-//! gets a [`GrpcBody`] that holds the breaker's [`Permit`] and records the
+//! gets a [`GrpcBody`] that holds the breaker's [`Permit`](bulwark_breaker::Permit) and records the
 //! outcome when the stream ends:
 //!
 //! | end of the body | recorded |
@@ -16,11 +17,12 @@
 //! | trailers | their `grpc-status`, judged by [`GrpcClassifier::classify_trailers`] (tower-http's [`ClassifyEos`](tower_http::classify::ClassifyEos)) |
 //! | end of stream without trailers | as tower-http does: a success |
 //! | a body error (reset stream, broken connection) | a failure |
-//! | the body dropped before its end | nothing; a half-open probe slot is given back |
+//! | the body dropped before its end, after the caller started reading | nothing; a half-open probe slot is given back |
+//! | the body dropped unread | as an end of stream without trailers |
 //!
 //! A failure whose trailers carry `grpc-retry-pushback-ms` (or a head with
 //! `Retry-After`) holds the host's breaker open that long, as
-//! [`ServerOpenHint`] does for heads.
+//! [`ServerOpenHint`](super::ServerOpenHint) does for heads.
 //!
 //! The [`ClientStack`](crate::ClientStack) uses this layer whenever its
 //! classifier is a [`GrpcClassifier`].
@@ -54,395 +56,36 @@
 //! # }
 //! ```
 
-use super::ServerOpenHint;
+use super::body::{BodyBreaker, BodyBreakerLayer, BreakerBody};
 use crate::classify::GrpcClassifier;
-use crate::parts::RequestParts;
-use crate::pushback::pushback_from_headers;
-use bulwark_breaker::keyed::KeyedBreakers;
-use bulwark_breaker::{CircuitOpen, Permit};
-use bulwark_core::{BoxError, Outcome};
-use bulwark_retry::PushbackHint;
-use http::uri::Authority;
-use http::HeaderMap;
-use http_body::{Body, Frame, SizeHint};
-use pin_project_lite::pin_project;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
-use tower_layer::Layer;
-use tower_service::Service;
 
 /// One breaker per authority for gRPC, judging streamed answers at their
-/// end; see the [module docs](self).
-#[derive(Clone)]
-pub struct GrpcHostBreakerLayer {
-    // `None`: no breaker; answers pass through (with the same body type).
-    breakers: Option<KeyedBreakers<Authority>>,
-    classifier: GrpcClassifier,
-    hint: ServerOpenHint,
-}
-
-impl GrpcHostBreakerLayer {
-    /// A layer over `breakers`, judging answers with `classifier`,
-    /// honouring server pushback of up to 5 minutes.
-    pub fn new(breakers: KeyedBreakers<Authority>, classifier: GrpcClassifier) -> Self {
-        GrpcHostBreakerLayer {
-            breakers: Some(breakers),
-            classifier,
-            hint: ServerOpenHint::default(),
-        }
-    }
-
-    /// No breaker: answers pass through, their bodies wrapped in a
-    /// [`GrpcBody`] that records nothing (so a stack keeps one response
-    /// type with its breaker on or off).
-    pub(crate) fn off(classifier: GrpcClassifier) -> Self {
-        GrpcHostBreakerLayer {
-            breakers: None,
-            classifier,
-            hint: ServerOpenHint::default(),
-        }
-    }
-
-    /// Honours server pushback as `hint` says (e.g. a shorter cap).
-    pub fn open_hint(mut self, hint: ServerOpenHint) -> Self {
-        self.hint = hint;
-        self
-    }
-
-    /// The breakers, as a handle (`None` for the client stack's
-    /// pass-through when its breaker is off).
-    pub fn breakers(&self) -> Option<&KeyedBreakers<Authority>> {
-        self.breakers.as_ref()
-    }
-}
-
-impl fmt::Debug for GrpcHostBreakerLayer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcHostBreakerLayer")
-            .field("breakers", &self.breakers)
-            .field("classifier", &self.classifier)
-            .field("hint", &self.hint)
-            .finish()
-    }
-}
-
-impl<S> Layer<S> for GrpcHostBreakerLayer {
-    type Service = GrpcHostBreaker<S>;
-
-    fn layer(&self, inner: S) -> GrpcHostBreaker<S> {
-        GrpcHostBreaker {
-            inner,
-            breakers: self.breakers.clone(),
-            classifier: self.classifier,
-            hint: self.hint,
-        }
-    }
-}
+/// end: the [`BodyBreakerLayer`] with a [`GrpcClassifier`]; see the
+/// [module docs](self).
+pub type GrpcHostBreakerLayer = BodyBreakerLayer<GrpcClassifier>;
 
 /// The service of [`GrpcHostBreakerLayer`].
-///
-/// As with the breaker crate's keyed breaker, the key is only known in
-/// `call`: `poll_ready` waits for the inner service alone, and a refusal is
-/// an immediately ready [`CircuitOpen`] error.
-#[derive(Clone)]
-pub struct GrpcHostBreaker<S> {
-    inner: S,
-    breakers: Option<KeyedBreakers<Authority>>,
-    classifier: GrpcClassifier,
-    hint: ServerOpenHint,
-}
+pub type GrpcHostBreaker<S> = BodyBreaker<S, GrpcClassifier>;
 
-impl<S> GrpcHostBreaker<S> {
-    /// The breakers, as a handle (`None`: see
-    /// [`GrpcHostBreakerLayer::breakers`]).
-    pub fn breakers(&self) -> Option<&KeyedBreakers<Authority>> {
-        self.breakers.as_ref()
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S: fmt::Debug> fmt::Debug for GrpcHostBreaker<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcHostBreaker")
-            .field("inner", &self.inner)
-            .field("breakers", &self.breakers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, B, ResB> Service<http::Request<B>> for GrpcHostBreaker<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<ResB>>,
-    S::Error: Into<BoxError>,
-{
-    type Response = http::Response<GrpcBody<ResB>>;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let Some(breakers) = &self.breakers else {
-            return ResponseFuture {
-                state: State::Plain {
-                    fut: self.inner.call(req),
-                },
-            };
-        };
-        match breakers.get_or_create(&req.authority_key()).try_acquire() {
-            Ok(permit) => ResponseFuture {
-                state: State::Called {
-                    fut: self.inner.call(req),
-                    judge: Some(Judge {
-                        permit,
-                        classifier: self.classifier,
-                        hint: self.hint,
-                    }),
-                },
-            },
-            Err(open) => ResponseFuture {
-                state: State::Rejected { error: Some(open) },
-            },
-        }
-    }
-}
-
-/// What records a call's outcome once it is known: the permit and how to
-/// judge.
-struct Judge {
-    permit: Permit,
-    classifier: GrpcClassifier,
-    hint: ServerOpenHint,
-}
-
-impl Judge {
-    /// Records `outcome`, holding the breaker open if a failure came with
-    /// pushback in `headers`.
-    fn record(self, outcome: Outcome, headers: Option<&HeaderMap>) {
-        let hold = match (outcome, headers) {
-            (Outcome::Failure, Some(h)) => match pushback_from_headers(h, self.hint.max) {
-                PushbackHint::After(d) => Some(d),
-                _ => None,
-            },
-            _ => None,
-        };
-        record(self.permit, outcome, hold);
-    }
-
-    /// Judges the end of the stream.
-    fn end(self, trailers: Option<&HeaderMap>) {
-        let outcome = self.classifier.classify_trailers(trailers);
-        self.record(outcome, trailers);
-    }
-}
-
-fn record(permit: Permit, outcome: Outcome, hold: Option<Duration>) {
-    match hold {
-        None => permit.record(outcome),
-        Some(at_least) => {
-            // Record first (it may open the breaker), then hold it open as
-            // long as the server asked.
-            let breaker = permit.breaker().cloned();
-            permit.record(outcome);
-            if let Some(breaker) = breaker {
-                breaker.hold_open_for(at_least);
-            }
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`GrpcHostBreaker`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        state: State<F>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<F> {
-        Called {
-            #[pin]
-            fut: F,
-            judge: Option<Judge>,
-        },
-        Rejected {
-            error: Option<CircuitOpen>,
-        },
-        Plain {
-            #[pin]
-            fut: F,
-        },
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, ResB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<http::Response<ResB>, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<http::Response<GrpcBody<ResB>>, BoxError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Called { fut, judge } => {
-                let result = ready!(fut.poll(cx)).map_err(Into::into);
-                let Some(judge) = judge.take() else {
-                    return Poll::Ready(Err("gRPC breaker future polled after completion".into()));
-                };
-                Poll::Ready(match result {
-                    Ok(res) if judge.classifier.needs_trailers(&res) => {
-                        // The verdict is in the trailers: the body records it.
-                        Ok(res.map(|inner| GrpcBody {
-                            inner,
-                            judge: Some(judge),
-                        }))
-                    }
-                    Ok(res) => {
-                        // A trailers-only answer, or not a gRPC one: judged now.
-                        let outcome = judge.classifier.classify_head(&res);
-                        judge.record(outcome, Some(res.headers()));
-                        Ok(res.map(|inner| GrpcBody { inner, judge: None }))
-                    }
-                    Err(e) => {
-                        let outcome = judge.classifier.classify_error(&e);
-                        judge.record(outcome, None);
-                        Err(e)
-                    }
-                })
-            }
-            StateProj::Plain { fut } => Poll::Ready(
-                ready!(fut.poll(cx))
-                    .map(|res| res.map(|inner| GrpcBody { inner, judge: None }))
-                    .map_err(Into::into),
-            ),
-            StateProj::Rejected { error } => Poll::Ready(Err(match error.take() {
-                Some(e) => Box::new(e),
-                None => "gRPC breaker future polled after completion".into(),
-            })),
-        }
-    }
-}
-
-pin_project! {
-    /// A response body that records the call's outcome in the breaker when
-    /// the stream ends; see the [module docs](self).
-    ///
-    /// Frames, errors and size hints pass through unchanged. A body whose
-    /// outcome was already judged from the head is a plain pass-through.
-    pub struct GrpcBody<B> {
-        #[pin]
-        inner: B,
-        judge: Option<Judge>,
-    }
-}
-
-impl<B> GrpcBody<B> {
-    /// Whether this body still has an outcome to record (the answer's
-    /// `grpc-status` was not in its head, and the stream has not ended).
-    pub fn is_pending(&self) -> bool {
-        self.judge.is_some()
-    }
-
-    /// The inner body, recording nothing (a half-open probe slot is given
-    /// back).
-    pub fn into_inner(self) -> B {
-        self.inner
-    }
-}
-
-impl<B> fmt::Debug for GrpcBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GrpcBody")
-            .field("pending", &self.judge.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<B: Body> Body for GrpcBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if this.judge.is_some() {
-            match &frame {
-                Some(Ok(f)) => {
-                    if let Some(trailers) = f.trailers_ref() {
-                        if let Some(judge) = this.judge.take() {
-                            judge.end(Some(trailers));
-                        }
-                    } else if this.inner.is_end_stream() {
-                        // Nothing follows: a consumer may stop here.
-                        if let Some(judge) = this.judge.take() {
-                            judge.end(None);
-                        }
-                    }
-                }
-                Some(Err(_)) => {
-                    // The stream broke: the server did not finish its answer.
-                    if let Some(judge) = this.judge.take() {
-                        judge.record(Outcome::Failure, None);
-                    }
-                }
-                None => {
-                    if let Some(judge) = this.judge.take() {
-                        judge.end(None);
-                    }
-                }
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    #[inline]
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    #[inline]
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+/// A gRPC response body that records the call's outcome in the breaker
+/// when the stream ends (a [`VerdictBody`](crate::verdict::VerdictBody)).
+pub type GrpcBody<B> = BreakerBody<B, GrpcClassifier>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bulwark_breaker::{Breaker, State as BState};
+    use bulwark_breaker::keyed::KeyedBreakers;
+    use bulwark_breaker::{Breaker, CircuitOpen, State as BState};
+    use bulwark_core::BoxError;
     use bytes::Bytes;
+    use http::uri::Authority;
+    use http::HeaderMap;
+    use http_body::{Body, Frame};
     use http_body_util::{BodyExt, Full};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+    use tower::Layer;
     use tower::{service_fn, ServiceExt};
 
     type TestBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
