@@ -433,7 +433,7 @@ impl Registry {
     }
 
     /// Forces the breaker named `name` closed, letting every call through
-    /// until reset ([`Breaker::disable`]); for keyed breakers, every current
+    /// until reset ([`Breaker::force_closed`]); for keyed breakers, every current
     /// key's.
     ///
     /// # Errors
