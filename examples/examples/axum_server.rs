@@ -5,18 +5,25 @@
 //! that runs past its timeout gets a 503 instead of hanging. No
 //! `HandleErrorLayer` closure: the stack maps its own errors to responses.
 //!
+//! The stack is registered (`.registry(&registry, "server")`): its shed
+//! answers and timeouts show in health and metrics, and its bulkhead is the
+//! service's readiness (`HealthRouter`'s `/health/ready`).
+//!
 //! The example starts the server on 127.0.0.1, sends it a burst of 6 slow
-//! requests and one request that is too slow, prints the statuses, and
-//! exits.
+//! requests and one request that is too slow, prints the statuses and what
+//! the registry counted, and exits.
 
 use axum::routing::get;
 use axum::Router;
 use bulwark::http::ServerStack;
+use bulwark::observe::Registry;
 use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let registry = Registry::new();
     let stack = ServerStack::new()
+        .registry(&registry, "server")
         .max_concurrent(2)
         .timeout(Duration::from_millis(300))
         .build()?;
@@ -52,6 +59,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "stuck request: {} ({})",
         res.status(),
         res.text().await?.trim()
+    );
+    let health = registry.health();
+    println!(
+        "registry: {} shed by bulkhead `server`, {} timed out; ready: {}",
+        health.bulkheads[0].rejections,
+        health.timeouts[0].request,
+        registry.readiness().ready
     );
     Ok(())
 }

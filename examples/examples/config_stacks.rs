@@ -16,14 +16,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 
-type Client = BoxCloneService<String, String, BoxError>;
+type Client = BoxCloneSyncService<String, String, BoxError>;
 
 /// A fake upstream: answers in 5 ms, or fails while `down` is set.
 fn upstream(name: &'static str, down: Arc<AtomicBool>) -> Client {
-    BoxCloneService::new(tower::service_fn(move |req: String| {
+    BoxCloneSyncService::new(tower::service_fn(move |req: String| {
         let down = down.load(Ordering::SeqCst);
         async move {
             tokio::time::sleep(Duration::from_millis(5)).await;

@@ -71,11 +71,9 @@ async fn main() -> Result<(), BoxError> {
                 }
             }),
         )
-        .merge(
-            HealthRouter::new(registry.clone())
-                .status_on_degraded(true)
-                .into_router(),
-        );
+        // /health/resilience (the dependencies, for dashboards) and
+        // /health/ready (this service, for load balancers).
+        .merge(HealthRouter::new(registry.clone()).into_router());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

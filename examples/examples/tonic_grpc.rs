@@ -1,18 +1,18 @@
 //! Run with: cargo run --example tonic_grpc
 //!
-//! A tonic server and client, both with Bulwark's stacks, using the gRPC
-//! health service from `tonic-health` (it ships its generated code: no
-//! protoc). The server sheds load beyond 8 calls in flight; the client
-//! classifies answers by `grpc-status`, retries `UNAVAILABLE` (every gRPC
-//! call is a POST, so the client opts in to retrying any method, as gRPC's
-//! own retry policy does), and keeps a breaker per host.
+//! A tonic server and client, both with Bulwark's gRPC presets, using the
+//! gRPC health service from `tonic-health` (it ships its generated code: no
+//! protoc). The server sheds load beyond 8 calls in flight
+//! (`RESOURCE_EXHAUSTED` with pushback); the client classifies answers by
+//! `grpc-status`, retries `UNAVAILABLE`, keeps its breaker per origin (the
+//! channel's address: above a tonic `Channel` requests carry none) and fails
+//! with the right `tonic::Status`.
 //!
-//! The server reports NOT_SERVING for the first two checks of the
-//! "payments" service, which the client sees as `UNAVAILABLE` and retries.
+//! The server reports UNAVAILABLE for the first two checks, which the
+//! client retries.
 
 use bulwark::backoff::Backoff;
-use bulwark::http::body::{ReplayBody, ReplayGuardLayer};
-use bulwark::http::{ClientStack, GrpcClassifier, HttpReplay, ServerStack};
+use bulwark::http::grpc::{GrpcClientStack, GrpcServerStack};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::Endpoint;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
-use tower::ServiceBuilder;
+use tower::Layer;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -32,16 +32,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .set_service_status("payments", tonic_health::ServingStatus::Serving)
         .await;
     let flaky = Arc::new(AtomicU32::new(0));
-    let server_stack = ServerStack::new()
-        .max_concurrent(8)
-        .timeout(Duration::from_secs(2))
+    let server_stack = GrpcServerStack::new()
+        .server_stack(|s| s.max_concurrent(8).timeout(Duration::from_secs(2)))
         .build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let gate = flaky.clone();
     tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .layer(server_stack.map_errors_with(bulwark::http::status::grpc_error_response))
+            .layer(server_stack)
             .layer(tower::layer::layer_fn(move |inner| Unavailable {
                 inner,
                 left: gate.clone(),
@@ -52,20 +51,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     });
     flaky.store(2, Ordering::SeqCst);
 
-    // Client: the client stack around a tonic channel. Bodies are wrapped in
-    // `ReplayBody` so a call can be sent again.
-    let stack = ClientStack::new()
-        .classifier(GrpcClassifier::new())
-        .replay(HttpReplay::new().retry_all())
-        .backoff(Backoff::constant(Duration::from_millis(50)))
-        .build()?
-        .replay_guard(ReplayGuardLayer::new());
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?.connect_lazy();
-    let svc = ServiceBuilder::new()
-        .map_request(|r: http::Request<Body>| r.map(ReplayBody::new))
-        .layer(stack)
-        .map_request(|r: http::Request<ReplayBody<Body>>| r.map(Body::new))
-        .service(channel);
+    // Client: the gRPC preset around a tonic channel, its breaker keyed on
+    // the channel's address.
+    let origin = addr.to_string();
+    let stack = GrpcClientStack::new(origin.clone())
+        .client_stack(|s| s.backoff(Backoff::constant(Duration::from_millis(50))))
+        .build()?;
+    let channel = Endpoint::from_shared(format!("http://{origin}"))?.connect_lazy();
+    let svc = stack.layer(channel);
     let mut client = HealthClient::new(svc);
 
     let res = client
@@ -87,6 +80,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "unknown: {:?} (NOT_FOUND is the caller's problem: not retried)",
         err.code()
     );
+    for (host, breaker) in stack.breakers().map(|b| b.entries()).unwrap_or_default() {
+        println!("breaker for {host}: {}", breaker.state());
+    }
     Ok(())
 }
 

@@ -5,8 +5,9 @@
 //!   once: a bump (or a second copy of tonic or reqwest entering the tree)
 //!   fails here with a message naming the crate, not in a user's project.
 //! - Each integration is compiled by naming the crates' own types: a reqwest
-//!   client through the `ClientStack`, a tonic client and server, an axum
-//!   server, a hyper client. If an upgrade breaks one, this file stops
+//!   client through the `ClientStack` and as a `reqwest-middleware`
+//!   middleware, a tonic client (the gRPC preset and the stack by hand) and
+//!   server, an axum server, a hyper client. If an upgrade breaks one, this file stops
 //!   compiling at the function named after it.
 
 use bulwark::http::body::{ReplayBody, ReplayGuardLayer};
@@ -20,6 +21,7 @@ use tower::{Service, ServiceBuilder};
 /// hold only that one version.
 const SUPPORTED: &[(&str, &str, bool)] = &[
     ("reqwest", "0.13.", true),
+    ("reqwest-middleware", "0.5.", true),
     ("tonic", "0.14.", true),
     ("tonic-health", "0.14.", true),
     ("tonic-prost", "0.14.", true),
@@ -110,6 +112,39 @@ fn reqwest_client_through_the_client_stack() {
     answers_reqwest(&svc);
 }
 
+/// reqwest-middleware 0.5: the stack as a middleware of reqwest 0.13's
+/// client, `send()` answering `reqwest::Response`.
+#[tokio::test]
+async fn reqwest_middleware_with_the_client_stack() {
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(bulwark::http::middleware::BulwarkMiddleware::new(
+            ClientStack::new().build().unwrap(),
+        ))
+        .build();
+    let send = client.get("http://127.0.0.1:1/").send();
+    fn answers<
+        F: std::future::Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send,
+    >(
+        _: &F,
+    ) {
+    }
+    answers(&send);
+}
+
+/// tonic 0.14: a generated client over a `Channel` behind the gRPC preset.
+#[tokio::test]
+async fn tonic_client_through_the_grpc_preset() {
+    let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy();
+    let layer = bulwark::http::grpc::GrpcClientStack::new("127.0.0.1:1")
+        .build()
+        .unwrap();
+    let mut client =
+        tonic_health::pb::health_client::HealthClient::new(tower::Layer::layer(&layer, channel));
+    let call = client.check(tonic_health::pb::HealthCheckRequest::default());
+    fn send<F: Send>(_: &F) {}
+    send(&call);
+}
+
 /// hyper 1.x: hyper-util's legacy client through the HTTP `ClientStack`.
 #[test]
 fn hyper_client_through_the_client_stack() {
@@ -188,6 +223,13 @@ async fn tonic_server_with_the_server_stack() {
         .add_service(health)
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
     fn send<F: Send>(_: &F) {}
+    send(&serve);
+    // The gRPC server preset, as in the README.
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let serve = tonic::transport::Server::builder()
+        .layer(bulwark::http::grpc::GrpcServerStack::new().build().unwrap())
+        .add_service(health)
+        .serve("127.0.0.1:0".parse().unwrap());
     send(&serve);
     let status: tonic::Status =
         bulwark::http::status::to_status(bulwark::error::CircuitOpen::new(None).into());

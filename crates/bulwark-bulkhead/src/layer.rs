@@ -139,14 +139,6 @@ impl BulkheadLayer {
     }
 }
 
-/// `BulkheadLayer::new(max_concurrent)`, so that shortcuts taking a layer
-/// also take a `usize`.
-impl From<usize> for BulkheadLayer {
-    fn from(max_concurrent: usize) -> Self {
-        BulkheadLayer::new(max_concurrent)
-    }
-}
-
 impl<C> BulkheadLayer<C> {
     /// Classifies results with `classifier` (see [`adaptive`](crate::adaptive)
     /// for what each outcome tells an adaptive limit). A shared layer keeps
@@ -193,6 +185,21 @@ impl<C> BulkheadLayer<C> {
             None => self.config.limiter(),
         };
         Bulkhead::with_limiter(inner, limiter, self.classifier.clone())
+    }
+}
+
+/// `BulkheadLayer::new(max_concurrent)`, so that what takes a layer also
+/// takes a bare limit.
+///
+/// ```
+/// use bulwark::bulkhead::BulkheadLayer;
+///
+/// let layer: BulkheadLayer = 16.into();
+/// # drop(layer);
+/// ```
+impl From<usize> for BulkheadLayer {
+    fn from(max_concurrent: usize) -> Self {
+        BulkheadLayer::new(max_concurrent)
     }
 }
 

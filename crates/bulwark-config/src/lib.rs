@@ -43,8 +43,14 @@
 
 mod error;
 mod fleet;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+mod http;
 pub mod layers;
 mod load;
+#[cfg(feature = "reload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reload")))]
+pub mod reload;
 mod stack;
 
 pub use error::{ConfigError, ReloadError};

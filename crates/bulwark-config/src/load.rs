@@ -76,15 +76,15 @@ pub struct Defaults {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResilienceConfig {
-    enabled: bool,
-    defaults: Defaults,
-    breakers: BTreeMap<String, BreakerConfig>,
-    retries: BTreeMap<String, RetryConfig>,
-    timeouts: BTreeMap<String, TimeoutConfig>,
-    bulkheads: BTreeMap<String, BulkheadConfig>,
-    retry_budgets: BTreeMap<String, RetryBudgetConfig>,
-    keyed_breakers: BTreeMap<String, KeyedBreakerConfig>,
-    fleet: Option<crate::FleetConfig>,
+    pub(crate) enabled: bool,
+    pub(crate) defaults: Defaults,
+    pub(crate) breakers: BTreeMap<String, BreakerConfig>,
+    pub(crate) retries: BTreeMap<String, RetryConfig>,
+    pub(crate) timeouts: BTreeMap<String, TimeoutConfig>,
+    pub(crate) bulkheads: BTreeMap<String, BulkheadConfig>,
+    pub(crate) retry_budgets: BTreeMap<String, RetryBudgetConfig>,
+    pub(crate) keyed_breakers: BTreeMap<String, KeyedBreakerConfig>,
+    pub(crate) fleet: Option<crate::FleetConfig>,
 }
 
 impl Default for ResilienceConfig {

@@ -11,7 +11,7 @@ use bulwark_timeout::TimeoutLayer;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
-use tower::util::{BoxCloneService, Either};
+use tower::util::{BoxCloneSyncService, Either};
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -30,7 +30,8 @@ impl ResilienceConfig {
     /// switch off, every part is off.
     ///
     /// Unlike [`client_layer`](Self::client_layer), its instances are its
-    /// own, not the registry's.
+    /// own, not the registry's, unless you register it:
+    /// `config.client_stack("payments")?.registry(&registry, "payments")`.
     ///
     /// ```
     /// use bulwark_config::ResilienceConfig;
@@ -103,8 +104,14 @@ impl ResilienceConfig {
     /// health and admin routes see them. Timeouts that are not set are left
     /// out. With the global switch off, the layer is a pass-through.
     ///
-    /// The stack is boxed once, at the edge ([`BoxCloneService`]): its type
-    /// stays the same whatever the configuration says. With the `metrics`
+    /// The stack is boxed once, at the edge ([`BoxCloneSyncService`]): its
+    /// type stays the same whatever the configuration says, and it is
+    /// `Send + Sync + Clone`, usable as axum state. For HTTP and gRPC
+    /// clients (a `reqwest` or `hyper` client, a tonic `Channel`) use
+    /// [`http_client_stack`](Self::http_client_stack) (feature `http`)
+    /// instead: its status classifier, `Retry-After`, idempotent-only
+    /// retries and per-host breakers are what those need, and it does not
+    /// require `Req: Clone`. With the `metrics`
     /// feature, it reports calls (`MetricsLayer`, outermost), retries and
     /// timeouts under `name` (`NAME/total`, `NAME/attempt` for timeouts).
     ///
@@ -212,11 +219,9 @@ impl ResilienceConfig {
                 Kind::Breaker => registry
                     .get_breaker(&name)
                     .map_or(Ok(()), |b| b.reconfigure(&self.breaker(&name).builder())),
-                Kind::KeyedBreakers => registry.get_keyed_breakers(&name).map_or(Ok(()), |k| {
+                Kind::KeyedBreakers => registry.keyed_breaker_entries(&name).map_or(Ok(()), |k| {
                     let builder = self.breaker(&name).builder();
-                    k.entries()
-                        .iter()
-                        .try_for_each(|(_, b)| b.reconfigure(&builder))
+                    k.iter().try_for_each(|(_, b)| b.reconfigure(&builder))
                 }),
                 Kind::Bulkhead => registry
                     .get_bulkhead(&name)
@@ -326,17 +331,17 @@ fn timeout_layer(limit: Duration, readiness: Option<Duration>, _label: String) -
 impl<S, Req, C> Layer<S> for ClientLayer<Req, C>
 where
     C: Classify<S::Response> + Clone + Send + Sync + 'static,
-    S: Service<Req> + Clone + Send + 'static,
+    S: Service<Req> + Clone + Send + Sync + 'static,
     S::Response: Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     Req: Clone + Send + 'static,
 {
-    type Service = BoxCloneService<Req, S::Response, BoxError>;
+    type Service = BoxCloneSyncService<Req, S::Response, BoxError>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let Some(p) = &self.parts else {
-            return BoxCloneService::new(inner.map_err(Into::into));
+            return BoxCloneSyncService::new(inner.map_err(Into::into));
         };
         let svc = p.bulkhead.layer(inner);
         let svc = match p.attempt {
@@ -365,6 +370,6 @@ where
             .clone()
             .classifier(self.classifier.clone())
             .layer(svc);
-        BoxCloneService::new(svc)
+        BoxCloneSyncService::new(svc)
     }
 }

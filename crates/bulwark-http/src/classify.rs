@@ -14,6 +14,13 @@
 //! | transport error | connect refused, reset, timeout | same | failure | yes |
 //! | Bulwark rejection | open breaker, full bulkhead | same | not counted | no |
 //!
+//! A server whose own timer for the call's `grpc-timeout` (the deadline the
+//! client propagated) runs out answers `CANCELLED` "Timeout expired" (tonic
+//! does; [`DEADLINE_CANCEL_MESSAGE`]): [`GrpcClassifier`] always judges that
+//! answer [`Ignored`](Outcome::Ignored), even when `CANCELLED` is made a
+//! failure: it is the caller's deadline, not a broken upstream, and a retry
+//! would start after it.
+//!
 //! Throttling is its own class ([`Outcome::Throttled`]): a server that says
 //! "slow down" is alive, and opening the breaker on it would throw away the
 //! capacity it still grants.
@@ -51,6 +58,25 @@ use http::{HeaderMap, HeaderName};
 
 /// `grpc-status`, built once: a lookup by `&str` parses the name each time.
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// The message tonic's server (and channel) give the `CANCELLED` status they
+/// answer when a call's `grpc-timeout` runs out.
+pub const DEADLINE_CANCEL_MESSAGE: &str = "Timeout expired";
+
+/// Whether `headers` (a head or trailers) say `CANCELLED` because the call's
+/// own deadline ran out at the server: the deadline the caller sent, not a
+/// sign that the upstream is broken, and nothing a retry could fix in time.
+fn is_deadline_cancel(headers: &HeaderMap) -> bool {
+    headers
+        .get(&GRPC_STATUS)
+        .is_some_and(|v| v.as_bytes() == b"1")
+        && headers.get(&GRPC_MESSAGE).is_some_and(|m| {
+            // Percent-encoded on the wire (tonic encodes the space), or not.
+            m.as_bytes() == b"Timeout%20expired"
+                || m.as_bytes() == DEADLINE_CANCEL_MESSAGE.as_bytes()
+        })
+}
 use std::fmt;
 use std::ops::RangeInclusive;
 use tower_http::classify::{
@@ -401,6 +427,9 @@ impl GrpcClassifier {
     /// assert_eq!(GrpcClassifier::new().classify_trailers(Some(&trailers)), Outcome::Failure);
     /// ```
     pub fn classify_trailers(&self, trailers: Option<&HeaderMap>) -> Outcome {
+        if trailers.is_some_and(is_deadline_cancel) {
+            return Outcome::Ignored;
+        }
         let head = http::Response::new(());
         match self.tower_http().classify_response(&head) {
             ClassifiedResponse::RequiresEos(eos) => match eos.classify_eos(trailers) {
@@ -449,6 +478,7 @@ impl GrpcClassifier {
         let value = match res.headers().get(&GRPC_STATUS) {
             // The common answer, without building anything.
             Some(v) if v.as_bytes() == b"0" => return Outcome::Success,
+            Some(_) if is_deadline_cancel(res.headers()) => return Outcome::Ignored,
             Some(v) => v.clone(),
             None => return Outcome::Success,
         };
@@ -477,6 +507,11 @@ impl GrpcClassifier {
         #[cfg(feature = "tonic")]
         if !bulwark_core::error::is_rejection(&**error) {
             if let Some(status) = bulwark_core::error::find::<tonic::Status>(&**error) {
+                if status.code() == tonic::Code::Cancelled
+                    && status.message() == DEADLINE_CANCEL_MESSAGE
+                {
+                    return Outcome::Ignored;
+                }
                 return self.classify_code(status.code() as i32);
             }
         }
@@ -679,5 +714,31 @@ mod tests {
             .throttled(GrpcCode::Aborted);
         assert_eq!(c.classify(&grpc("14")), Outcome::Ignored);
         assert_eq!(c.classify(&grpc("10")), Outcome::Throttled);
+    }
+
+    #[test]
+    fn a_deadline_cancel_is_ignored_even_when_cancelled_fails() {
+        let c = GrpcClassifier::new().failure(GrpcCode::Cancelled);
+        for msg in ["Timeout%20expired", "Timeout expired"] {
+            let head: Result<_, BoxError> = Ok(http::Response::builder()
+                .header("grpc-status", "1")
+                .header("grpc-message", msg)
+                .body(())
+                .unwrap());
+            assert_eq!(c.classify(&head), Outcome::Ignored, "{msg}");
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", "1".parse().unwrap());
+            trailers.insert("grpc-message", msg.parse().unwrap());
+            assert_eq!(c.classify_trailers(Some(&trailers)), Outcome::Ignored);
+        }
+        // CANCELLED for another reason is what the caller configured.
+        assert_eq!(c.classify(&grpc("1")), Outcome::Failure);
+        #[cfg(feature = "tonic")]
+        {
+            let e: BoxError = tonic::Status::cancelled(DEADLINE_CANCEL_MESSAGE).into();
+            assert_eq!(c.classify_error(&e), Outcome::Ignored);
+            let e: BoxError = tonic::Status::cancelled("by the user").into();
+            assert_eq!(c.classify_error(&e), Outcome::Failure);
+        }
     }
 }

@@ -25,6 +25,13 @@
 //!   from its total timeout).
 //! - [`stack`]: ready-made [`ClientStack`] and [`ServerStack`] in the order
 //!   that works.
+//! - `grpc` (feature `tonic`): the gRPC presets, `GrpcClientStack` for a
+//!   tonic `Channel` (per-origin breakers, replay, errors as
+//!   `tonic::Status`) and `GrpcServerStack`.
+//! - `middleware` (feature `reqwest-middleware`): the client stack as a
+//!   `reqwest-middleware` middleware, keeping `client.get(url).send()`.
+//! - [`origin`]: the upstream of a request whose URI has none, for the
+//!   per-host breakers.
 //!
 //! # Supported versions
 //!
@@ -39,11 +46,20 @@
 //! | axum | 0.8 | `axum` |
 //! | tonic | 0.14 | `tonic` |
 //! | reqwest | 0.13 (no TLS backend chosen: enable yours in your `Cargo.toml`) | `reqwest` |
+//! | reqwest-middleware | 0.5 (on reqwest 0.13) | `reqwest-middleware` |
 //!
 //! Rust 1.88 or later (tonic 0.14's `rust-version`). Your project must
 //! resolve the same major versions: a `reqwest::Request` of another reqwest
 //! is not a request Bulwark knows, and the compiler's error names the
-//! missing [`RequestParts`](parts::RequestParts) implementation.
+//! missing [`RequestParts`](parts::RequestParts) implementation. Where the
+//! compiler cannot name it (an `E0599` "the method `oneshot` exists for enum
+//! `Optional<Timeout<...>>`, but its trait bounds were not satisfied" on a
+//! stack around your transport), the cause is the same: the transport's
+//! request or response is not `http::Request`/`http::Response` of http 1.x
+//! or reqwest 0.13's `Request`/`Response` (check `cargo tree -d -i reqwest`
+//! and `cargo tree -d -i http`). The `grpc` presets and the
+//! `reqwest-middleware` middleware take concrete types and avoid that
+//! error altogether.
 //!
 //! # Example: a client stack
 //!
@@ -77,7 +93,17 @@ pub mod body;
 pub mod breaker;
 pub mod classify;
 pub mod deadline;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod grpc;
 pub use bulwark_stack::optional;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod middleware;
+pub mod origin;
 pub mod parts;
 pub mod pushback;
 pub mod replay;

@@ -33,7 +33,10 @@ pub trait RequestParts {
     /// The request headers.
     fn headers(&self) -> &HeaderMap;
     /// The upstream this request goes to (`host[:port]`), used to key
-    /// per-host breakers. Requests without one share the key `unknown`.
+    /// per-host breakers: the URI's authority, else an
+    /// [`Origin`](crate::origin::Origin) in the extensions, else the `Host`
+    /// header. Requests with none share the key `unknown` (and a warning is
+    /// logged the first time).
     fn authority_key(&self) -> Authority;
 }
 
@@ -58,6 +61,20 @@ pub(crate) fn unknown_authority() -> Authority {
     Authority::from_static("unknown")
 }
 
+/// Says once per process that requests are keyed `unknown`: every such
+/// request then shares one breaker, which is rarely what was meant.
+fn warn_unknown_once() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "a request with no authority (URI, `Host` header or `bulwark::http::origin::Origin`) \
+             is keyed `unknown`: every such request shares one per-host breaker; \
+             above a tonic Channel use `bulwark::http::grpc::GrpcClientStack`, \
+             else insert an `Origin` in the request's extensions"
+        );
+    }
+}
+
 impl<B> RequestParts for http::Request<B> {
     #[inline]
     fn method(&self) -> &Method {
@@ -73,10 +90,16 @@ impl<B> RequestParts for http::Request<B> {
         if let Some(a) = self.uri().authority() {
             return a.clone();
         }
+        if let Some(origin) = self.extensions().get::<crate::origin::Origin>() {
+            return origin.authority().clone();
+        }
         self.headers()
             .get(http::header::HOST)
             .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .unwrap_or_else(unknown_authority)
+            .unwrap_or_else(|| {
+                warn_unknown_once();
+                unknown_authority()
+            })
     }
 }
 
@@ -224,5 +247,29 @@ mod tests {
         assert_eq!(r.authority_key(), "b.example:81");
         let r = http::Request::get("/x").body(()).unwrap();
         assert_eq!(r.authority_key(), "unknown");
+    }
+
+    #[test]
+    fn an_origin_keys_requests_without_an_authority() {
+        let origin: crate::origin::Origin = "http://10.0.0.7:50051".parse().unwrap();
+        assert_eq!(origin.authority(), "10.0.0.7:50051");
+        // The origin comes before the Host header, after the URI.
+        let mut r = http::Request::post("/pkg.Svc/Get")
+            .header("host", "b.example")
+            .body(())
+            .unwrap();
+        r.extensions_mut().insert(origin.clone());
+        assert_eq!(r.authority_key(), "10.0.0.7:50051");
+        let mut r = http::Request::get("http://a.example/").body(()).unwrap();
+        r.extensions_mut().insert(origin);
+        assert_eq!(r.authority_key(), "a.example");
+        assert!("not a host".parse::<crate::origin::Origin>().is_err());
+        assert_eq!(
+            "payments"
+                .parse::<crate::origin::Origin>()
+                .unwrap()
+                .to_string(),
+            "payments"
+        );
     }
 }

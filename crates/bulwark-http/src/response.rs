@@ -6,15 +6,34 @@
 //! never fails (`Error = Infallible`), which is what axum's `Router::layer`
 //! and hyper's servers want.
 //!
-//! | error (anywhere in the `source()` chain) | client mapping | server mapping |
+//! | error (anywhere in the `source()` chain) | [`dependency`](ErrorMapping::dependency) mapping (a call this server made failed) | [`server`](ErrorMapping::server) mapping (this server's own limits) |
 //! |---|---|---|
 //! | [`CircuitOpen`] | 503 + `Retry-After` (next probe) | 503 + `Retry-After` |
 //! | [`RateLimited`] (a local rate limit) | 429 + `Retry-After` (next admission) | same |
-//! | [`BulkheadFull`] (shed) | 503 (or 429) + `Retry-After: 1` + `bulwark-shed: 1` | same |
+//! | [`BulkheadFull`], [`ThrottledLocally`] (shed) | 503 (or 429) + `Retry-After: 1` + `bulwark-shed: 1` | same |
 //! | [`Elapsed`] (a timeout; also the source of a head's or a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | 504 Gateway Timeout | 503 (or 408) |
 //! | anything else | 500 | 500 |
 //!
-//! The body is the error's message as `text/plain`.
+//! Which mapping applies depends on where the error comes from: the
+//! [`ServerStack`](crate::ServerStack) maps its *own* bulkhead and timeout
+//! with the server mapping (it ran out of time: 503, the client may try
+//! again), while [`BulwarkError`] (feature `axum`), for the errors of calls
+//! a handler made, uses the dependency mapping: a dependency that timed out
+//! is a `504 Gateway Timeout`, not this server's fault.
+//!
+//! Every shed answer carries a `Retry-After`, and an open breaker's answer
+//! carries one when the breaker knows its next probe.
+//!
+//! # Bodies
+//!
+//! The body is generic by default, the status's reason (`service
+//! unavailable`, `gateway timeout`, `internal server error`) as
+//! `text/plain`: an error's message names dependencies, hosts and causes
+//! ("inventory: connection reset") that callers outside have no business
+//! seeing. The full error is logged (`tracing`, target `bulwark::http`, at
+//! debug level). Turn details on with
+//! [`expose_details`](ErrorMapping::expose_details), e.g. for internal
+//! services or in development.
 //!
 //! A shed answer says that the server is alive but full, so that clients do
 //! not mistake it for a failure: it carries a `Retry-After` (1 s by default,
@@ -44,9 +63,12 @@
 //! [`CircuitOpen`]: bulwark_core::error::CircuitOpen
 //! [`BulkheadFull`]: bulwark_core::error::BulkheadFull
 //! [`RateLimited`]: bulwark_core::error::RateLimited
+//! [`ThrottledLocally`]: bulwark_core::error::ThrottledLocally
 //! [`Elapsed`]: bulwark_timeout::Elapsed
 
-use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited};
+use bulwark_core::error::{
+    find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
+};
 use bulwark_core::BoxError;
 use bulwark_timeout::Elapsed;
 use http::{header, HeaderValue, StatusCode};
@@ -84,10 +106,12 @@ pub struct ErrorMapping {
     timeout: StatusCode,
     other: StatusCode,
     shed_retry_after: Duration,
+    details: bool,
 }
 
 impl ErrorMapping {
-    /// For a client or gateway: a timeout is `504 Gateway Timeout`.
+    /// For a client or gateway: a timeout is `504 Gateway Timeout`. The same
+    /// as [`dependency`](Self::dependency).
     pub const fn client() -> Self {
         ErrorMapping {
             circuit_open: StatusCode::SERVICE_UNAVAILABLE,
@@ -96,7 +120,26 @@ impl ErrorMapping {
             timeout: StatusCode::GATEWAY_TIMEOUT,
             other: StatusCode::INTERNAL_SERVER_ERROR,
             shed_retry_after: Duration::from_secs(1),
+            details: false,
         }
+    }
+
+    /// For the errors of a call this server made to a dependency (what
+    /// [`BulwarkError`] answers): the dependency's timeout is `504 Gateway
+    /// Timeout`, its open breaker or full bulkhead `503` with `Retry-After`.
+    ///
+    /// ```
+    /// use bulwark::http::response::ErrorMapping;
+    /// use bulwark::timeout::{error::Limit, Elapsed};
+    /// use bulwark::BoxError;
+    /// use std::time::Duration;
+    ///
+    /// let late: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(2)).into();
+    /// assert_eq!(ErrorMapping::dependency().status(&*late), 504);
+    /// assert_eq!(ErrorMapping::server().status(&*late), 503);
+    /// ```
+    pub const fn dependency() -> Self {
+        Self::client()
     }
 
     /// For a server: a timeout is `503 Service Unavailable` (the server ran
@@ -175,13 +218,33 @@ impl ErrorMapping {
         self
     }
 
+    /// Sends the error's message as the body (`yes`), instead of the
+    /// generic reason of its status (the default). Messages name
+    /// dependencies, hosts and causes: expose them only to callers you
+    /// trust (internal services, development).
+    ///
+    /// ```
+    /// use bulwark::http::response::ErrorMapping;
+    /// use bulwark::BoxError;
+    ///
+    /// let reset: BoxError = "inventory: connection reset".into();
+    /// let res: http::Response<String> = ErrorMapping::server().response(&reset);
+    /// assert_eq!((res.status().as_u16(), res.body().as_str()), (500, "internal server error"));
+    /// let res: http::Response<String> = ErrorMapping::server().expose_details(true).response(&reset);
+    /// assert_eq!(res.body(), "inventory: connection reset");
+    /// ```
+    pub const fn expose_details(mut self, yes: bool) -> Self {
+        self.details = yes;
+        self
+    }
+
     /// The status for `error`, found anywhere in its `source()` chain.
     pub fn status(&self, error: &(dyn Error + 'static)) -> StatusCode {
         if is_caused_by::<CircuitOpen>(error) {
             self.circuit_open
         } else if is_caused_by::<RateLimited>(error) {
             self.rate_limited
-        } else if is_caused_by::<BulkheadFull>(error) {
+        } else if self.is_shed(error) {
             self.bulkhead_full
         } else if is_caused_by::<Elapsed>(error) {
             self.timeout
@@ -209,18 +272,30 @@ impl ErrorMapping {
         Some(Duration::from_secs(secs))
     }
 
-    /// Whether `error` sheds the request: a full bulkhead (and no open
-    /// breaker, which says something about the upstream instead).
+    /// Whether `error` sheds the request: a full bulkhead or local
+    /// throttling (and no open breaker, which says something about the
+    /// upstream instead).
     fn is_shed(&self, error: &(dyn Error + 'static)) -> bool {
-        !is_caused_by::<CircuitOpen>(error) && is_caused_by::<BulkheadFull>(error)
+        !is_caused_by::<CircuitOpen>(error)
+            && (is_caused_by::<BulkheadFull>(error) || is_caused_by::<ThrottledLocally>(error))
     }
 
     /// The response for `error`: its status, `Retry-After` when known, the
-    /// [`SHED_HEADER`] marker for a shed request, and the error's message as
-    /// a `text/plain` body.
+    /// [`SHED_HEADER`] marker for a shed request, and as a `text/plain` body
+    /// the status's reason (or the error's message, with
+    /// [`expose_details`](Self::expose_details)).
     pub fn response<B: From<String>>(&self, error: &BoxError) -> http::Response<B> {
-        let mut res = http::Response::new(B::from(error.to_string()));
-        *res.status_mut() = self.status(&**error);
+        let status = self.status(&**error);
+        let body = if self.details {
+            error.to_string()
+        } else {
+            status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_ascii_lowercase()
+        };
+        let mut res = http::Response::new(B::from(body));
+        *res.status_mut() = status;
         let headers = res.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -414,9 +489,23 @@ where
     }
 }
 
-/// A Bulwark error as an axum response (for handlers and
+/// The error of a call a handler made, as an axum response (for handlers and
 /// `HandleErrorLayer` closures): `BulwarkError(err).into_response()` maps
-/// with [`ErrorMapping::server`].
+/// with [`ErrorMapping::dependency`]: a dependency's timeout is `504
+/// Gateway Timeout`, its open breaker `503` with `Retry-After`, and the body
+/// is generic (the error is logged at debug level, target `bulwark::http`).
+/// For another mapping, call [`ErrorMapping::response`] yourself.
+///
+/// ```
+/// use axum::response::IntoResponse;
+/// use bulwark::http::response::BulwarkError;
+/// use bulwark::timeout::{error::Limit, Elapsed};
+/// use std::time::Duration;
+///
+/// // In a handler: `payments.oneshot(req).await.map_err(BulwarkError)?`.
+/// let res = BulwarkError(Elapsed::new(Limit::Request, Duration::from_secs(2)).into()).into_response();
+/// assert_eq!(res.status(), 504);
+/// ```
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Debug)]
@@ -425,7 +514,9 @@ pub struct BulwarkError(pub BoxError);
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for BulwarkError {
     fn into_response(self) -> axum::response::Response {
-        ErrorMapping::server().response(&self.0)
+        let error = self.0;
+        tracing::debug!(target: "bulwark::http", %error, "a dependency's error mapped to a response");
+        ErrorMapping::dependency().response(&error)
     }
 }
 
@@ -457,6 +548,9 @@ mod tests {
         let other: BoxError = "boom".into();
         let res: http::Response<String> = ErrorMapping::client().response(&other);
         assert_eq!(res.status(), 500);
+        assert_eq!(res.body(), "internal server error");
+        let res: http::Response<String> =
+            ErrorMapping::client().expose_details(true).response(&other);
         assert_eq!(res.body(), "boom");
         assert!(res.headers().get("retry-after").is_none());
         let open: BoxError = CircuitOpen::new(Some(Duration::from_secs(3))).into();
@@ -478,6 +572,7 @@ mod tests {
             assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
             assert_eq!(res.headers()["retry-after"], "3");
             assert!(res.headers().get(SHED_HEADER).is_none());
+            let res: http::Response<String> = mapping.expose_details(true).response(&limited);
             assert_eq!(res.body(), "rate limit 'api' exceeded; retry in 2.1s");
         }
         let res: http::Response<String> = ErrorMapping::server()
@@ -509,6 +604,13 @@ mod tests {
             .shed_retry_after(Duration::MAX)
             .response(&full);
         assert_eq!(res.headers()["retry-after"], u64::MAX.to_string().as_str());
+        // Local throttling of a dependency sheds too.
+        let throttled: BoxError = ThrottledLocally::new(0.5).into();
+        let res: http::Response<String> = ErrorMapping::dependency().response(&throttled);
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        assert_eq!(res.headers()[SHED_HEADER], "1");
+        assert_eq!(res.body(), "service unavailable");
         // A timeout is not shedding: no marker, no Retry-After.
         let timeout: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
         let res: http::Response<String> = ErrorMapping::server().response(&timeout);

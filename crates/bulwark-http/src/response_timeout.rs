@@ -68,8 +68,9 @@
 use crate::parts::{ResponseBody, WrapBody};
 use bulwark_core::clock::Instant;
 use bulwark_core::BoxError;
+use bulwark_core::{Listener, Listeners};
 use bulwark_timeout::error::Limit;
-use bulwark_timeout::Elapsed;
+use bulwark_timeout::{Elapsed, TimeoutEvent};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::error::Error;
@@ -219,6 +220,7 @@ pub struct ResponseTimeoutLayer {
     scope: Scope,
     limit: Option<Duration>,
     idle: Option<Duration>,
+    listeners: Listeners<TimeoutEvent>,
 }
 
 impl ResponseTimeoutLayer {
@@ -229,7 +231,17 @@ impl ResponseTimeoutLayer {
             scope,
             limit,
             idle: None,
+            listeners: Listeners::new(),
         }
+    }
+
+    /// Registers a listener told of every limit that runs out, in the head
+    /// or in the body, as the timeout crate's
+    /// [`TimeoutLayer::on_event`](bulwark_timeout::TimeoutLayer::on_event)
+    /// (a registry's `timeout_listener`, for instance).
+    pub fn on_event(mut self, listener: impl Listener<TimeoutEvent>) -> Self {
+        self.listeners = self.listeners.with(listener);
+        self
     }
 
     /// A total timeout ([`Scope::Total`]).
@@ -269,6 +281,7 @@ impl<S> Layer<S> for ResponseTimeoutLayer {
             scope: self.scope,
             limit: self.limit,
             idle: self.idle,
+            listeners: self.listeners.clone(),
         }
     }
 }
@@ -283,6 +296,7 @@ pub struct ResponseTimeout<S> {
     scope: Scope,
     limit: Option<Duration>,
     idle: Option<Duration>,
+    listeners: Listeners<TimeoutEvent>,
 }
 
 impl<S> ResponseTimeout<S> {
@@ -329,6 +343,7 @@ where
                 limit: self.limit.unwrap_or(Duration::MAX),
                 idle: self.idle,
                 scope: self.scope,
+                listeners: self.listeners.clone(),
             },
         }
     }
@@ -366,15 +381,15 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let timer = *this.timer;
         // The head first: one that is ready when the limit is reached still
         // counts.
         if let Poll::Ready(result) = this.inner.poll(cx) {
             return Poll::Ready(match result {
-                Ok(res) => Ok(res.wrap_body(timer)),
+                Ok(res) => Ok(res.wrap_body(this.timer.clone())),
                 Err(e) => Err(e.into()),
             });
         }
+        let timer = &*this.timer;
         let Some(deadline) = timer.deadline else {
             return Poll::Pending;
         };
@@ -384,11 +399,11 @@ where
         match this.sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
             Some(Poll::Ready(())) => {
                 tracing::debug!(limit = ?timer.limit, scope = timer.scope.as_str(), "response head timed out");
-                Poll::Ready(Err(Box::new(ResponseElapsed::new(
-                    timer.scope,
-                    Phase::Head,
-                    timer.limit,
-                ))))
+                let error = ResponseElapsed::new(timer.scope, Phase::Head, timer.limit);
+                timer
+                    .listeners
+                    .emit(|| TimeoutEvent::Elapsed(error.elapsed.clone()));
+                Poll::Ready(Err(Box::new(error)))
             }
             _ => Poll::Pending,
         }
@@ -397,12 +412,13 @@ where
 
 /// What a [`TimeoutBody`] is given at the head: the deadline left, the
 /// idle limit and which limit they are. Made by [`ResponseTimeout`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BodyTimer {
     deadline: Option<Instant>,
     limit: Duration,
     idle: Option<Duration>,
     scope: Scope,
+    listeners: Listeners<TimeoutEvent>,
 }
 
 impl WrapBody for BodyTimer {
@@ -499,7 +515,7 @@ where
             Poll::Pending => {}
         }
         if *this.armed == Armed::No {
-            let timer = *this.timer;
+            let timer = &*this.timer;
             let idle_at = timer.idle.and_then(|d| Instant::now().checked_add(d));
             let (at, armed) = match (timer.deadline, idle_at) {
                 (Some(d), Some(i)) if i < d => (i, Armed::Idle),
@@ -516,7 +532,7 @@ where
         if let Some(sleep) = this.sleep.as_mut() {
             if sleep.as_mut().poll(cx).is_ready() {
                 *this.failed = true;
-                let timer = *this.timer;
+                let timer = &*this.timer;
                 let error = match this.armed {
                     Armed::Idle => ResponseElapsed::new(
                         timer.scope,
@@ -525,6 +541,9 @@ where
                     ),
                     _ => ResponseElapsed::new(timer.scope, Phase::Body, timer.limit),
                 };
+                timer
+                    .listeners
+                    .emit(|| TimeoutEvent::Elapsed(error.elapsed.clone()));
                 return Poll::Ready(Some(Err(Box::new(error))));
             }
         }

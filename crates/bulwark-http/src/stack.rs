@@ -45,7 +45,7 @@
 //! The caller gets the response head before its body, and waits for both.
 //! So the stack bounds and judges the whole response:
 //!
-//! | case | what the caller sees | breaker (and bulwark-observe's `MetricsLayer::at_body_end`) | retry |
+//! | case | what the caller sees | breaker (and `metrics::BodyMetricsLayer`) | retry |
 //! |---|---|---|---|
 //! | head in time, body completes | the body | success (gRPC: the trailers' `grpc-status`) | — |
 //! | body still incomplete at the attempt timeout | a body error [`ResponseElapsed`] (`Scope::Attempt`, `Phase::Body`) | failure | not retried |
@@ -134,7 +134,7 @@ pub struct StackError {
 }
 
 impl StackError {
-    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
         StackError {
             field,
             reason: reason.into(),
@@ -205,12 +205,16 @@ pub struct ClientStack<C = HttpClassifier> {
     retry_listeners: Vec<std::sync::Arc<dyn bulwark_core::Listener<RetryEvent>>>,
     breaker: Option<BreakerBuilder>,
     max_hosts: usize,
+    host_idle: Duration,
     bulkhead: Option<usize>,
     /// `None`: off; `Some(false)`: gRPC calls; `Some(true)`: every request.
     propagate: Option<bool>,
     seed: Option<u64>,
     body_idle: Option<Duration>,
     cancelled: Option<Outcome>,
+    name: Option<Arc<str>>,
+    #[cfg(feature = "observe")]
+    registry: Option<bulwark_observe::Registry>,
     classifier: C,
 }
 
@@ -232,11 +236,15 @@ impl ClientStack {
             retry_listeners: Vec::new(),
             breaker: Some(Self::default_breaker()),
             max_hosts: 1024,
+            host_idle: DEFAULT_HOST_IDLE,
             bulkhead: Some(100),
             propagate: Some(false),
             seed: None,
             body_idle: None,
             cancelled: None,
+            name: None,
+            #[cfg(feature = "observe")]
+            registry: None,
             classifier: HttpClassifier::new(),
         }
     }
@@ -349,6 +357,20 @@ impl<C> ClientStack<C> {
         self
     }
 
+    /// Drops a host's breaker once unused for `idle` (default 10 minutes).
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    /// use std::time::Duration;
+    ///
+    /// let layer = ClientStack::new().host_idle_timeout(Duration::from_secs(60)).build().unwrap();
+    /// # drop(layer);
+    /// ```
+    pub fn host_idle_timeout(mut self, idle: Duration) -> Self {
+        self.host_idle = idle;
+        self
+    }
+
     /// No breaker.
     pub fn no_breaker(mut self) -> Self {
         self.breaker = None;
@@ -408,6 +430,57 @@ impl<C> ClientStack<C> {
         self
     }
 
+    /// Names the stack (default `http`): its per-host breakers (each
+    /// `NAME/host:port`) and bulkhead carry the name in events, errors and
+    /// health.
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    ///
+    /// let layer = ClientStack::new().name("payments").build().unwrap();
+    /// assert_eq!(layer.name(), "payments");
+    /// ```
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Names the stack `name` and registers every part in `registry`
+    /// (feature `observe`), so that health (`/health/resilience`) and
+    /// metrics show them:
+    ///
+    /// | part | registered as | metrics (feature `metrics`) |
+    /// |---|---|---|
+    /// | per-host breakers | keyed breakers `NAME` (keys by authority) | `bulwark_breaker_*{name="NAME"}`, `bulwark_keyed_breaker_*` |
+    /// | retry | retry `NAME`, its budget the retry budget `NAME` | `bulwark_retries_total`, `bulwark_retry_gave_up_total`, `bulwark_retry_budget_available` |
+    /// | total, attempt timeout | timeouts `NAME/total`, `NAME/attempt` | `bulwark_timeouts_total` |
+    /// | bulkhead | bulkhead `NAME` | `bulwark_bulkhead_*` |
+    ///
+    /// The registry makes each instance on first use and hands the same
+    /// one to every later build of a stack of that name, so rebuilding a
+    /// stack (after a configuration reload, say) keeps its breakers' state.
+    /// The registry's instance wins over this stack's settings for a
+    /// breaker template or bulkhead limit made earlier (change those live
+    /// with `Breaker::reconfigure` and `BulkheadHandle::set_limit`).
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    /// use bulwark::observe::{Kind, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let layer = ClientStack::new().registry(&registry, "payments").build().unwrap();
+    /// assert!(registry.get_keyed_breakers::<http::uri::Authority>("payments").is_some());
+    /// assert!(registry.list().contains(&(Kind::Timeout, "payments/attempt".to_owned())));
+    /// # drop(layer);
+    /// ```
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    pub fn registry(mut self, registry: &bulwark_observe::Registry, name: &str) -> Self {
+        self.name = Some(name.into());
+        self.registry = Some(registry.clone());
+        self
+    }
+
     /// The classifier shared by retry and the breaker (default
     /// [`HttpClassifier`]; use [`GrpcClassifier`] for gRPC: the breaker then
     /// judges a streamed answer by the `grpc-status` in its trailers, when
@@ -428,11 +501,15 @@ impl<C> ClientStack<C> {
             retry_listeners: self.retry_listeners,
             breaker: self.breaker,
             max_hosts: self.max_hosts,
+            host_idle: self.host_idle,
             bulkhead: self.bulkhead,
             propagate: self.propagate,
             seed: self.seed,
             body_idle: self.body_idle,
             cancelled: self.cancelled,
+            name: self.name,
+            #[cfg(feature = "observe")]
+            registry: self.registry,
             classifier,
         }
     }
@@ -485,6 +562,12 @@ impl<C> ClientStack<C> {
         }
         if self.breaker.is_some() && self.max_hosts == 0 {
             return Err(StackError::new("max_hosts", "must be at least 1"));
+        }
+        if self.breaker.is_some() && self.host_idle.is_zero() {
+            return Err(StackError::new(
+                "host_idle_timeout",
+                "must be more than zero",
+            ));
         }
         Ok(())
     }
@@ -631,17 +714,39 @@ impl<C: ClientClassifier> ClientStack<C> {
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<ClientLayer<C>, StackError> {
         self.check()?;
+        let name: Arc<str> = self.name.clone().unwrap_or_else(|| Arc::from("http"));
+        #[cfg(feature = "observe")]
+        let registry = self.registry.clone();
         let breakers = match &self.breaker {
-            Some(template) => Some(
-                match self.seed {
+            Some(template) => {
+                let template = match self.seed {
                     Some(seed) => template.clone().seed(seed),
                     None => template.clone(),
-                }
-                .keyed()
-                .max_keys(self.max_hosts)
-                .build::<Authority>()
-                .map_err(|e| StackError::new("breaker", e.to_string()))?,
-            ),
+                };
+                let template = match &self.name {
+                    Some(name) => template.name(name.clone()),
+                    None => template,
+                };
+                #[cfg(feature = "observe")]
+                let made = match &registry {
+                    Some(r) => r.keyed_breakers::<Authority>(
+                        &name,
+                        template,
+                        self.max_hosts,
+                        Some(DEFAULT_HOST_IDLE),
+                    ),
+                    None => template
+                        .keyed()
+                        .max_keys(self.max_hosts)
+                        .build::<Authority>(),
+                };
+                #[cfg(not(feature = "observe"))]
+                let made = template
+                    .keyed()
+                    .max_keys(self.max_hosts)
+                    .build::<Authority>();
+                Some(made.map_err(|e| StackError::new("breaker", e.to_string()))?)
+            }
             None => None,
         };
         let retry = (self.retry && self.max_attempts > 1).then(|| {
@@ -668,6 +773,11 @@ impl<C: ClientClassifier> ClientStack<C> {
                 let l = l.clone();
                 layer = layer.on_event(move |e: &RetryEvent| l.on_event(e));
             }
+            #[cfg(feature = "observe")]
+            if let Some(r) = &registry {
+                let budget = r.retry_budget(&name, layer.get_budget().clone());
+                layer = layer.budget(budget).on_event(r.retry_listener(&name));
+            }
             layer
         });
         let propagate = self.propagate.map(|always| {
@@ -678,8 +788,25 @@ impl<C: ClientClassifier> ClientStack<C> {
                 None => layer,
             }
         });
+        let timeout = |layer: ResponseTimeoutLayer, _part: &str| {
+            #[cfg(feature = "observe")]
+            let layer = match &registry {
+                Some(r) => layer.on_event(r.timeout_listener(&format!("{name}/{_part}"))),
+                None => layer,
+            };
+            layer
+        };
+        let bulkhead = self.bulkhead.map(|n| {
+            let builder = BulkheadLayer::builder().max_concurrent(n);
+            #[cfg(feature = "observe")]
+            if let Some(r) = &registry {
+                return r.bulkhead(&name, builder);
+            }
+            builder.name(name.clone()).build_shared()
+        });
         Ok(ClientLayer {
-            total: ResponseTimeoutLayer::total(self.total_timeout),
+            name: name.clone(),
+            total: timeout(ResponseTimeoutLayer::total(self.total_timeout), "total"),
             deadline: self
                 .total_timeout
                 .filter(|_| propagate.is_some())
@@ -693,22 +820,24 @@ impl<C: ClientClassifier> ClientStack<C> {
                 self.cancelled,
             ),
             breakers,
-            attempt: ResponseTimeoutLayer::attempt(self.attempt()).idle(self.body_idle),
-            bulkhead: self.bulkhead.map(|n| {
-                BulkheadLayer::builder()
-                    .name("http")
-                    .max_concurrent(n)
-                    .build_shared()
-            }),
+            attempt: timeout(
+                ResponseTimeoutLayer::attempt(self.attempt()).idle(self.body_idle),
+                "attempt",
+            ),
+            bulkhead,
         })
     }
 }
+
+/// How long a host's breaker is kept unused (the keyed breakers' default).
+const DEFAULT_HOST_IDLE: Duration = Duration::from_secs(600);
 
 /// The layer built by [`ClientStack::build`].
 ///
 /// Clones share the breakers, the retry budget and the bulkhead.
 #[derive(Clone)]
 pub struct ClientLayer<C: ClientClassifier = HttpClassifier, G = Identity> {
+    name: Arc<str>,
     total: ResponseTimeoutLayer,
     deadline: Option<DeadlineLayer>,
     retry: Option<RetryLayer<C, ServerPushback, HttpReplay, CarriedDeadline>>,
@@ -721,6 +850,23 @@ pub struct ClientLayer<C: ClientClassifier = HttpClassifier, G = Identity> {
 }
 
 impl<C: ClientClassifier, G> ClientLayer<C, G> {
+    /// The stack's name ([`ClientStack::name`], `http` by default).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bulkhead's handle, to watch its load (`None` without one).
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    ///
+    /// let layer = ClientStack::new().bulkhead(8).build().unwrap();
+    /// assert_eq!(layer.bulkhead().unwrap().limit(), 8);
+    /// ```
+    pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
+        self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
+    }
+
     /// The per-host breakers, as a handle (`None` without a breaker).
     pub fn breakers(&self) -> Option<&KeyedBreakers<Authority>> {
         self.breakers.as_ref()
@@ -731,22 +877,12 @@ impl<C: ClientClassifier, G> ClientLayer<C, G> {
         self.retry.as_ref().map(|r| r.get_budget())
     }
 
-    /// The bulkhead's handle, to watch its load (`None` without one).
-    ///
-    /// ```
-    /// let layer = bulwark_http::ClientStack::new().build().unwrap();
-    /// let bulkhead = layer.bulkhead().unwrap();
-    /// assert_eq!((bulkhead.limit(), bulkhead.in_flight()), (100, 0));
-    /// ```
-    pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
-        self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
-    }
-
     /// For requests with a [`ReplayBody`](crate::body::ReplayBody): puts a
     /// [`ReplayGuardLayer`] inside retry, so a body over its cap is sent once
     /// and not retried. The stack then takes `http::Request<ReplayBody<B>>`.
     pub fn replay_guard(self, guard: ReplayGuardLayer) -> ClientLayer<C, ReplayGuardLayer> {
         ClientLayer {
+            name: self.name,
             total: self.total,
             deadline: self.deadline,
             retry: self.retry,
@@ -846,6 +982,9 @@ pub struct ServerStack {
     timeout: Option<Duration>,
     deadline: ServerDeadline,
     mapping: ErrorMapping,
+    name: Option<Arc<str>>,
+    #[cfg(feature = "observe")]
+    registry: Option<bulwark_observe::Registry>,
 }
 
 impl ServerStack {
@@ -857,7 +996,48 @@ impl ServerStack {
             timeout: Some(Duration::from_secs(30)),
             deadline: ServerDeadline::new(None),
             mapping: ErrorMapping::server(),
+            name: None,
+            #[cfg(feature = "observe")]
+            registry: None,
         }
+    }
+
+    /// Names the stack (default `server`): its bulkhead and timeout carry
+    /// the name in events and health.
+    ///
+    /// ```
+    /// use bulwark::http::ServerStack;
+    ///
+    /// let layer = ServerStack::new().name("api").build().unwrap();
+    /// assert_eq!(layer.name(), "api");
+    /// ```
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Names the stack `name` and registers its parts in `registry`
+    /// (feature `observe`): the bulkhead as the *serving* bulkhead `NAME`
+    /// (it counts for readiness, `/health/ready`, and every shed request in
+    /// `bulwark_bulkhead_rejected_total{name="NAME"}`), the request timeout
+    /// as the timeout `NAME` (`bulwark_timeouts_total{name="NAME"}`).
+    ///
+    /// ```
+    /// use bulwark::http::ServerStack;
+    /// use bulwark::observe::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let layer = ServerStack::new().registry(&registry, "server").build().unwrap();
+    /// assert_eq!(registry.readiness().bulkheads[0].name, "server");
+    /// // axum: Router::new().route(..).layer(layer)
+    /// # drop(layer);
+    /// ```
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    pub fn registry(mut self, registry: &bulwark_observe::Registry, name: &str) -> Self {
+        self.name = Some(name.into());
+        self.registry = Some(registry.clone());
+        self
     }
 
     /// At most `n` requests in flight; more are shed.
@@ -929,19 +1109,30 @@ impl ServerStack {
         if self.timeout.is_some_and(|d| d.is_zero()) {
             return Err(StackError::new("timeout", "must be more than zero"));
         }
+        let name: Arc<str> = self.name.clone().unwrap_or_else(|| Arc::from("server"));
         let bulkhead = self.max_concurrent.map(|n| {
-            BulkheadLayer::builder()
-                .name("server")
+            let builder = BulkheadLayer::builder()
                 .max_concurrent(n)
-                .max_wait(self.max_wait)
-                .build_shared()
+                .max_wait(self.max_wait);
+            #[cfg(feature = "observe")]
+            if let Some(r) = &self.registry {
+                return r.serving_bulkhead(&name, builder);
+            }
+            builder.name(name.clone()).build_shared()
         });
         // Shared by every clone: axum clones the service for each request.
         let deadline = ServerDeadlineWith(Arc::new(self.deadline.replace_max(self.timeout)));
+        let timeout = TimeoutLayer::per_request(deadline);
+        #[cfg(feature = "observe")]
+        let timeout = match &self.registry {
+            Some(r) => timeout.on_event(r.timeout_listener(&name)),
+            None => timeout,
+        };
         Ok(ServerLayer {
+            name,
             mapping: self.mapping,
             bulkhead,
-            timeout: TimeoutLayer::per_request(deadline),
+            timeout,
         })
     }
 }
@@ -970,12 +1161,18 @@ impl<B> bulwark_timeout::TimeoutPolicy<http::Request<B>> for ServerDeadlineWith 
 /// The layer built by [`ServerStack::build`]. Clones share the bulkhead.
 #[derive(Debug, Clone)]
 pub struct ServerLayer<M = ErrorMapping> {
+    name: Arc<str>,
     mapping: M,
     bulkhead: Option<BulkheadLayer>,
     timeout: TimeoutLayer<ServerDeadlineWith>,
 }
 
 impl<M> ServerLayer<M> {
+    /// The stack's name ([`ServerStack::name`], `server` by default).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The bulkhead's handle, to watch its load (`None` without one).
     pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
         self.bulkhead.as_ref().and_then(BulkheadLayer::handle)
@@ -988,6 +1185,7 @@ impl<M> ServerLayer<M> {
     /// answers are gRPC statuses.
     pub fn map_errors_with<M2>(self, mapping: M2) -> ServerLayer<M2> {
         ServerLayer {
+            name: self.name,
             mapping,
             bulkhead: self.bulkhead,
             timeout: self.timeout,

@@ -7,6 +7,23 @@
 //! A breaker an operator forced closed or put in metrics-only mode lets calls
 //! through and counts as healthy; its state still shows.
 //!
+//! # Which probe for what
+//!
+//! | question | answer | use it for |
+//! |---|---|---|
+//! | is this process alive? | your own plain `200` route | liveness probes (restart on failure) |
+//! | can this replica take more requests? | [`Readiness`] ([`Registry::readiness`](crate::Registry::readiness), `GET /health/ready`) | readiness probes, load balancers |
+//! | how are its dependencies doing? | [`Health`] ([`Registry::health`](crate::Registry::health), `GET /health/resilience`) | dashboards, alerts, operators |
+//!
+//! Readiness looks only at this service's own capacity: the bulkheads in
+//! front of its handlers ([`Registry::serving_bulkhead`](crate::Registry::serving_bulkhead),
+//! which a `ServerStack` registered with `.registry(..)` uses). A dependency's
+//! open breaker never makes a replica unready: every replica sees the same
+//! dependency fail at the same moment, and a probe that followed it would
+//! take them all out of the load balancer at once, turning a partial outage
+//! (some endpoints fail) into a total one. [`Health`] is informational: it
+//! says which dependencies fail, and its status is for people and alerts.
+//!
 //! Durations are in milliseconds. The JSON looks like this:
 //!
 //! ```json
@@ -20,8 +37,10 @@
 //!     "time_in_state_ms": 1250, "next_probe_in_ms": 28750
 //!   }],
 //!   "keyed_breakers": [{ "name": "hosts", "healthy": true, "keys": 3, "evicted": 0, "unhealthy_keys": [] }],
-//!   "bulkheads": [{ "name": "db", "healthy": true, "in_flight": 3, "queued": 0, "limit": 32, "rejections": 0, "saturated": false }],
-//!   "retry_budgets": [{ "name": "payments", "available": 12 }]
+//!   "bulkheads": [{ "name": "db", "healthy": true, "in_flight": 3, "queued": 0, "limit": 32, "rejections": 0, "saturated": false, "serving": false }],
+//!   "retry_budgets": [{ "name": "payments", "available": 12 }],
+//!   "timeouts": [{ "name": "payments/total", "request": 2, "readiness": 0 }],
+//!   "retries": [{ "name": "payments", "retries": 9, "gave_up": 1 }]
 //! }
 //! ```
 
@@ -54,6 +73,14 @@ pub struct Health {
     pub bulkheads: Vec<BulkheadHealth>,
     /// Each retry budget, by name.
     pub retry_budgets: Vec<RetryBudgetHealth>,
+    /// Each timeout layer registered with
+    /// [`Registry::timeout_listener`](crate::Registry::timeout_listener),
+    /// by name (timeouts never make the status degraded).
+    pub timeouts: Vec<TimeoutHealth>,
+    /// Each retry layer registered with
+    /// [`Registry::retry_listener`](crate::Registry::retry_listener), by
+    /// name (retries never make the status degraded).
+    pub retries: Vec<RetryHealth>,
 }
 
 impl Health {
@@ -81,6 +108,8 @@ impl Health {
             keyed_breakers,
             bulkheads,
             retry_budgets,
+            timeouts: Vec::new(),
+            retries: Vec::new(),
         }
     }
 }
@@ -181,6 +210,10 @@ pub struct BulkheadHealth {
     pub rejections: u64,
     /// Whether every permit is taken.
     pub saturated: bool,
+    /// Whether it guards this service's own handlers
+    /// ([`Registry::serving_bulkhead`](crate::Registry::serving_bulkhead)),
+    /// so that it counts for [`Readiness`].
+    pub serving: bool,
 }
 
 impl BulkheadHealth {
@@ -196,6 +229,7 @@ impl BulkheadHealth {
             limit,
             rejections: h.rejections(),
             saturated,
+            serving: false,
         }
     }
 }
@@ -208,4 +242,55 @@ pub struct RetryBudgetHealth {
     pub name: String,
     /// Retries it allows now (`null` for an unlimited budget).
     pub available: Option<u64>,
+}
+
+/// One timeout layer's counts, from
+/// [`Registry::timeout_listener`](crate::Registry::timeout_listener).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct TimeoutHealth {
+    /// The layer's name.
+    pub name: String,
+    /// Calls that ran out of time.
+    pub request: u64,
+    /// Calls that waited too long for the inner service to be ready.
+    pub readiness: u64,
+}
+
+/// One retry layer's counts, from
+/// [`Registry::retry_listener`](crate::Registry::retry_listener).
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct RetryHealth {
+    /// The layer's name.
+    pub name: String,
+    /// Attempts after the first.
+    pub retries: u64,
+    /// Calls retry gave up on (attempts, budget, deadline, pushback, or a
+    /// request that cannot be sent again).
+    pub gave_up: u64,
+}
+
+/// Whether this service can take more requests, from
+/// [`Registry::readiness`](crate::Registry::readiness): not ready while a
+/// bulkhead in front of its own handlers has every permit taken. See the
+/// [module docs](self) for which probe to use for what.
+///
+/// ```
+/// use bulwark::bulkhead::BulkheadLayer;
+/// use bulwark::observe::Registry;
+///
+/// let registry = Registry::new();
+/// let _server = registry.serving_bulkhead("server", BulkheadLayer::builder().max_concurrent(1));
+/// let ready = registry.readiness();
+/// assert!(ready.ready);
+/// assert_eq!(serde_json::to_value(&ready).unwrap()["ready"], true);
+/// ```
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct Readiness {
+    /// Whether every serving bulkhead has a free permit.
+    pub ready: bool,
+    /// The serving bulkheads, by name.
+    pub bulkheads: Vec<BulkheadHealth>,
 }

@@ -53,5 +53,5 @@ pub mod metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod router;
 
-pub use health::{Health, Status};
-pub use registry::{Kind, Registry, UnknownInstance};
+pub use health::{Health, Readiness, Status};
+pub use registry::{Kind, Registry, RetryListener, TimeoutListener, UnknownInstance};

@@ -8,17 +8,20 @@
 //!   [`BreakerMetrics`], [`KeyedBreakerMetrics`], [`RetryMetrics`],
 //!   [`TimeoutMetrics`], [`BulkheadMetrics`], [`FallbackMetrics`]. Register
 //!   them with the layer's `on_event` (the [`Registry`](crate::Registry) does
-//!   it for the instances it makes);
+//!   it for the instances it makes, and for timeout and retry layers through
+//!   [`Registry::timeout_listener`](crate::Registry::timeout_listener) and
+//!   [`Registry::retry_listener`](crate::Registry::retry_listener); the
+//!   ready-made stacks' `.registry(&registry, name)` does all of it);
 //! - **gauges read from handles** ([`BreakerMetrics::record`],
 //!   [`BulkheadMetrics::record`], [`RetryBudgetMetrics::record`], or
 //!   [`Registry::update_gauges`](crate::Registry::update_gauges) for all of
 //!   them) just before a scrape;
 //! - the per-call [`MetricsLayer`]: calls by outcome and their durations,
-//!   judged by the same [`Classify`] as the other layers; with the `http`
-//!   feature, [`MetricsLayer::at_body_end`] judges HTTP and gRPC calls when
-//!   their response body ends (a stream that breaks off is a failure, one
-//!   the caller cancels is `ignored`), as the breaker of
-//!   `bulwark-http`'s client stack does.
+//!   judged by the same [`Classify`] as the other layers;
+//!   `bulwark::http::metrics::BodyMetricsLayer` (feature `metrics` of
+//!   bulwark-http) judges HTTP and gRPC calls when their response body ends
+//!   (a stream that breaks off is a failure, one the caller cancels is
+//!   `ignored`), as the breaker of `bulwark-http`'s client stack does.
 //!
 //! Every metric handle is registered once, when the listener or layer is
 //! made, never per call: with no recorder installed each update is a check
@@ -881,229 +884,60 @@ where
     }
 }
 
-// ----- per call, judged at the end of the body (feature `http`) ------------
+// ----- the counters, for layers that judge calls elsewhere ------------------
 
-#[cfg(feature = "http")]
-mod body {
-    use super::{CallMetrics, MetricsLayer};
-    use bulwark_core::clock::Instant;
-    use bulwark_core::{BoxError, Outcome};
-    use bulwark_http::parts::ResponseBody;
-    use bulwark_http::verdict::{ClassifyBody, ClassifyEnd, VerdictSink, VerdictWrap};
-    use std::fmt;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::sync::Arc;
-    use std::task::{ready, Context, Poll};
-    use tower_layer::Layer;
-    use tower_service::Service;
+/// The counters and histograms of one [`MetricsLayer`]
+/// (`bulwark_calls_total` and `bulwark_call_duration_seconds` of its name),
+/// for a layer that takes its verdict somewhere else than at the response,
+/// such as `bulwark::http::metrics::BodyMetricsLayer`, which judges a call
+/// when its response body ends.
+///
+/// ```
+/// use bulwark::observe::metrics::MetricsLayer;
+/// use bulwark::Outcome;
+///
+/// let (recorder, _classifier, _durations) = MetricsLayer::new("inventory").into_parts();
+/// assert_eq!(recorder.name(), "inventory");
+/// recorder.record(Outcome::Success, None);
+/// ```
+#[derive(Clone)]
+pub struct CallRecorder {
+    metrics: Arc<CallMetrics>,
+}
 
-    impl<C> MetricsLayer<C> {
-        /// Judges each call when its response body ends, with `bulwark-http`'s
-        /// end-of-body verdicts (one mechanism with the client stack's
-        /// breaker; see `bulwark_http::verdict`): a body that completes is
-        /// judged by its end (gRPC: the trailers' `grpc-status`), one that
-        /// fails mid-way is a failure, one the caller drops after starting to
-        /// read it is `ignored` (or as [`BodyMetricsLayer::cancelled_as`]
-        /// says). Durations then cover the whole response. Takes an HTTP or
-        /// gRPC classifier (`HttpClassifier`, `GrpcClassifier`).
-        ///
-        /// ```
-        /// use bulwark_http::GrpcClassifier;
-        /// use bulwark_observe::metrics::MetricsLayer;
-        ///
-        /// // A tonic server: a stream that ends UNAVAILABLE in its trailers
-        /// // counts as a failure, a stream the client cancels as ignored.
-        /// let layer = MetricsLayer::new("grpc-server").classifier(GrpcClassifier::new()).at_body_end();
-        /// # let _ = layer;
-        /// ```
-        pub fn at_body_end(self) -> BodyMetricsLayer<C> {
-            BodyMetricsLayer {
-                layer: self,
-                cancelled: None,
-            }
-        }
+impl CallRecorder {
+    /// Counts one call that ended as `outcome`, and its duration since
+    /// `start` when given.
+    #[inline]
+    pub fn record(&self, outcome: Outcome, start: Option<Instant>) {
+        self.metrics.record(outcome, start);
     }
 
-    /// A [`MetricsLayer`] that judges calls when their response body ends;
-    /// made by [`MetricsLayer::at_body_end`].
-    #[derive(Clone)]
-    pub struct BodyMetricsLayer<C> {
-        layer: MetricsLayer<C>,
-        cancelled: Option<Outcome>,
-    }
-
-    impl<C> BodyMetricsLayer<C> {
-        /// What a body the caller drops mid-way counts as (`None`, the
-        /// default: `ignored`).
-        pub fn cancelled_as(mut self, outcome: Option<Outcome>) -> Self {
-            self.cancelled = outcome;
-            self
-        }
-    }
-
-    impl<C> fmt::Debug for BodyMetricsLayer<C> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("BodyMetricsLayer")
-                .field("name", &self.layer.metrics.name)
-                .field("cancelled", &self.cancelled)
-                .finish()
-        }
-    }
-
-    impl<S, C: Clone> Layer<S> for BodyMetricsLayer<C> {
-        type Service = BodyMetrics<S, C>;
-
-        fn layer(&self, inner: S) -> BodyMetrics<S, C> {
-            BodyMetrics {
-                inner,
-                metrics: self.layer.metrics.clone(),
-                classifier: self.layer.classifier.clone(),
-                durations: self.layer.durations,
-                cancelled: self.cancelled,
-            }
-        }
-    }
-
-    /// The service of a [`BodyMetricsLayer`].
-    #[derive(Clone)]
-    pub struct BodyMetrics<S, C> {
-        inner: S,
-        metrics: Arc<CallMetrics>,
-        classifier: C,
-        durations: bool,
-        cancelled: Option<Outcome>,
-    }
-
-    impl<S, C> BodyMetrics<S, C> {
-        /// The inner service.
-        pub fn get_ref(&self) -> &S {
-            &self.inner
-        }
-
-        /// The inner service, consuming this one.
-        pub fn into_inner(self) -> S {
-            self.inner
-        }
-    }
-
-    impl<S: fmt::Debug, C> fmt::Debug for BodyMetrics<S, C> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("BodyMetrics")
-                .field("name", &self.metrics.name)
-                .field("inner", &self.inner)
-                .finish()
-        }
-    }
-
-    /// Where a [`BodyMetrics`] call's verdict goes: its counters, and when
-    /// it started.
-    pub struct CallVerdict {
-        metrics: Arc<CallMetrics>,
-        start: Option<Instant>,
-    }
-
-    impl fmt::Debug for CallVerdict {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("CallVerdict")
-                .field("name", &self.metrics.name)
-                .finish_non_exhaustive()
-        }
-    }
-
-    impl VerdictSink for CallVerdict {
-        fn record(self, outcome: Outcome, _trailers: Option<&http::HeaderMap>) {
-            self.metrics.record(outcome, self.start);
-        }
-
-        /// Counted as `ignored`: neither a success nor a failure.
-        fn cancel(self) {
-            self.metrics.record(Outcome::Ignored, self.start);
-        }
-    }
-
-    impl<S, C, Req, Res> Service<Req> for BodyMetrics<S, C>
-    where
-        S: Service<Req, Response = Res>,
-        S::Error: Into<BoxError>,
-        C: ClassifyBody<Res>,
-        Res: ResponseBody<VerdictWrap<<C as ClassifyEnd>::End, CallVerdict>>,
-    {
-        type Response = Res::Output;
-        type Error = BoxError;
-        type Future = BodyResponseFuture<S::Future, C>;
-
-        #[inline]
-        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-            self.inner.poll_ready(cx).map_err(Into::into)
-        }
-
-        #[inline]
-        fn call(&mut self, req: Req) -> Self::Future {
-            BodyResponseFuture {
-                inner: self.inner.call(req),
-                pending: Some((
-                    self.classifier.clone(),
-                    CallVerdict {
-                        metrics: self.metrics.clone(),
-                        start: self.durations.then(Instant::now),
-                    },
-                )),
-                cancelled: self.cancelled,
-            }
-        }
-    }
-
-    pin_project_lite::pin_project! {
-        /// The response future of [`BodyMetrics`].
-        pub struct BodyResponseFuture<F, C> {
-            #[pin]
-            inner: F,
-            pending: Option<(C, CallVerdict)>,
-            cancelled: Option<Outcome>,
-        }
-    }
-
-    impl<F, C> fmt::Debug for BodyResponseFuture<F, C> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("BodyResponseFuture").finish_non_exhaustive()
-        }
-    }
-
-    impl<F, C, Res, E> Future for BodyResponseFuture<F, C>
-    where
-        F: Future<Output = Result<Res, E>>,
-        E: Into<BoxError>,
-        C: ClassifyBody<Res>,
-        Res: ResponseBody<VerdictWrap<<C as ClassifyEnd>::End, CallVerdict>>,
-    {
-        type Output = Result<Res::Output, BoxError>;
-
-        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let this = self.project();
-            let result = ready!(this.inner.poll(cx)).map_err(Into::into);
-            let Some((classifier, sink)) = this.pending.take() else {
-                return Poll::Ready(Err("metrics future polled after completion".into()));
-            };
-            Poll::Ready(match classifier.verdict_at_head(&result) {
-                None if result.is_ok() => result.map(|res| {
-                    res.wrap_body(VerdictWrap::pending(
-                        classifier.end_judge(),
-                        sink,
-                        *this.cancelled,
-                    ))
-                }),
-                head => {
-                    sink.record(head.unwrap_or(Outcome::Failure), None);
-                    result.map(|res| {
-                        res.wrap_body(VerdictWrap::<<C as ClassifyEnd>::End, _>::judged())
-                    })
-                }
-            })
-        }
+    /// The `name` label.
+    pub fn name(&self) -> &str {
+        &self.metrics.name
     }
 }
 
-#[cfg(feature = "http")]
-#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use body::{BodyMetrics, BodyMetricsLayer, BodyResponseFuture, CallVerdict};
+impl fmt::Debug for CallRecorder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallRecorder")
+            .field("name", &self.metrics.name)
+            .finish()
+    }
+}
+
+impl<C> MetricsLayer<C> {
+    /// The layer's counters, its classifier, and whether it records
+    /// durations: for a layer that judges calls elsewhere (see
+    /// [`CallRecorder`]).
+    pub fn into_parts(self) -> (CallRecorder, C, bool) {
+        (
+            CallRecorder {
+                metrics: self.metrics,
+            },
+            self.classifier,
+            self.durations,
+        )
+    }
+}

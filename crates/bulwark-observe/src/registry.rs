@@ -1,17 +1,25 @@
-//! A registry of named instances: breakers, keyed breakers, bulkheads and
-//! retry budgets.
+//! A registry of named instances: breakers, keyed breakers, bulkheads,
+//! retry budgets, and the events of timeouts and retries.
 
 use crate::health::{
-    BreakerHealth, BulkheadHealth, Health, KeyedBreakersHealth, RetryBudgetHealth,
+    BreakerHealth, BulkheadHealth, Health, KeyedBreakersHealth, Readiness, RetryBudgetHealth,
+    RetryHealth, TimeoutHealth,
 };
 use bulwark_breaker::keyed::KeyedBreakers;
 use bulwark_breaker::{Breaker, BreakerBuilder, Snapshot};
 use bulwark_bulkhead::{BulkheadBuilder, BulkheadHandle, BulkheadLayer};
 use bulwark_core::error::ConfigError;
+use bulwark_core::event::Listener;
+use bulwark_retry::event::RetryEvent;
 use bulwark_retry::RetryBudget;
+use bulwark_timeout::error::Limit;
+use bulwark_timeout::TimeoutEvent;
 use parking_lot::RwLock;
+use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,6 +73,8 @@ struct Inner {
     keyed: RwLock<BTreeMap<String, KeyedEntry>>,
     bulkheads: RwLock<BTreeMap<String, BulkheadEntry>>,
     budgets: RwLock<BTreeMap<String, BudgetEntry>>,
+    timeouts: RwLock<BTreeMap<String, TimeoutListener>>,
+    retries: RwLock<BTreeMap<String, RetryListener>>,
 }
 
 #[derive(Clone)]
@@ -76,15 +86,52 @@ struct BreakerEntry {
 
 #[derive(Clone)]
 struct KeyedEntry {
-    breakers: KeyedBreakers<String>,
+    /// A `KeyedBreakers<K>` for the `K` it was made with.
+    breakers: Arc<dyn KeyedView>,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::KeyedBreakerMetrics,
+}
+
+/// What the registry reads of a set of keyed breakers, whatever its key.
+trait KeyedView: Send + Sync {
+    fn entries(&self) -> Vec<(String, Breaker)>;
+    fn evicted(&self) -> u64;
+    fn as_any(&self) -> &dyn Any;
+    #[cfg(feature = "metrics")]
+    fn record(&self, metrics: &crate::metrics::KeyedBreakerMetrics);
+}
+
+impl<K> KeyedView for KeyedBreakers<K>
+where
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+{
+    fn entries(&self) -> Vec<(String, Breaker)> {
+        KeyedBreakers::entries(self)
+            .into_iter()
+            .map(|(k, b)| (k.to_string(), b))
+            .collect()
+    }
+
+    fn evicted(&self) -> u64 {
+        KeyedBreakers::evicted(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    #[cfg(feature = "metrics")]
+    fn record(&self, metrics: &crate::metrics::KeyedBreakerMetrics) {
+        metrics.record(self);
+    }
 }
 
 #[derive(Clone)]
 struct BulkheadEntry {
     layer: BulkheadLayer,
     handle: BulkheadHandle,
+    /// In front of this service's own handlers: counts for readiness.
+    serving: bool,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::BulkheadMetrics,
 }
@@ -108,17 +155,23 @@ pub enum Kind {
     Bulkhead,
     /// A [`RetryBudget`].
     RetryBudget,
+    /// The events of a timeout layer ([`Registry::timeout_listener`]).
+    Timeout,
+    /// The events of a retry layer ([`Registry::retry_listener`]).
+    Retry,
 }
 
 impl Kind {
     /// The lowercase name (`breaker`, `keyed_breakers`, `bulkhead`,
-    /// `retry_budget`).
+    /// `retry_budget`, `timeout`, `retry`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Kind::Breaker => "breaker",
             Kind::KeyedBreakers => "keyed_breakers",
             Kind::Bulkhead => "bulkhead",
             Kind::RetryBudget => "retry_budget",
+            Kind::Timeout => "timeout",
+            Kind::Retry => "retry",
         }
     }
 }
@@ -210,17 +263,38 @@ impl Registry {
     /// breaker per key from `template` (named `name/key`), at most
     /// `max_keys` keys, and keys idle for `idle_timeout` dropped first.
     ///
+    /// Any key that can be shown works (`String`, `http::uri::Authority`, a
+    /// tenant id): health names each key's breaker by its `Display`.
+    ///
+    /// ```
+    /// use bulwark::breaker::Breaker;
+    /// use bulwark::observe::Registry;
+    /// use std::time::Duration;
+    ///
+    /// let registry = Registry::new();
+    /// let hosts = registry.keyed_breakers::<u32>("shards", Breaker::builder(), 64, Some(Duration::from_secs(600)))?;
+    /// hosts.get_or_create(&7);
+    /// assert_eq!(registry.health().keyed_breakers[0].keys, 1);
+    /// // The same set, by name and key type.
+    /// assert!(registry.get_keyed_breakers::<u32>("shards").is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     ///
-    /// The template's validation error, or `max_keys` of 0.
-    pub fn keyed_breakers(
+    /// The template's validation error, `max_keys` of 0, or a set of that
+    /// name already made with another key type.
+    pub fn keyed_breakers<K>(
         &self,
         name: &str,
         template: BreakerBuilder,
         max_keys: usize,
         idle_timeout: Option<Duration>,
-    ) -> Result<KeyedBreakers<String>, ConfigError> {
-        get_or_insert(&self.inner.keyed, name, || {
+    ) -> Result<KeyedBreakers<K>, ConfigError>
+    where
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        let entry = get_or_insert(&self.inner.keyed, name, || {
             let template = template.name(name);
             #[cfg(feature = "metrics")]
             let (template, metrics) = {
@@ -232,28 +306,90 @@ impl Registry {
                 Some(idle) => builder.idle_timeout(idle),
                 None => builder.no_idle_timeout(),
             };
+            let breakers: KeyedBreakers<K> = builder.build()?;
             Ok(KeyedEntry {
-                breakers: builder.build()?,
+                breakers: Arc::new(breakers),
                 #[cfg(feature = "metrics")]
                 metrics,
             })
-        })
-        .map(|e| e.breakers)
+        })?;
+        entry
+            .breakers
+            .as_any()
+            .downcast_ref::<KeyedBreakers<K>>()
+            .cloned()
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "registry",
+                    "keyed_breakers",
+                    format!(
+                        "`{name}` holds keyed breakers of another key type than {}",
+                        std::any::type_name::<K>()
+                    ),
+                )
+            })
     }
 
-    /// The keyed breakers named `name`, if there are.
-    pub fn get_keyed_breakers(&self, name: &str) -> Option<KeyedBreakers<String>> {
-        self.inner
-            .keyed
-            .read()
-            .get(name)
-            .map(|e| e.breakers.clone())
+    /// The keyed breakers named `name`, if there are, with keys of type `K`.
+    pub fn get_keyed_breakers<K>(&self, name: &str) -> Option<KeyedBreakers<K>>
+    where
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        let entry = self.inner.keyed.read().get(name).cloned()?;
+        entry
+            .breakers
+            .as_any()
+            .downcast_ref::<KeyedBreakers<K>>()
+            .cloned()
+    }
+
+    /// Every key's breaker of the keyed breakers named `name`, keys shown
+    /// as text, whatever their type (`None` when there is no such set).
+    ///
+    /// ```
+    /// use bulwark::breaker::Breaker;
+    /// use bulwark::observe::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let hosts = registry.keyed_breakers::<String>("hosts", Breaker::builder(), 8, None)?;
+    /// hosts.get_or_create(&"a.example".to_owned());
+    /// let entries = registry.keyed_breaker_entries("hosts").unwrap();
+    /// assert_eq!(entries[0].0, "a.example");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keyed_breaker_entries(&self, name: &str) -> Option<Vec<(String, Breaker)>> {
+        let entry = self.inner.keyed.read().get(name).cloned()?;
+        Some(entry.breakers.entries())
     }
 
     /// A layer for the shared bulkhead named `name`, built from `builder`
     /// if there is none yet (named `name`). Every service of every layer it
     /// returns shares one limit.
     pub fn bulkhead(&self, name: &str, builder: BulkheadBuilder) -> BulkheadLayer {
+        self.bulkhead_entry(name, builder, false)
+    }
+
+    /// [`bulkhead`](Self::bulkhead), for the bulkhead in front of this
+    /// service's own handlers (a server's load shedding, as
+    /// [`ServerStack`](https://docs.rs/bulwark-http) registers it): it
+    /// counts for [`readiness`](Self::readiness), while the other instances
+    /// (a service's dependencies) count only for [`health`](Self::health).
+    ///
+    /// ```
+    /// use bulwark::bulkhead::BulkheadLayer;
+    /// use bulwark::observe::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let shed = registry.serving_bulkhead("server", BulkheadLayer::builder().max_concurrent(64));
+    /// assert!(registry.readiness().ready);
+    /// assert_eq!(registry.readiness().bulkheads[0].name, "server");
+    /// # drop(shed);
+    /// ```
+    pub fn serving_bulkhead(&self, name: &str, builder: BulkheadBuilder) -> BulkheadLayer {
+        self.bulkhead_entry(name, builder, true)
+    }
+
+    fn bulkhead_entry(&self, name: &str, builder: BulkheadBuilder, serving: bool) -> BulkheadLayer {
         let made: Result<_, std::convert::Infallible> =
             get_or_insert(&self.inner.bulkheads, name, || {
                 let builder = builder.name(name);
@@ -269,12 +405,102 @@ impl Registry {
                 Ok(BulkheadEntry {
                     layer,
                     handle,
+                    serving,
                     #[cfg(feature = "metrics")]
                     metrics,
                 })
             });
+        let entry = match made {
+            Ok(e) => e,
+            Err(never) => match never {},
+        };
+        if serving && !entry.serving {
+            if let Some(e) = self.inner.bulkheads.write().get_mut(name) {
+                e.serving = true;
+            }
+        }
+        entry.layer
+    }
+
+    /// The listener of the timeout layer named `name`, made if there is
+    /// none yet: pass it to the layer's `on_event`. The registry then
+    /// counts its timeouts by limit ([`Health::timeouts`], and with the
+    /// `metrics` feature `bulwark_timeouts_total{name}`). Every listener of
+    /// one name shares its counts.
+    ///
+    /// ```
+    /// use bulwark::observe::Registry;
+    /// use bulwark::timeout::TimeoutLayer;
+    /// use std::time::Duration;
+    ///
+    /// let registry = Registry::new();
+    /// let layer = TimeoutLayer::new(Duration::from_secs(2))
+    ///     .on_event(registry.timeout_listener("payments/total"));
+    /// assert_eq!(registry.health().timeouts[0].name, "payments/total");
+    /// # drop(layer);
+    /// ```
+    pub fn timeout_listener(&self, name: &str) -> TimeoutListener {
+        let made: Result<_, std::convert::Infallible> =
+            get_or_insert(&self.inner.timeouts, name, || {
+                Ok(TimeoutListener(Arc::new(TimeoutCounts {
+                    request: AtomicU64::new(0),
+                    readiness: AtomicU64::new(0),
+                    #[cfg(feature = "metrics")]
+                    metrics: crate::metrics::TimeoutMetrics::new(name),
+                })))
+            });
         match made {
-            Ok(e) => e.layer,
+            Ok(l) => l,
+            Err(never) => match never {},
+        }
+    }
+
+    /// A timeout layer of `limit` whose timeouts the registry counts under
+    /// `name` ([`timeout_listener`](Self::timeout_listener)): the one-call
+    /// form for `ServiceBuilderExt::timeout_after`.
+    ///
+    /// ```
+    /// use bulwark::observe::Registry;
+    /// use bulwark::prelude::*;
+    /// use std::time::Duration;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let registry = Registry::new();
+    /// let _svc = ServiceBuilder::new()
+    ///     .timeout_after(registry.timeout("inventory", Duration::from_millis(300)))
+    ///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+    /// assert_eq!(registry.health().timeouts[0].name, "inventory");
+    /// ```
+    pub fn timeout(&self, name: &str, limit: Duration) -> bulwark_timeout::TimeoutLayer {
+        bulwark_timeout::TimeoutLayer::new(limit).on_event(self.timeout_listener(name))
+    }
+
+    /// The listener of the retry layer named `name`, made if there is none
+    /// yet: pass it to the layer's `on_event`. The registry then counts its
+    /// retries and give-ups ([`Health::retries`], and with the `metrics`
+    /// feature `bulwark_retries_total{name}` and the other retry metrics).
+    ///
+    /// ```
+    /// use bulwark::observe::Registry;
+    /// use bulwark::retry::RetryLayer;
+    ///
+    /// let registry = Registry::new();
+    /// let retry = RetryLayer::new().on_event(registry.retry_listener("payments"));
+    /// assert_eq!(registry.health().retries[0].retries, 0);
+    /// # drop(retry);
+    /// ```
+    pub fn retry_listener(&self, name: &str) -> RetryListener {
+        let made: Result<_, std::convert::Infallible> =
+            get_or_insert(&self.inner.retries, name, || {
+                Ok(RetryListener(Arc::new(RetryCounts {
+                    retries: AtomicU64::new(0),
+                    gave_up: AtomicU64::new(0),
+                    #[cfg(feature = "metrics")]
+                    metrics: crate::metrics::RetryMetrics::new(name),
+                })))
+            });
+        match made {
+            Ok(l) => l,
             Err(never) => match never {},
         }
     }
@@ -331,6 +557,14 @@ impl Registry {
                 Kind::RetryBudget,
                 i.budgets.read().keys().cloned().collect(),
             ))
+            .chain(names(
+                Kind::Timeout,
+                i.timeouts.read().keys().cloned().collect(),
+            ))
+            .chain(names(
+                Kind::Retry,
+                i.retries.read().keys().cloned().collect(),
+            ))
             .collect()
     }
 
@@ -381,7 +615,11 @@ impl Registry {
             .collect();
         let bulkheads = Self::clone_out(&self.inner.bulkheads)
             .into_iter()
-            .map(|(name, e)| BulkheadHealth::from_handle(name, &e.handle))
+            .map(|(name, e)| {
+                let mut h = BulkheadHealth::from_handle(name, &e.handle);
+                h.serving = e.serving;
+                h
+            })
             .collect();
         let budgets = Self::clone_out(&self.inner.budgets)
             .into_iter()
@@ -393,7 +631,51 @@ impl Registry {
                 }
             })
             .collect();
-        Health::new(breakers, keyed, bulkheads, budgets)
+        let timeouts = Self::clone_out(&self.inner.timeouts)
+            .into_iter()
+            .map(|(name, l)| TimeoutHealth {
+                name,
+                request: l.0.request.load(Ordering::Relaxed),
+                readiness: l.0.readiness.load(Ordering::Relaxed),
+            })
+            .collect();
+        let retries = Self::clone_out(&self.inner.retries)
+            .into_iter()
+            .map(|(name, l)| RetryHealth {
+                name,
+                retries: l.0.retries.load(Ordering::Relaxed),
+                gave_up: l.0.gave_up.load(Ordering::Relaxed),
+            })
+            .collect();
+        let mut health = Health::new(breakers, keyed, bulkheads, budgets);
+        health.timeouts = timeouts;
+        health.retries = retries;
+        health
+    }
+
+    /// Whether this service can take more requests: not ready when a
+    /// bulkhead in front of its own handlers
+    /// ([`serving_bulkhead`](Self::serving_bulkhead), e.g. a
+    /// `ServerStack`'s) has every permit taken. Dependencies (their
+    /// breakers, the bulkheads of client stacks) never make it unready:
+    /// when a dependency fails, every replica sees it at once, and taking
+    /// them all out of the load balancer would turn a partial outage into a
+    /// total one. See [`health`](crate::health) for which probe to use for
+    /// what.
+    pub fn readiness(&self) -> Readiness {
+        let bulkheads: Vec<BulkheadHealth> = Self::clone_out(&self.inner.bulkheads)
+            .into_iter()
+            .filter(|(_, e)| e.serving)
+            .map(|(name, e)| {
+                let mut h = BulkheadHealth::from_handle(name, &e.handle);
+                h.serving = true;
+                h
+            })
+            .collect();
+        Readiness {
+            ready: bulkheads.iter().all(|b| b.healthy),
+            bulkheads,
+        }
     }
 
     fn control(&self, name: &str, op: fn(&Breaker)) -> Result<(), UnknownInstance> {
@@ -401,8 +683,8 @@ impl Registry {
             op(&b);
             return Ok(());
         }
-        if let Some(k) = self.get_keyed_breakers(name) {
-            for (_, b) in k.entries() {
+        if let Some(entries) = self.keyed_breaker_entries(name) {
+            for (_, b) in entries {
                 op(&b);
             }
             return Ok(());
@@ -453,7 +735,7 @@ impl Registry {
             e.metrics.record(&e.breaker.snapshot());
         }
         for (_, e) in Self::clone_out(&self.inner.keyed) {
-            e.metrics.record(&e.breakers);
+            e.breakers.record(&e.metrics);
         }
         for (_, e) in Self::clone_out(&self.inner.bulkheads) {
             e.metrics.record(&e.handle);
@@ -468,6 +750,100 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("instances", &self.list())
+            .finish()
+    }
+}
+
+struct TimeoutCounts {
+    request: AtomicU64,
+    readiness: AtomicU64,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::TimeoutMetrics,
+}
+
+/// A timeout layer's listener from [`Registry::timeout_listener`]: counts
+/// its timeouts for health (and metrics, with the `metrics` feature).
+/// Clones share the counts.
+///
+/// ```
+/// use bulwark::observe::Registry;
+/// use bulwark::timeout::TimeoutLayer;
+/// use std::time::Duration;
+///
+/// let registry = Registry::new();
+/// let listener = registry.timeout_listener("inventory");
+/// let layer = TimeoutLayer::new(Duration::from_millis(250)).on_event(listener);
+/// # drop(layer);
+/// ```
+#[derive(Clone)]
+pub struct TimeoutListener(Arc<TimeoutCounts>);
+
+impl Listener<TimeoutEvent> for TimeoutListener {
+    fn on_event(&self, event: &TimeoutEvent) {
+        #[allow(irrefutable_let_patterns)]
+        if let TimeoutEvent::Elapsed(e) = event {
+            match e.limit() {
+                Limit::Readiness => self.0.readiness.fetch_add(1, Ordering::Relaxed),
+                _ => self.0.request.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        #[cfg(feature = "metrics")]
+        self.0.metrics.on_event(event);
+    }
+}
+
+impl fmt::Debug for TimeoutListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutListener")
+            .field("request", &self.0.request.load(Ordering::Relaxed))
+            .field("readiness", &self.0.readiness.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+struct RetryCounts {
+    retries: AtomicU64,
+    gave_up: AtomicU64,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::RetryMetrics,
+}
+
+/// A retry layer's listener from [`Registry::retry_listener`]: counts its
+/// retries and give-ups for health (and metrics, with the `metrics`
+/// feature). Clones share the counts.
+///
+/// ```
+/// use bulwark::observe::Registry;
+/// use bulwark::retry::RetryLayer;
+///
+/// let registry = Registry::new();
+/// let retry = RetryLayer::new().on_event(registry.retry_listener("inventory"));
+/// # drop(retry);
+/// ```
+#[derive(Clone)]
+pub struct RetryListener(Arc<RetryCounts>);
+
+impl Listener<RetryEvent> for RetryListener {
+    fn on_event(&self, event: &RetryEvent) {
+        match event {
+            RetryEvent::RetryScheduled { .. } => {
+                self.0.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            RetryEvent::GaveUp { .. } => {
+                self.0.gave_up.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        #[cfg(feature = "metrics")]
+        self.0.metrics.on_event(event);
+    }
+}
+
+impl fmt::Debug for RetryListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryListener")
+            .field("retries", &self.0.retries.load(Ordering::Relaxed))
+            .field("gave_up", &self.0.gave_up.load(Ordering::Relaxed))
             .finish()
     }
 }

@@ -2,22 +2,30 @@
 //! (feature `axum`).
 //!
 //! ```
-//! use bulwark_observe::router::HealthRouter;
-//! use bulwark_observe::Registry;
+//! use bulwark::observe::router::HealthRouter;
+//! use bulwark::observe::Registry;
 //!
 //! let registry = Registry::new();
-//! let app: axum::Router = HealthRouter::new(registry.clone())
-//!     .status_on_degraded(true) // 503 when degraded
-//!     .into_router();
-//! // Merge `app` into your router, then serve it.
+//! let app: axum::Router = HealthRouter::new(registry.clone()).into_router();
+//! // Merge `app` into your router, then serve it. Point the readiness probe
+//! // (and load balancer) at /health/ready, dashboards at /health/resilience.
 //! # drop(app);
 //! ```
 //!
 //! # Routes
 //!
+//! - `GET /health/ready` (or the [`ready_path`](HealthRouter::ready_path)
+//!   given): whether **this service** can take more requests, the
+//!   [`Readiness`](crate::Readiness) JSON: `200 OK`, or `503 Service
+//!   Unavailable` while a bulkhead in front of its own handlers is full
+//!   (a `ServerStack` registered with `.registry(..)`). Dependencies never
+//!   make it fail. Use it for readiness probes and load balancers.
 //! - `GET /health/resilience` (or the [`path`](HealthRouter::path) given):
-//!   the [`Health`](crate::Health) JSON, `200 OK`; `503 Service Unavailable`
-//!   when degraded, if [`status_on_degraded`](HealthRouter::status_on_degraded).
+//!   the **dependencies'** health, the [`Health`](crate::Health) JSON,
+//!   informational: always `200 OK` unless
+//!   [`status_on_degraded`](HealthRouter::status_on_degraded). Use it for
+//!   dashboards and alerts, not for load balancers (see
+//!   [`health`](crate::health#which-probe-for-what)).
 //! - With [`admin`](HealthRouter::admin): `POST {prefix}/breakers/{name}/reset`,
 //!   `.../force-open` and `.../force-closed`, answering with the breaker's
 //!   health (`200`), or `404` for an unknown name.
@@ -42,16 +50,19 @@ use axum::{Json, Router};
 pub struct HealthRouter {
     registry: Registry,
     path: String,
+    ready_path: Option<String>,
     status_on_degraded: bool,
     admin: Option<String>,
 }
 
 impl HealthRouter {
-    /// Health at `GET /health/resilience`, always `200`, no admin routes.
+    /// Health at `GET /health/resilience`, always `200`, readiness at
+    /// `GET /health/ready`, no admin routes.
     pub fn new(registry: Registry) -> Self {
         HealthRouter {
             registry,
             path: "/health/resilience".to_owned(),
+            ready_path: Some("/health/ready".to_owned()),
             status_on_degraded: false,
             admin: None,
         }
@@ -63,8 +74,46 @@ impl HealthRouter {
         self
     }
 
-    /// Answers `503 Service Unavailable` when degraded (for load balancers
-    /// and readiness probes). The body is the same JSON.
+    /// Serves readiness at `path` instead of `/health/ready`.
+    ///
+    /// ```
+    /// use bulwark::observe::router::HealthRouter;
+    /// use bulwark::observe::Registry;
+    ///
+    /// let app: axum::Router = HealthRouter::new(Registry::new()).ready_path("/readyz").into_router();
+    /// # drop(app);
+    /// ```
+    pub fn ready_path(mut self, path: impl Into<String>) -> Self {
+        self.ready_path = Some(path.into());
+        self
+    }
+
+    /// Serves no readiness route (e.g. for a second health router merged
+    /// into the same app).
+    ///
+    /// ```
+    /// use bulwark::observe::router::HealthRouter;
+    /// use bulwark::observe::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let app: axum::Router = HealthRouter::new(registry.clone())
+    ///     .into_router()
+    ///     .merge(HealthRouter::new(registry).path("/health/strict").status_on_degraded(true).no_ready_route().into_router());
+    /// # drop(app);
+    /// ```
+    pub fn no_ready_route(mut self) -> Self {
+        self.ready_path = None;
+        self
+    }
+
+    /// Answers `503 Service Unavailable` on the health route when degraded.
+    /// The body is the same JSON.
+    ///
+    /// Not for load balancers or readiness probes: a dependency's open
+    /// breaker degrades every replica at once, and a probe on this route
+    /// would take them all out together. Probe `/health/ready` instead
+    /// ([`ready_path`](Self::ready_path)); this is for monitors that want a
+    /// status code.
     pub fn status_on_degraded(mut self, yes: bool) -> Self {
         self.status_on_degraded = yes;
         self
@@ -80,7 +129,22 @@ impl HealthRouter {
     /// The router (state already applied: merge or nest it anywhere).
     pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let strict = self.status_on_degraded;
-        let mut router = Router::new().route(
+        let mut router = Router::new();
+        if let Some(path) = &self.ready_path {
+            router = router.route(
+                path,
+                get(|State(registry): State<Registry>| async move {
+                    let ready = registry.readiness();
+                    let status = if ready.ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, Json(ready))
+                }),
+            );
+        }
+        router = router.route(
             &self.path,
             get(move |State(registry): State<Registry>| async move {
                 let health = registry.health();

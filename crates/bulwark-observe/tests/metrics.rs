@@ -416,9 +416,9 @@ async fn without_a_recorder_everything_still_works() {
 
 /// gRPC streams judged at their end: the trailers' status, a broken
 /// stream, a stream the client cancels (not a failure).
-#[cfg(feature = "http")]
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn at_body_end_judges_streams_when_they_end() {
+    use bulwark_http::metrics::BodyMetricsLayer;
     use bulwark_http::GrpcClassifier;
     use bytes::Bytes;
     use http_body_util::combinators::BoxBody;
@@ -477,11 +477,9 @@ async fn at_body_end_judges_streams_when_they_end() {
     let snapshotter = recorder.snapshotter();
     let svc = metrics::with_local_recorder(&recorder, || {
         ServiceBuilder::new()
-            .layer(
-                MetricsLayer::new("watch")
-                    .classifier(GrpcClassifier::new())
-                    .at_body_end(),
-            )
+            .layer(BodyMetricsLayer::new(
+                MetricsLayer::new("watch").classifier(GrpcClassifier::new()),
+            ))
             .service_fn(move |req: http::Request<()>| {
                 let res = http::Response::new(body(req.uri().path()));
                 async move { Ok::<_, BoxError>(res) }

@@ -56,6 +56,7 @@ async fn serves_health_200_or_503_and_admin_routes() {
         .into_router();
     let lenient = HealthRouter::new(registry.clone())
         .path("/health/lenient")
+        .no_ready_route()
         .into_router();
     let (addr, server) = serve(app.merge(lenient)).await;
 
@@ -119,4 +120,38 @@ async fn no_admin_routes_unless_asked() {
     assert_eq!(response.status(), 404);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(body.is_empty());
+}
+
+#[tokio::test]
+async fn readiness_follows_the_serving_bulkhead_not_the_dependencies() {
+    use bulwark_bulkhead::BulkheadLayer;
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    let registry = Registry::new();
+    let payments = registry.breaker("payments", Breaker::builder()).unwrap();
+    let shed = registry.serving_bulkhead("server", BulkheadLayer::builder().max_concurrent(1));
+    let (addr, server) = serve(HealthRouter::new(registry.clone()).into_router()).await;
+
+    // A dependency's breaker opens: dependencies degrade, readiness stays.
+    payments.force_open();
+    let (status, ready) = request(addr, "GET", "/health/ready").await;
+    assert_eq!((status, &ready["ready"]), (200, &serde_json::json!(true)));
+    assert_eq!(ready["bulkheads"][0]["name"], "server");
+    let (status, health) = request(addr, "GET", "/health/resilience").await;
+    assert_eq!((status, health["status"].as_str()), (200, Some("degraded")));
+
+    // The service's own bulkhead is full: not ready.
+    let mut svc = ServiceBuilder::new()
+        .layer(shed)
+        .service_fn(|_: ()| std::future::pending::<Result<(), bulwark_core::BoxError>>());
+    svc.ready().await.unwrap();
+    let held = tokio::spawn(svc.call(()));
+    tokio::task::yield_now().await;
+    let (status, ready) = request(addr, "GET", "/health/ready").await;
+    assert_eq!((status, &ready["ready"]), (503, &serde_json::json!(false)));
+    assert_eq!(ready["bulkheads"][0]["saturated"], true);
+    held.abort();
+    let _ = held.await;
+    let (status, _) = request(addr, "GET", "/health/ready").await;
+    assert_eq!(status, 200);
+    server.abort();
 }

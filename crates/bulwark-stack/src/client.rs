@@ -55,6 +55,23 @@ pub trait MakeBreaker<C> {
 
     /// Makes it from the stack's validated template and classifier.
     fn make(&self, template: BreakerBuilder, classifier: C) -> Result<Self::Layer, ConfigError>;
+
+    /// Makes it as [`make`](Self::make) does, from `registry`'s instance
+    /// named `name` (made from `template` on first use), so that health
+    /// and metrics see it (feature `observe`). The default makes an
+    /// instance of its own.
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    fn make_in(
+        &self,
+        registry: &bulwark_observe::Registry,
+        name: &str,
+        template: BreakerBuilder,
+        classifier: C,
+    ) -> Result<Self::Layer, ConfigError> {
+        let _ = (registry, name);
+        self.make(template, classifier)
+    }
 }
 
 impl<C: Clone> MakeBreaker<C> for OneBreaker {
@@ -63,16 +80,41 @@ impl<C: Clone> MakeBreaker<C> for OneBreaker {
     fn make(&self, template: BreakerBuilder, classifier: C) -> Result<Self::Layer, ConfigError> {
         Ok(CircuitBreakerLayer::new(template.build()?).classifier(classifier))
     }
+
+    #[cfg(feature = "observe")]
+    fn make_in(
+        &self,
+        registry: &bulwark_observe::Registry,
+        name: &str,
+        template: BreakerBuilder,
+        classifier: C,
+    ) -> Result<Self::Layer, ConfigError> {
+        Ok(CircuitBreakerLayer::new(registry.breaker(name, template)?).classifier(classifier))
+    }
 }
 
 impl<C: Clone, F: Clone, K> MakeBreaker<C> for KeyedBy<F, K>
 where
-    K: Hash + Eq + Clone + fmt::Display,
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
 {
     type Layer = KeyedCircuitBreakerLayer<K, F, C>;
 
     fn make(&self, template: BreakerBuilder, classifier: C) -> Result<Self::Layer, ConfigError> {
         let breakers = template.keyed().max_keys(self.max_keys).build()?;
+        Ok(KeyedCircuitBreakerLayer::new(breakers, self.key.clone()).classifier(classifier))
+    }
+
+    #[cfg(feature = "observe")]
+    fn make_in(
+        &self,
+        registry: &bulwark_observe::Registry,
+        name: &str,
+        template: BreakerBuilder,
+        classifier: C,
+    ) -> Result<Self::Layer, ConfigError> {
+        // The keyed breakers' own default idle timeout.
+        let idle = Some(Duration::from_secs(600));
+        let breakers = registry.keyed_breakers::<K>(name, template, self.max_keys, idle)?;
         Ok(KeyedCircuitBreakerLayer::new(breakers, self.key.clone()).classifier(classifier))
     }
 }
@@ -128,6 +170,8 @@ pub struct ClientStack<C = DefaultClassifier, P = (), R = CloneReplay, M = OneBr
     pushback: P,
     replay: R,
     seed: Option<u64>,
+    #[cfg(feature = "observe")]
+    registry: Option<bulwark_observe::Registry>,
 }
 
 impl ClientStack {
@@ -146,6 +190,8 @@ impl ClientStack {
             pushback: (),
             replay: CloneReplay,
             seed: None,
+            #[cfg(feature = "observe")]
+            registry: None,
         }
     }
 }
@@ -161,6 +207,37 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     /// carry the name in events, errors and metrics.
     pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Names the stack `name` and registers its parts in `registry`
+    /// (feature `observe`), so that health and metrics show them: the
+    /// breaker as breaker `NAME` (or keyed breakers `NAME` with
+    /// [`breaker_per_key`](Self::breaker_per_key)), the bulkhead as the
+    /// shared bulkhead `NAME`, retry as retry `NAME` drawing on the retry
+    /// budget `NAME`, the timeouts as `NAME/total` and `NAME/attempt`.
+    ///
+    /// The registry makes each instance on first use and gives the same one
+    /// to every later build under that name: stacks rebuilt (after a reload)
+    /// keep their breaker's state, and with a registry the bulkhead is
+    /// shared by every service the layer makes.
+    ///
+    /// ```
+    /// use bulwark::observe::Registry;
+    /// use bulwark::stack::ClientStack;
+    ///
+    /// let registry = Registry::new();
+    /// let layer = ClientStack::new().registry(&registry, "inventory").build()?;
+    /// assert!(registry.get_breaker("inventory").is_some());
+    /// assert_eq!(registry.health().bulkheads[0].name, "inventory");
+    /// # drop(layer);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    pub fn registry(mut self, registry: &bulwark_observe::Registry, name: &str) -> Self {
+        self.name = Some(name.into());
+        self.registry = Some(registry.clone());
         self
     }
 
@@ -327,6 +404,8 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
             pushback,
             replay,
             seed: self.seed,
+            #[cfg(feature = "observe")]
+            registry: self.registry,
         }
     }
 
@@ -379,6 +458,14 @@ where
                     Some(seed) => retry.seed(seed),
                     None => retry,
                 };
+                #[cfg(feature = "observe")]
+                let retry = match (&self.registry, &self.name) {
+                    (Some(r), Some(name)) => {
+                        let budget = r.retry_budget(name, retry.get_budget().clone());
+                        retry.budget(budget).on_event(r.retry_listener(name))
+                    }
+                    _ => retry,
+                };
                 Some(match self.total_timeout {
                     Some(total) => retry.deadline(total),
                     None => retry,
@@ -394,10 +481,24 @@ where
                 if let Some(seed) = self.seed {
                     template = template.seed(seed);
                 }
+                #[cfg(feature = "observe")]
+                if let (Some(r), Some(name)) = (&self.registry, &self.name) {
+                    Some(
+                        self.mode
+                            .make_in(r, name, template, self.classifier.clone())?,
+                    )
+                } else {
+                    Some(self.mode.make(template, self.classifier.clone())?)
+                }
+                #[cfg(not(feature = "observe"))]
                 Some(self.mode.make(template, self.classifier.clone())?)
             }
         };
         let bulkhead = self.bulkhead.map(|b| {
+            #[cfg(feature = "observe")]
+            if let (Some(r), Some(name)) = (&self.registry, &self.name) {
+                return r.bulkhead(name, b).classifier(self.classifier.clone());
+            }
             let b = match &self.name {
                 Some(name) => b.name(name.clone()),
                 None => b,
@@ -416,12 +517,20 @@ where
                 Some(t.build()?.classifier(self.classifier.clone()))
             }
         };
+        let timeout = |limit: Duration, _part: &str| {
+            let layer = TimeoutLayer::new(limit);
+            #[cfg(feature = "observe")]
+            if let (Some(r), Some(name)) = (&self.registry, &self.name) {
+                return layer.on_event(r.timeout_listener(&format!("{name}/{_part}")));
+            }
+            layer
+        };
         Ok(ClientLayer {
-            total: self.total_timeout.map(TimeoutLayer::new),
+            total: self.total_timeout.map(|t| timeout(t, "total")),
             retry,
             throttle,
             breaker,
-            attempt: attempt.map(TimeoutLayer::new),
+            attempt: attempt.map(|t| timeout(t, "attempt")),
             bulkhead,
         })
     }

@@ -48,14 +48,6 @@ impl TimeoutLayer<Duration> {
     }
 }
 
-/// `TimeoutLayer::new(limit)`, so that shortcuts taking a layer also take a
-/// `Duration`.
-impl From<Duration> for TimeoutLayer {
-    fn from(limit: Duration) -> Self {
-        TimeoutLayer::new(limit)
-    }
-}
-
 impl<F> TimeoutLayer<F> {
     /// A limit chosen per request by `choose` (`None`: no limit for that
     /// request). `choose` can be any [`TimeoutPolicy`](crate::TimeoutPolicy),
@@ -85,6 +77,22 @@ impl<P> TimeoutLayer<P> {
     pub fn on_event(mut self, listener: impl Listener<TimeoutEvent>) -> Self {
         self.listeners = self.listeners.with(listener);
         self
+    }
+}
+
+/// `TimeoutLayer::new(limit)`, so that what takes a layer also takes a
+/// bare limit.
+///
+/// ```
+/// use bulwark::timeout::TimeoutLayer;
+/// use std::time::Duration;
+///
+/// let layer: TimeoutLayer = Duration::from_secs(1).into();
+/// # drop(layer);
+/// ```
+impl From<Duration> for TimeoutLayer<Duration> {
+    fn from(limit: Duration) -> Self {
+        TimeoutLayer::new(limit)
     }
 }
 

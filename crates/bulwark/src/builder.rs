@@ -57,9 +57,25 @@ pub trait ResilienceBuilderExt<L>: sealed::Sealed {
         layer: bulwark_retry::RetryLayer<C, P, R, D, I>,
     ) -> WithRetry<C, P, R, D, I, L>;
 
-    /// Fails calls that take longer than the limit with
-    /// [`Elapsed`](bulwark_timeout::Elapsed): a
-    /// [`TimeoutLayer`](bulwark_timeout::TimeoutLayer), or a `Duration`.
+    /// Fails calls that take longer than `limit` with
+    /// [`Elapsed`](bulwark_timeout::Elapsed): a `Duration`, or a
+    /// [`TimeoutLayer`](bulwark_timeout::TimeoutLayer) (with listeners, or
+    /// named in a registry: `registry.timeout("payments", limit)`, so that
+    /// its timeouts show in health and `bulwark_timeouts_total`).
+    ///
+    /// ```
+    /// use bulwark::observe::Registry;
+    /// use bulwark::prelude::*;
+    /// use std::time::Duration;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let registry = Registry::new();
+    /// let _svc = ServiceBuilder::new()
+    ///     .timeout_after(registry.timeout("payments", Duration::from_secs(2)))
+    ///     .bulkhead(registry.bulkhead("payments", BulkheadLayer::builder().max_concurrent(16)))
+    ///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
+    /// assert_eq!(registry.list().len(), 2);
+    /// ```
     #[cfg(feature = "timeout")]
     fn timeout_after<P>(
         self,

@@ -29,10 +29,12 @@
 //! | feature    | module        | what it gives                                         |
 //! |------------|---------------|-------------------------------------------------------|
 //! | `http`     | `http`        | HTTP and gRPC classifiers, pushback, replay, client and server stacks |
-//! | `axum`, `tonic`, `reqwest` | `http` | the glue for each (with `observe`, `axum` also gives the health router) |
+//! | `axum`, `tonic`, `reqwest` | `http` | the glue for each (with `observe`, `axum` also gives the health router); `tonic` gives the gRPC presets (`http::grpc`) |
+//! | `reqwest-middleware` | `http::middleware` | the client stack as a `reqwest-middleware` middleware, keeping `client.get(url).send()` |
 //! | `observe`  | `observe`     | a registry of named instances, health                 |
 //! | `metrics`  | `observe`     | everything reported through the `metrics` facade      |
-//! | `config`   | `config`      | TOML files and `BULWARK_` environment variables        |
+//! | `config`   | `config`      | TOML files and `BULWARK_` environment variables (with `http`, the HTTP stacks from them) |
+//! | `config-reload` | `config::reload` | the reload loop: file watch and SIGHUP |
 //! | `fleet`    | `fleet`       | rate limits, breakers and retry budgets shared by every instance through Redis (not in `full`) |
 //!
 //! `sim`, the virtual-time fault simulator that shows what a stack does while

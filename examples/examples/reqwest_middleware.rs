@@ -1,0 +1,71 @@
+//! Run with: cargo run --example reqwest_middleware
+//!
+//! Bulwark's client stack as a `reqwest-middleware` middleware: the calls
+//! stay `client.get(url).send().await`. The upstream on 127.0.0.1 answers
+//! the first two calls with `503 Retry-After: 1`: the stack waits the second
+//! the server asked for, retries, and the caller sees one successful answer;
+//! a POST (not idempotent) is sent once.
+
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use bulwark::http::middleware::BulwarkMiddleware;
+use bulwark::http::ClientStack;
+use bulwark::retry::RetryEvent;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let handler = move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < 2 || n == 3 {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "1")],
+                    "busy",
+                )
+            } else {
+                (StatusCode::OK, [("retry-after", "0")], "hello")
+            }
+        }
+    };
+    let app = Router::new().route("/", get(handler.clone()).post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let stack = ClientStack::new()
+        .total_timeout(Duration::from_secs(5))
+        .attempt_timeout(Duration::from_secs(1))
+        .on_retry_event(|e: &RetryEvent| {
+            if let RetryEvent::RetryScheduled { attempt, delay, .. } = e {
+                println!("retrying (attempt {attempt}) in {delay:?}, as the server asked");
+            }
+        })
+        .build()?;
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(BulwarkMiddleware::new(stack))
+        .build();
+
+    let started = tokio::time::Instant::now();
+    let res = client.get(&url).send().await?;
+    println!(
+        "GET: {} {:?} after {} calls in {:.1?}",
+        res.status(),
+        res.text().await?,
+        calls.load(Ordering::SeqCst),
+        started.elapsed()
+    );
+    let res = client.post(&url).body("order 42").send().await?;
+    println!(
+        "POST: {} (sent once: a POST is not retried without an Idempotency-Key; {} calls in all)",
+        res.status(),
+        calls.load(Ordering::SeqCst)
+    );
+    Ok(())
+}
