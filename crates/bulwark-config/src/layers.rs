@@ -117,6 +117,9 @@ pub struct BreakerConfig {
     pub successes_to_close: u32,
     /// Failed probes that open it again. Default 2.
     pub failures_to_reopen: u32,
+    /// Share this breaker with the fleet (`bulwark-fleet`'s shared gate,
+    /// synced through `[fleet]`; default `false`).
+    pub shared: bool,
 }
 
 impl Default for BreakerConfig {
@@ -138,6 +141,7 @@ impl Default for BreakerConfig {
             permitted_probes: 3,
             successes_to_close: 2,
             failures_to_reopen: 2,
+            shared: false,
         }
     }
 }
@@ -493,6 +497,9 @@ pub struct RetryBudgetConfig {
     /// How far back requests count, 10 ms to 1 h. Default `"10s"`.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+    /// Share this budget with the fleet (`bulwark-fleet`'s shared retry
+    /// budget, synced through `[fleet]`; default `false`).
+    pub shared: bool,
 }
 
 impl Default for RetryBudgetConfig {
@@ -501,6 +508,7 @@ impl Default for RetryBudgetConfig {
             ratio: 0.2,
             min_per_sec: 10,
             window: Duration::from_secs(10),
+            shared: false,
         }
     }
 }

@@ -8,6 +8,8 @@
 //!   environment overrides (read with [figment](https://docs.rs/figment)):
 //!   shared defaults, named instances overriding them, and a global switch
 //!   that turns every layer into a pass-through.
+//! - `[fleet]` ([`FleetConfig`]): the Redis that layers with
+//!   `shared = true` sync through (`bulwark-fleet`).
 //! - Validation that names the setting and the reason ([`ConfigError`]);
 //!   never a panic, never a silent default. Durations are bounded by
 //!   [`MAX_DURATION`] (one year): longer ones are refused.
@@ -40,6 +42,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
+mod fleet;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 mod http;
@@ -51,6 +54,7 @@ pub mod reload;
 mod stack;
 
 pub use error::{ConfigError, ReloadError};
+pub use fleet::FleetConfig;
 pub use layers::{
     BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RetryBudgetConfig, RetryConfig,
     TimeoutConfig, MAX_DURATION,

@@ -84,6 +84,7 @@ pub struct ResilienceConfig {
     pub(crate) bulkheads: BTreeMap<String, BulkheadConfig>,
     pub(crate) retry_budgets: BTreeMap<String, RetryBudgetConfig>,
     pub(crate) keyed_breakers: BTreeMap<String, KeyedBreakerConfig>,
+    pub(crate) fleet: Option<crate::FleetConfig>,
 }
 
 impl Default for ResilienceConfig {
@@ -98,6 +99,7 @@ impl Default for ResilienceConfig {
             bulkheads: BTreeMap::new(),
             retry_budgets: BTreeMap::new(),
             keyed_breakers: BTreeMap::new(),
+            fleet: None,
         }
     }
 }
@@ -178,6 +180,12 @@ impl ResilienceConfig {
             .chain(self.keyed_breakers.keys())
             .map(String::as_str)
             .collect()
+    }
+
+    /// The `[fleet]` section: where shared layers sync (`None` when absent:
+    /// nothing is shared).
+    pub fn fleet(&self) -> Option<&crate::FleetConfig> {
+        self.fleet.as_ref()
     }
 
     /// The names with a `[keyed_breaker.NAME]` section.
@@ -290,6 +298,8 @@ struct Top {
     retry_budget: BTreeMap<String, Dict>,
     #[serde(default)]
     keyed_breaker: BTreeMap<String, Dict>,
+    #[serde(default)]
+    fleet: Option<Dict>,
 }
 
 /// Only checks that `[defaults]` holds known layers, each a table.
@@ -458,6 +468,20 @@ fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
             KeyedBreakerConfig::validate,
         )?,
         defaults,
+        fleet: match top.fleet {
+            Some(_) => {
+                let fleet: crate::FleetConfig = figment
+                    .focus("fleet")
+                    .extract()
+                    .map_err(|e| from_figment(e, "fleet", 1))?;
+                fleet.validate("fleet").map_err(|e| {
+                    let paths = [e.path().to_string()];
+                    e.with_origin(origin_of(figment, &paths))
+                })?;
+                Some(fleet)
+            }
+            None => None,
+        },
     };
     // A retry naming a budget must name one that exists.
     for (name, retry) in &config.retries {

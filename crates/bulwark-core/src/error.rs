@@ -55,14 +55,18 @@ where
 }
 
 /// Whether `error` is (or was caused by) a local rejection by a Bulwark layer:
-/// [`CircuitOpen`], [`BulkheadFull`] or [`ThrottledLocally`].
+/// [`CircuitOpen`], [`BulkheadFull`], [`ThrottledLocally`] or [`RateLimited`].
 ///
 /// A rejection says nothing about the upstream's health: by default the
 /// breaker does not count it and retry does not retry it.
 pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
     let mut current = Some(error);
     while let Some(err) = current {
-        if err.is::<CircuitOpen>() || err.is::<BulkheadFull>() || err.is::<ThrottledLocally>() {
+        if err.is::<CircuitOpen>()
+            || err.is::<BulkheadFull>()
+            || err.is::<ThrottledLocally>()
+            || err.is::<RateLimited>()
+        {
             return true;
         }
         current = err.source();
@@ -341,6 +345,69 @@ impl fmt::Display for ThrottledLocally {
 }
 
 impl Error for ThrottledLocally {}
+
+/// A rate limiter refused the call: this client (or this fleet) already sent
+/// as many calls as its limit allows for now. The inner service was not
+/// called.
+///
+/// It says when a call would be admitted again
+/// ([`retry_after`](RateLimited::retry_after)); `bulwark-http` answers it
+/// with `429 Too Many Requests` and that `Retry-After`. Like every local
+/// rejection it is [`Outcome::Rejected`](crate::Outcome::Rejected): the
+/// breaker does not count it and retry does not retry it.
+///
+/// ```
+/// use bulwark_core::error::{is_rejection, RateLimited};
+/// use std::time::Duration;
+///
+/// let limited = RateLimited::new(Duration::from_millis(250)).with_name("payments".into());
+/// assert_eq!(limited.retry_after(), Duration::from_millis(250));
+/// assert_eq!(limited.to_string(), "rate limit 'payments' exceeded; retry in 250ms");
+/// assert!(is_rejection(&limited));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimited {
+    name: Option<Arc<str>>,
+    retry_after: Duration,
+}
+
+impl RateLimited {
+    /// A rejection after which a call is admitted again in `retry_after`.
+    pub const fn new(retry_after: Duration) -> Self {
+        RateLimited {
+            name: None,
+            retry_after,
+        }
+    }
+
+    /// Names the rate limiter that refused the call.
+    pub fn with_name(mut self, name: Arc<str>) -> Self {
+        self.name = Some(name);
+        self
+    }
+
+    /// The name of the rate limiter, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// How long from the rejection until the limiter admits a call again.
+    pub const fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(f, "rate limit '{name}' exceeded")?,
+            None => f.write_str("rate limit exceeded")?,
+        }
+        write!(f, "; retry in {}", Readable(self.retry_after))
+    }
+}
+
+impl Error for RateLimited {}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 //! | error (anywhere in the `source()` chain) | [`dependency`](ErrorMapping::dependency) mapping (a call this server made failed) | [`server`](ErrorMapping::server) mapping (this server's own limits) |
 //! |---|---|---|
 //! | [`CircuitOpen`] | 503 + `Retry-After` (next probe) | 503 + `Retry-After` |
+//! | [`RateLimited`] (a local rate limit) | 429 + `Retry-After` (next admission) | same |
 //! | [`BulkheadFull`], [`ThrottledLocally`] (shed) | 503 (or 429) + `Retry-After: 1` + `bulwark-shed: 1` | same |
 //! | [`Elapsed`] (a timeout; also the source of a head's or a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | 504 Gateway Timeout | 503 (or 408) |
 //! | anything else | 500 | 500 |
@@ -61,10 +62,13 @@
 //!
 //! [`CircuitOpen`]: bulwark_core::error::CircuitOpen
 //! [`BulkheadFull`]: bulwark_core::error::BulkheadFull
+//! [`RateLimited`]: bulwark_core::error::RateLimited
 //! [`ThrottledLocally`]: bulwark_core::error::ThrottledLocally
 //! [`Elapsed`]: bulwark_timeout::Elapsed
 
-use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally};
+use bulwark_core::error::{
+    find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
+};
 use bulwark_core::BoxError;
 use bulwark_timeout::Elapsed;
 use http::{header, HeaderValue, StatusCode};
@@ -98,6 +102,7 @@ pub const SHED_HEADER_NAME: http::HeaderName = http::HeaderName::from_static(SHE
 pub struct ErrorMapping {
     circuit_open: StatusCode,
     bulkhead_full: StatusCode,
+    rate_limited: StatusCode,
     timeout: StatusCode,
     other: StatusCode,
     shed_retry_after: Duration,
@@ -111,6 +116,7 @@ impl ErrorMapping {
         ErrorMapping {
             circuit_open: StatusCode::SERVICE_UNAVAILABLE,
             bulkhead_full: StatusCode::SERVICE_UNAVAILABLE,
+            rate_limited: StatusCode::TOO_MANY_REQUESTS,
             timeout: StatusCode::GATEWAY_TIMEOUT,
             other: StatusCode::INTERNAL_SERVER_ERROR,
             shed_retry_after: Duration::from_secs(1),
@@ -156,6 +162,25 @@ impl ErrorMapping {
     /// about their rate).
     pub const fn bulkhead_status(mut self, status: StatusCode) -> Self {
         self.bulkhead_full = status;
+        self
+    }
+
+    /// The status for a refused rate limit
+    /// ([`RateLimited`], default 429 with
+    /// the limiter's `Retry-After`).
+    ///
+    /// ```
+    /// use bulwark_core::{error::RateLimited, BoxError};
+    /// use bulwark_http::response::ErrorMapping;
+    /// use std::time::Duration;
+    ///
+    /// let limited: BoxError = RateLimited::new(Duration::from_millis(300)).into();
+    /// let res: http::Response<String> = ErrorMapping::server().response(&limited);
+    /// assert_eq!(res.status(), 429);
+    /// assert_eq!(res.headers()["retry-after"], "1"); // rounded up
+    /// ```
+    pub const fn rate_limited_status(mut self, status: StatusCode) -> Self {
+        self.rate_limited = status;
         self
     }
 
@@ -217,6 +242,8 @@ impl ErrorMapping {
     pub fn status(&self, error: &(dyn Error + 'static)) -> StatusCode {
         if is_caused_by::<CircuitOpen>(error) {
             self.circuit_open
+        } else if is_caused_by::<RateLimited>(error) {
+            self.rate_limited
         } else if self.is_shed(error) {
             self.bulkhead_full
         } else if is_caused_by::<Elapsed>(error) {
@@ -227,11 +254,15 @@ impl ErrorMapping {
     }
 
     /// The `Retry-After` to send for `error`, rounded up to whole seconds:
-    /// the time until an open breaker probes again, or for a shed request
+    /// the time until an open breaker probes again, until a rate limiter
+    /// admits a call again, or for a shed request
     /// (a full bulkhead) the [`shed_retry_after`](Self::shed_retry_after).
     pub fn retry_after(&self, error: &(dyn Error + 'static)) -> Option<Duration> {
         let after = match find::<CircuitOpen>(error) {
             Some(open) => open.retry_after()?,
+            None if is_caused_by::<RateLimited>(error) => {
+                find::<RateLimited>(error).map_or(Duration::ZERO, RateLimited::retry_after)
+            }
             None if self.is_shed(error) => self.shed_retry_after,
             None => return None,
         };
@@ -532,6 +563,30 @@ mod tests {
         assert!(
             res.headers().get(SHED_HEADER).is_none(),
             "an open breaker is not shedding"
+        );
+    }
+
+    #[test]
+    fn a_rate_limit_is_429_with_its_retry_after() {
+        let limited: BoxError = RateLimited::new(Duration::from_millis(2_100))
+            .with_name("api".into())
+            .into();
+        for mapping in [ErrorMapping::client(), ErrorMapping::server()] {
+            let res: http::Response<String> = mapping.response(&limited);
+            assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(res.headers()["retry-after"], "3");
+            assert!(res.headers().get(SHED_HEADER).is_none());
+            let res: http::Response<String> = mapping.expose_details(true).response(&limited);
+            assert_eq!(res.body(), "rate limit 'api' exceeded; retry in 2.1s");
+        }
+        let res: http::Response<String> = ErrorMapping::server()
+            .rate_limited_status(StatusCode::SERVICE_UNAVAILABLE)
+            .response(&limited);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        // A local rate limit is a rejection for the client's own layers.
+        assert_eq!(
+            bulwark_core::Outcome::of_error(&limited),
+            bulwark_core::Outcome::Rejected
         );
     }
 

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | a `tonic::Status` | itself |
 //! | [`CircuitOpen`] | `UNAVAILABLE`, with `grpc-retry-pushback-ms` when the next probe is known |
+//! | [`RateLimited`] | `RESOURCE_EXHAUSTED` + `grpc-retry-pushback-ms` |
 //! | [`BulkheadFull`] (the server sheds load), `ThrottledLocally` | `RESOURCE_EXHAUSTED` |
 //! | [`Elapsed`] (a timeout; also the source of a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | `DEADLINE_EXCEEDED` |
 //! | a transport error (anything else) | `UNAVAILABLE` |
@@ -25,10 +26,13 @@
 //!
 //! [`CircuitOpen`]: bulwark_core::error::CircuitOpen
 //! [`BulkheadFull`]: bulwark_core::error::BulkheadFull
+//! [`RateLimited`]: bulwark_core::error::RateLimited
 //! [`Elapsed`]: bulwark_timeout::Elapsed
 
 use crate::pushback::GRPC_RETRY_PUSHBACK_MS;
-use bulwark_core::error::{find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally};
+use bulwark_core::error::{
+    find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
+};
 use bulwark_core::BoxError;
 use bulwark_timeout::Elapsed;
 use tonic::{Code, Status};
@@ -49,6 +53,14 @@ pub fn to_status(error: BoxError) -> Status {
             if let Ok(v) = ms.to_string().parse() {
                 status.metadata_mut().insert(GRPC_RETRY_PUSHBACK_MS, v);
             }
+        }
+        return status;
+    }
+    if let Some(limited) = find::<RateLimited>(&*error) {
+        let mut status = Status::new(Code::ResourceExhausted, error.to_string());
+        let ms = u64::try_from(limited.retry_after().as_millis()).unwrap_or(u64::MAX);
+        if let Ok(v) = ms.to_string().parse() {
+            status.metadata_mut().insert(GRPC_RETRY_PUSHBACK_MS, v);
         }
         return status;
     }
@@ -182,6 +194,12 @@ mod tests {
         assert_eq!(status.message(), "reset");
         let res = grpc_error_response(CircuitOpen::new(None).into());
         assert_eq!(res.headers()["grpc-status"], "14");
+        let limited = to_status(RateLimited::new(Duration::from_millis(250)).into());
+        assert_eq!(limited.code(), Code::ResourceExhausted);
+        assert_eq!(
+            limited.metadata().get(GRPC_RETRY_PUSHBACK_MS).unwrap(),
+            "250"
+        );
         // Generic messages for Bulwark's and transport errors; a service's
         // own status as it is.
         let res = grpc_error_response(std::io::Error::other("inventory: reset").into());

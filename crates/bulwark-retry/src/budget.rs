@@ -113,7 +113,10 @@ enum Kind {
     Unlimited,
     Ratio(RatioBudget),
     Tokens(TokenBucket),
+    Policy(Arc<dyn crate::budget_policy::BudgetPolicy>),
 }
+
+pub use crate::budget_policy::BudgetPolicy;
 
 impl RetryBudget {
     /// A sliding-window budget: over the last `window`, retries may be at most
@@ -241,8 +244,10 @@ impl RetryBudget {
     /// call; call it yourself only when driving a budget by hand.
     #[inline]
     pub fn deposit(&self) {
-        if let Kind::Ratio(r) = &*self.kind {
-            r.deposit();
+        match &*self.kind {
+            Kind::Ratio(r) => r.deposit(),
+            Kind::Policy(p) => p.deposit(),
+            _ => {}
         }
     }
 
@@ -254,6 +259,7 @@ impl RetryBudget {
             Kind::Unlimited => true,
             Kind::Ratio(r) => r.withdraw(),
             Kind::Tokens(t) => t.allows(),
+            Kind::Policy(p) => p.withdraw(),
         }
     }
 
@@ -264,6 +270,7 @@ impl RetryBudget {
             Kind::Unlimited => true,
             Kind::Ratio(r) => r.would_allow(),
             Kind::Tokens(t) => t.allows(),
+            Kind::Policy(p) => p.would_allow(),
         }
     }
 
@@ -281,6 +288,7 @@ impl RetryBudget {
                 }
             }
             Kind::Tokens(t) => t.record(outcome),
+            Kind::Policy(p) => p.record(outcome),
         }
     }
 
@@ -291,6 +299,7 @@ impl RetryBudget {
         match &*self.kind {
             Kind::Unlimited => u64::MAX,
             Kind::Ratio(r) => r.available(),
+            Kind::Policy(p) => p.available(),
             Kind::Tokens(t) => {
                 let tokens = t.tokens.load(Ordering::Relaxed);
                 let half = t.max / 2;
@@ -303,6 +312,14 @@ impl RetryBudget {
     /// Whether two handles share the same pool.
     pub fn same_as(&self, other: &RetryBudget) -> bool {
         Arc::ptr_eq(&self.kind, &other.kind)
+    }
+}
+
+impl RetryBudget {
+    pub(crate) fn from_policy_arc(policy: Arc<dyn BudgetPolicy>) -> Self {
+        RetryBudget {
+            kind: Arc::new(Kind::Policy(policy)),
+        }
     }
 }
 
@@ -332,6 +349,10 @@ impl fmt::Debug for RetryBudget {
                     "tokens",
                     &(t.tokens.load(Ordering::Relaxed) as f64 / 1000.0),
                 )
+                .finish(),
+            Kind::Policy(p) => f
+                .debug_struct("RetryBudget::Policy")
+                .field("available", &p.available())
                 .finish(),
         }
     }

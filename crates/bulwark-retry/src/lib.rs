@@ -65,6 +65,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod budget;
+mod budget_policy;
 pub mod error;
 pub mod event;
 pub mod future;

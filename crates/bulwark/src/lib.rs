@@ -19,6 +19,7 @@
 //! | `fallback` | [`fallback`]  | values, closures, backup services, stale-if-error     |
 //! | `stack`    | [`stack`]     | the recommended client stack for any service, in the order that works |
 //! | `throttle` | [`throttle`]  | client-side adaptive throttling from the accept rate  |
+//! | `ratelimit` | [`ratelimit`] | rate limits (GCRA), global or keyed, failing fast with when to retry |
 //!
 //! All layers share one [`Classify`] concept (what counts as a failure), the
 //! same error helpers ([`error::find`]) and the same cheap event listeners.
@@ -34,6 +35,7 @@
 //! | `metrics`  | `observe`     | everything reported through the `metrics` facade      |
 //! | `config`   | `config`      | TOML files and `BULWARK_` environment variables (with `http`, the HTTP stacks from them) |
 //! | `config-reload` | `config::reload` | the reload loop: file watch and SIGHUP |
+//! | `fleet`    | `fleet`       | rate limits, breakers and retry budgets shared by every instance through Redis (not in `full`) |
 //!
 //! `sim`, the virtual-time fault simulator that shows what a stack does while
 //! its upstream fails (and a chaos layer for game days), is a tool rather
@@ -144,6 +146,14 @@ pub use bulwark_sim as sim;
 #[doc(inline)]
 pub use bulwark_throttle as throttle;
 
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+pub use bulwark_ratelimit as ratelimit;
+
+#[cfg(feature = "fleet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+pub use bulwark_fleet as fleet;
+
 mod builder;
 
 pub use builder::ResilienceBuilderExt;
@@ -153,7 +163,7 @@ pub mod prelude {
     pub use crate::builder::ResilienceBuilderExt;
     pub use bulwark_core::backoff::{Backoff, Jitter};
     pub use bulwark_core::error::{
-        find, is_caused_by, BulkheadFull, CircuitOpen, ThrottledLocally,
+        find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
     };
     pub use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
 
@@ -163,6 +173,8 @@ pub mod prelude {
     pub use bulwark_bulkhead::BulkheadLayer;
     #[cfg(feature = "fallback")]
     pub use bulwark_fallback::FallbackLayer;
+    #[cfg(feature = "ratelimit")]
+    pub use bulwark_ratelimit::{RateLimitLayer, RateLimiter};
     #[cfg(feature = "retry")]
     pub use bulwark_retry::{HedgeLayer, RetryBudget, RetryLayer};
     #[cfg(feature = "throttle")]

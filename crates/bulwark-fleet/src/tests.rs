@@ -1,0 +1,53 @@
+use crate::Fleet;
+
+/// The hash tag of a key: what Redis Cluster hashes to pick a slot.
+fn tag(key: &str) -> &str {
+    let open = key.find('{').expect("a hash tag");
+    let close = key[open..].find('}').expect("a closed hash tag") + open;
+    &key[open + 1..close]
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_key_of_a_layer_shares_one_hash_tag() {
+    let fleet = Fleet::builder()
+        .url("redis://127.0.0.1:1")
+        .prefix("svc")
+        .build()
+        .unwrap();
+    let inner = &fleet.inner;
+    for (kind, parts) in [
+        ("rl", &["tat", "members"][..]),
+        ("b", &["w", "open", "half", "probe", "gen"][..]),
+        ("rb", &["w", "members"][..]),
+    ] {
+        let keys: Vec<String> = parts
+            .iter()
+            .map(|p| inner.key(kind, "payments", p))
+            .collect();
+        for key in &keys {
+            assert_eq!(tag(key), format!("svc:{kind}:payments"), "{key}");
+        }
+        // Another layer of the same kind lands elsewhere.
+        assert_ne!(tag(&inner.key(kind, "inventory", parts[0])), tag(&keys[0]));
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn bad_fleet_settings_name_the_setting() {
+    let e = Fleet::builder().build().unwrap_err();
+    assert_eq!(e.field(), "redis_url");
+    let e = Fleet::builder().url("nope://x").build().unwrap_err();
+    assert_eq!(e.field(), "redis_url");
+    let e = Fleet::builder()
+        .url("redis://127.0.0.1")
+        .prefix("a{b")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "prefix");
+    let e = Fleet::builder()
+        .url("redis://127.0.0.1")
+        .sync_interval(std::time::Duration::from_millis(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "sync_interval");
+}
