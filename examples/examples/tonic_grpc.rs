@@ -33,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .await;
     let flaky = Arc::new(AtomicU32::new(0));
     let server_stack = GrpcServerStack::new()
-        .server_stack(|s| s.max_concurrent(8).timeout(Duration::from_secs(2)))
+        .server_stack(|s| s.bulkhead(8).timeout(Duration::from_secs(2)))
         .build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -230,7 +230,7 @@ async fn the_clients_own_timeout_is_deadline_exceeded() {
 #[tokio::test]
 async fn the_server_preset_sheds_with_resource_exhausted_and_pushback() {
     let preset = GrpcServerStack::new()
-        .server_stack(|s| s.max_concurrent(1))
+        .server_stack(|s| s.bulkhead(1))
         .shed_pushback(Duration::from_millis(250));
     let (chan, _origin, script) = serve(None, Some(preset)).await;
     set(&script, Mode::Hang);

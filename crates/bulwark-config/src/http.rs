@@ -138,7 +138,7 @@ impl ResilienceConfig {
         }
         let bulkhead = self.bulkhead(name);
         let stack = stack
-            .max_concurrent(bulkhead.max_concurrent)
+            .bulkhead(bulkhead.max_concurrent)
             .max_wait(bulkhead.max_wait);
         match self.timeout(name).total {
             Some(total) => stack.timeout(total),

@@ -58,7 +58,7 @@
 //! use std::time::Duration;
 //!
 //! let layer = GrpcServerStack::new()
-//!     .server_stack(|s| s.max_concurrent(64).timeout(Duration::from_secs(5)))
+//!     .server_stack(|s| s.bulkhead(64).timeout(Duration::from_secs(5)))
 //!     .build()
 //!     .unwrap();
 //! // tonic::transport::Server::builder().layer(layer).add_service(..)

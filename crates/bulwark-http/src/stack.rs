@@ -967,7 +967,7 @@ where
 /// use std::time::Duration;
 ///
 /// let layer = ServerStack::new()
-///     .max_concurrent(100)
+///     .bulkhead(100)
 ///     .timeout(Duration::from_secs(5))
 ///     .shed_status(StatusCode::TOO_MANY_REQUESTS)
 ///     .build()
@@ -1040,8 +1040,9 @@ impl ServerStack {
         self
     }
 
-    /// At most `n` requests in flight; more are shed.
-    pub fn max_concurrent(mut self, n: usize) -> Self {
+    /// At most `n` requests in flight; more are shed (the same name as
+    /// [`ClientStack::bulkhead`]).
+    pub fn bulkhead(mut self, n: usize) -> Self {
         self.max_concurrent = Some(n);
         self
     }
@@ -1101,10 +1102,7 @@ impl ServerStack {
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<ServerLayer, StackError> {
         if self.max_concurrent == Some(0) {
-            return Err(StackError::new(
-                "max_concurrent",
-                "must allow at least 1 request",
-            ));
+            return Err(StackError::new("bulkhead", "must allow at least 1 request"));
         }
         if self.timeout.is_some_and(|d| d.is_zero()) {
             return Err(StackError::new("timeout", "must be more than zero"));
@@ -1427,12 +1425,8 @@ mod tests {
             "breaker"
         );
         assert_eq!(
-            ServerStack::new()
-                .max_concurrent(0)
-                .build()
-                .unwrap_err()
-                .field(),
-            "max_concurrent"
+            ServerStack::new().bulkhead(0).build().unwrap_err().field(),
+            "bulkhead"
         );
     }
 }

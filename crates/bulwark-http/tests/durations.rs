@@ -486,7 +486,7 @@ async fn client_stack(d: Duration) {
 
 async fn server_stack(d: Duration) {
     let stacks = [
-        ("max_wait", ServerStack::new().max_concurrent(1).max_wait(d)),
+        ("max_wait", ServerStack::new().bulkhead(1).max_wait(d)),
         ("timeout", ServerStack::new().timeout(d)),
     ];
     for (field, stack) in stacks {
