@@ -9,9 +9,9 @@
 //!   timeout);
 //! - `--mode tuned`: a `ServerStack` of `max_concurrent` twice the workers
 //!   (a request waits at most one service time for a worker);
-//! - `--mode adaptive`: the server stack's three layers by hand, with the
-//!   bulkhead's limit moved by `Gradient2` (from 16, at most 512) instead of
-//!   fixed;
+//! - `--mode adaptive`: `ServerStack::new().adaptive(Gradient2::new(16))`,
+//!   the bulkhead's limit moved by `Gradient2` (from 16, at most 512)
+//!   instead of fixed;
 //! - `--mode bare`: nothing (every request queues for a worker).
 //!
 //! This process offers open-loop load at `--factor` (3) times the capacity
@@ -24,9 +24,7 @@
 use axum::routing::get;
 use axum::Router;
 use bulwark::bulkhead::adaptive::Gradient2;
-use bulwark::bulkhead::BulkheadLayer;
-use bulwark::http::{ErrorMapping, MapErrorsLayer, ServerStack};
-use bulwark::timeout::TimeoutLayer;
+use bulwark::http::ServerStack;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
@@ -106,18 +104,7 @@ fn serve(o: Opts, port: u16) -> Result<(), BoxError> {
     let app = match o.mode.as_str() {
         "stack" => app.layer(ServerStack::new().build()?),
         "tuned" => app.layer(ServerStack::new().bulkhead(2 * o.capacity).build()?),
-        "adaptive" => app.layer(
-            tower::ServiceBuilder::new()
-                .layer(MapErrorsLayer::new(ErrorMapping::server()))
-                .layer(
-                    BulkheadLayer::builder()
-                        .name("server")
-                        .max_concurrent(512)
-                        .adaptive(Gradient2::new(16))
-                        .build_shared(),
-                )
-                .layer(TimeoutLayer::new(Duration::from_secs(30))),
-        ),
+        "adaptive" => app.layer(ServerStack::new().adaptive(Gradient2::new(16)).build()?),
         _ => app,
     };
     tokio::runtime::Runtime::new()?.block_on(async move {

@@ -1,4 +1,4 @@
-//! Run with: cargo run --example simulate -- [--scenario NAME] [--scenarios FILE] [--config FILE [--upstream NAME]] [--out DIR] [--seed N] [--threads N]
+//! Run with: cargo run --example simulate -- [--scenario NAME] [--scenarios FILE] [--config FILE [--upstream NAME]] [--out DIR] [--servers | --adaptive] [--seed N] [--threads N]
 //!
 //! Runs Bulwark's recommended stacks and the baselines (no resilience,
 //! tower's own layers) through the fault simulator's scenarios in virtual
@@ -13,6 +13,11 @@
 //! - `--config FILE`: also runs the client stack that this `bulwark-config`
 //!   file describes for upstream `--upstream NAME` (default `sim`), next to
 //!   the others, so a configuration can be judged before it ships.
+//! - `--servers`: instead of the client stacks, the HTTP `ServerStack` (fixed
+//!   and adaptive bulkhead) run by the upstream's own server, with callers
+//!   that have no resilience, against no resilience.
+//! - `--adaptive`: instead, the adaptive bulkheads next to the fixed ones,
+//!   in the client stack and in the server stack.
 //! - `--seed N`: another seed (runs repeat exactly for the same seed).
 //! - `--threads N`: runs at once (default: the machine's cores).
 
@@ -22,16 +27,24 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tower::ServiceBuilder;
 
+/// Which stacks run.
+enum StackSet {
+    Clients,
+    Servers,
+    Adaptive,
+}
+
 struct Args {
     scenarios: Vec<Scenario>,
     config: Option<(ResilienceConfig, String)>,
+    set: StackSet,
     out: PathBuf,
     seed: u64,
     threads: usize,
 }
 
 fn usage() -> &'static str {
-    "usage: simulate [--scenario NAME]... [--scenarios FILE] [--config FILE [--upstream NAME]] [--out DIR] [--seed N] [--threads N] [--list]"
+    "usage: simulate [--scenario NAME]... [--scenarios FILE] [--config FILE [--upstream NAME]] [--out DIR] [--servers | --adaptive] [--seed N] [--threads N] [--list]"
 }
 
 fn parse() -> Result<Option<Args>, String> {
@@ -40,6 +53,7 @@ fn parse() -> Result<Option<Args>, String> {
     let mut custom = Vec::new();
     let mut out = PathBuf::from("target/simulation");
     let mut config = None;
+    let mut set = StackSet::Clients;
     let mut upstream = String::from("sim");
     let mut seed = 1;
     let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -58,6 +72,8 @@ fn parse() -> Result<Option<Args>, String> {
                 config = Some(ResilienceConfig::load(&path).map_err(|e| format!("{path}: {e}"))?);
             }
             "--upstream" => upstream = value("a name")?,
+            "--servers" => set = StackSet::Servers,
+            "--adaptive" => set = StackSet::Adaptive,
             "--seed" => {
                 seed = value("a number")?
                     .parse()
@@ -95,6 +111,7 @@ fn parse() -> Result<Option<Args>, String> {
     Ok(Some(Args {
         scenarios,
         config: config.map(|c| (c, upstream)),
+        set,
         out,
         seed,
         threads,
@@ -118,7 +135,11 @@ fn main() -> ExitCode {
         args.seed,
         names.join(", ")
     );
-    let mut all = stacks::recommended_with_baselines();
+    let mut all = match args.set {
+        StackSet::Clients => stacks::recommended_with_baselines(),
+        StackSet::Servers => stacks::servers_with_baseline(),
+        StackSet::Adaptive => stacks::adaptive_with_baselines(),
+    };
     if let Some((config, name)) = args.config {
         let check = config
             .client_stack(&name)

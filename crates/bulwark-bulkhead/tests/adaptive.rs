@@ -288,7 +288,14 @@ fn max_concurrent_is_the_adaptive_maximum_unless_the_algorithm_sets_one() {
 async fn gradient2_falls_when_latency_rises_and_recovers_when_it_falls() {
     let [fast, slow, again] = phases(Gradient2::new(10).min_limit(4).max_limit(48)).await;
     assert_eq!(fast, 48);
-    // Latency ×5: gradient 0.5 per window until the long term learns it.
-    assert!(slow < 24, "latency ×5: the limit falls (to {slow})");
+    // Latency ×5 with no more load: the limit shrinks by 40% with the
+    // latency staying ×5, which says the latency is the service's own, not
+    // a queue this limit lets in; the long term takes it and the limit
+    // grows back (a latency that falls with the limit keeps it falling: see
+    // the unit tests).
+    assert!(
+        slow >= 40,
+        "latency ×5, not queueing: the limit holds ({slow})"
+    );
     assert_eq!(again, 48);
 }

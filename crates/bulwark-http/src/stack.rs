@@ -958,7 +958,7 @@ where
 /// | part | default | off |
 /// |---|---|---|
 /// | errors → responses | [`ErrorMapping::server`] | always on |
-/// | bulkhead | 512 in flight, the rest shed at once (503 + `Retry-After: 1` + `bulwark-shed: 1`) | [`no_bulkhead`](Self::no_bulkhead) |
+/// | bulkhead | 512 in flight, fixed ([`adaptive`](Self::adaptive) to move it), the rest shed at once (503 + `Retry-After: 1` + `bulwark-shed: 1`) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | request timeout | 30 s, or the caller's `grpc-timeout` if shorter | [`no_timeout`](Self::no_timeout) |
 ///
 /// ```
@@ -978,6 +978,7 @@ where
 #[derive(Debug, Clone)]
 pub struct ServerStack {
     max_concurrent: Option<usize>,
+    adaptive: Option<AdaptiveLimit>,
     max_wait: Duration,
     timeout: Option<Duration>,
     deadline: ServerDeadline,
@@ -992,6 +993,7 @@ impl ServerStack {
     pub fn new() -> Self {
         ServerStack {
             max_concurrent: Some(512),
+            adaptive: None,
             max_wait: Duration::ZERO,
             timeout: Some(Duration::from_secs(30)),
             deadline: ServerDeadline::new(None),
@@ -1044,6 +1046,49 @@ impl ServerStack {
     /// [`ClientStack::bulkhead`]).
     pub fn bulkhead(mut self, n: usize) -> Self {
         self.max_concurrent = Some(n);
+        self
+    }
+
+    /// Moves the bulkhead's limit with `algorithm` instead of keeping it
+    /// fixed, between the algorithm's bounds and at most
+    /// [`bulkhead`](Self::bulkhead)'s `n` (512 by default) unless the
+    /// algorithm sets its own maximum (see
+    /// [`bulwark::bulkhead::adaptive`](bulwark_bulkhead::adaptive)).
+    ///
+    /// Off by default, as chosen in `bulwark-sim` (`cargo run --example
+    /// simulate -- --servers`, callers without resilience of their own;
+    /// figures in the repository's `BENCHMARKS.md`), goodput during the
+    /// fault:
+    ///
+    /// | scenario | no stack | fixed 512 (default) | `Gradient2::new(16)` |
+    /// |---|---:|---:|---:|
+    /// | `overload` (2×) | 15.7% | 50.0%, p99 1.5 s | 49.4%, p99 187 ms |
+    /// | `brownout` (10× slower, 30% failing) | 70.2% | 70.2% | 68.7% |
+    /// | `slow-recovery` | 54.6% | 54.6% | 51.0% |
+    ///
+    /// Where the upstream's capacity is far above what 512 calls in flight
+    /// need, the fixed limit loses nothing and the adaptive one trades a few
+    /// points for a much shorter queue. A handler whose capacity is far
+    /// below 512 (a small worker pool, so that 512 queued calls wait longer
+    /// than callers do) needs a fixed limit that fits it, or this: the
+    /// `overload` example (3× load on 8 workers, answers within 1 s) serves
+    /// 2% with the default 512 and 91% with `Gradient2`.
+    ///
+    /// ```
+    /// use bulwark::bulkhead::adaptive::Gradient2;
+    /// use bulwark::http::ServerStack;
+    ///
+    /// let layer = ServerStack::new().adaptive(Gradient2::new(16)).build().unwrap();
+    /// // axum: Router::new().route(..).layer(layer)
+    /// # drop(layer);
+    /// ```
+    pub fn adaptive<A>(mut self, algorithm: A) -> Self
+    where
+        A: bulwark_bulkhead::adaptive::LimitAlgorithm + Clone + Sync,
+    {
+        self.adaptive = Some(AdaptiveLimit(Arc::new(move |b| {
+            b.adaptive(algorithm.clone())
+        })));
         self
     }
 
@@ -1107,11 +1152,20 @@ impl ServerStack {
         if self.timeout.is_some_and(|d| d.is_zero()) {
             return Err(StackError::new("timeout", "must be more than zero"));
         }
+        if self.adaptive.is_some() && self.max_concurrent.is_none() {
+            return Err(StackError::new(
+                "adaptive",
+                "moves the bulkhead's limit, but no_bulkhead() removed the bulkhead",
+            ));
+        }
         let name: Arc<str> = self.name.clone().unwrap_or_else(|| Arc::from("server"));
         let bulkhead = self.max_concurrent.map(|n| {
-            let builder = BulkheadLayer::builder()
+            let mut builder = BulkheadLayer::builder()
                 .max_concurrent(n)
                 .max_wait(self.max_wait);
+            if let Some(AdaptiveLimit(adapt)) = &self.adaptive {
+                builder = adapt(builder);
+            }
             #[cfg(feature = "observe")]
             if let Some(r) = &self.registry {
                 return r.serving_bulkhead(&name, builder);
@@ -1138,6 +1192,22 @@ impl ServerStack {
 impl Default for ServerStack {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// [`ServerStack::adaptive`]'s algorithm, applied to the bulkhead's builder.
+#[derive(Clone)]
+struct AdaptiveLimit(
+    Arc<
+        dyn Fn(bulwark_bulkhead::BulkheadBuilder) -> bulwark_bulkhead::BulkheadBuilder
+            + Send
+            + Sync,
+    >,
+);
+
+impl fmt::Debug for AdaptiveLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdaptiveLimit")
     }
 }
 

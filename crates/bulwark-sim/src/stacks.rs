@@ -212,8 +212,81 @@ pub fn bulwark() -> Stack {
     })
 }
 
+/// [`bulwark()`] with its bulkhead's limit moved by
+/// [`Gradient2`](bulwark_bulkhead::adaptive::Gradient2) (from 20, at most
+/// 100) instead of fixed at 100: how an adaptive limit compares with the
+/// recommended fixed one, scenario by scenario.
+pub fn bulwark_adaptive() -> Stack {
+    Stack::new("bulwark, adaptive", |upstream, ctx: &mut StackContext| {
+        let layer = bulwark_stack::ClientStack::new()
+            .name("sim")
+            .total_timeout(ctx.scenario().deadline)
+            .bulkhead(
+                bulwark_bulkhead::BulkheadLayer::builder()
+                    .max_concurrent(100)
+                    .adaptive(bulwark_bulkhead::adaptive::Gradient2::default()),
+            )
+            .classifier(classify)
+            .pushback(pushback)
+            .replay(IdempotentOnly)
+            .seed(ctx.seed())
+            .breaker_per_key(|req: &SimRequest| req.host, 1024)
+            .build()
+            .expect("a valid stack");
+        ServiceBuilder::new().layer(layer).service(upstream)
+    })
+}
+
 /// The baselines and Bulwark's recommended stacks, in report order: what
 /// `cargo run --example simulate` runs.
 pub fn recommended_with_baselines() -> Vec<Stack> {
     vec![none(), tower(), bulwark_layers(), bulwark(), bulwark_http()]
+}
+
+/// Bulwark's HTTP [`ServerStack`](bulwark_http::ServerStack) with its
+/// defaults, run by the upstream's own server in front of it; the callers
+/// have no resilience of their own, so what it changes is the server's
+/// protection alone.
+pub fn server() -> Stack {
+    Stack::http("server stack", |upstream, _: &mut StackContext| {
+        let layer = bulwark_http::ServerStack::new()
+            .build()
+            .expect("the default server stack is valid");
+        ServiceBuilder::new().layer(layer).service(upstream)
+    })
+}
+
+/// [`server()`] with its bulkhead's limit moved by
+/// [`Gradient2`](bulwark_bulkhead::adaptive::Gradient2) from 16 (at most
+/// 512) instead of fixed at 512.
+pub fn server_adaptive() -> Stack {
+    Stack::http(
+        "server stack, adaptive",
+        |upstream, _: &mut StackContext| {
+            let layer = bulwark_http::ServerStack::new()
+                .adaptive(bulwark_bulkhead::adaptive::Gradient2::new(16))
+                .build()
+                .expect("a valid server stack");
+            ServiceBuilder::new().layer(layer).service(upstream)
+        },
+    )
+}
+
+/// The server stacks and the baseline they are judged against: what
+/// `cargo run --example simulate -- --servers` runs.
+pub fn servers_with_baseline() -> Vec<Stack> {
+    vec![none(), server(), server_adaptive()]
+}
+
+/// The adaptive limits next to the fixed ones they would replace, client
+/// and server, and the baseline: what `cargo run --example simulate --
+/// --adaptive` runs.
+pub fn adaptive_with_baselines() -> Vec<Stack> {
+    vec![
+        none(),
+        bulwark(),
+        bulwark_adaptive(),
+        server(),
+        server_adaptive(),
+    ]
 }
