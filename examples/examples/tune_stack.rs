@@ -48,24 +48,18 @@ fn variant(name: &str, bulkhead: u8, throttle: bool, attempt_ms: u64) -> Stack {
 
 fn main() {
     let report = Simulation::new()
-        .scenarios(Scenario::builtin().into_iter().filter(|s| {
-            [
-                "brownout",
-                "latency-spike",
-                "overload",
-                "slow-recovery",
-                "flapping",
-                "outage",
-                "black-hole",
-                "one-bad-host",
-            ]
-            .contains(&s.name.as_str())
-        }))
+        .scenarios(
+            Scenario::builtin()
+                .into_iter()
+                .filter(|s| ["brownout", "latency-spike", "black-hole"].contains(&s.name.as_str())),
+        )
         .stack(stacks::none())
         .stack(stacks::tower())
-        .stack(variant("fixed", 0, false, 500))
-        .stack(variant("gradient2", 1, false, 500))
-        .stack(variant("vegas", 2, false, 500))
+        .stack(variant("a500", 0, false, 500))
+        .stack(variant("a700", 0, false, 700))
+        .stack(variant("a800", 0, false, 800))
+        .stack(variant("a1000", 0, false, 1000))
+        .stack(variant("a1200", 0, false, 1200))
         .threads(2)
         .seed(
             std::env::var("SEED")
