@@ -33,6 +33,10 @@ fn main() {
         .bench("bulwark Timeout + readiness limit", || {
             keep(call_now(&mut timeout_ready, 1))
         })
+        .bench(
+            "calibration: a clock read alone (tokio Instant::now)",
+            || keep(tokio::time::Instant::now()),
+        )
         .run(GLOBAL);
 
     // Bulkhead, one thread.

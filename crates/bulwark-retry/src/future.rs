@@ -45,16 +45,41 @@ pin_project! {
         // The copy of the request for the next attempt.
         request: Option<Req>,
         shared: Arc<Local<S, C, P, R, D, I>>,
-        attempts: u32,
-        // Whether the retry predicate lets this request be retried.
-        retryable: bool,
-        deadline: Option<Instant>,
+        // Whether the request may be retried, and the call's deadline.
+        // (The attempts made are counted in `retrying`: one until then.)
+        terms: Terms,
+    }
+}
+
+/// Whether the retry predicate lets a call's request be retried and, if so,
+/// the call's deadline: one field, as the future is carried inside every
+/// outer layer's (a request that may not be retried needs no deadline).
+#[derive(Debug, Clone, Copy)]
+enum Terms {
+    NotRetryable,
+    Retryable(Option<Instant>),
+}
+
+impl Terms {
+    #[inline]
+    fn retryable(self) -> bool {
+        matches!(self, Terms::Retryable(_))
+    }
+
+    #[inline]
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Terms::Retryable(deadline) => deadline,
+            Terms::NotRetryable => None,
+        }
     }
 }
 
 pin_project! {
     /// What a call that retries carries besides its attempt.
     struct Retrying<S, Res> {
+        // The attempts made so far (the first included).
+        attempts: u32,
         // Waiting out the delay before the next attempt (`waiting`), or,
         // while waiting for the service to be ready, the limit that fires
         // when the deadline leaves no time to start it.
@@ -92,9 +117,10 @@ where
             retrying: None,
             request,
             shared,
-            attempts: 1,
-            retryable,
-            deadline,
+            terms: match retryable {
+                true => Terms::Retryable(deadline),
+                false => Terms::NotRetryable,
+            },
         }
     }
 }
@@ -142,15 +168,15 @@ where
                     .retrying
                     .as_mut()
                     .and_then(|r| r.as_mut().project().delays.take());
+                let attempts = this.retrying.as_ref().map_or(1, |r| r.attempts);
                 let call = CallState {
-                    attempts: *this.attempts,
+                    attempts,
                     copy: this.request.as_ref(),
-                    retryable: *this.retryable,
+                    retryable: this.terms.retryable(),
                     delays: &mut delays,
-                    deadline: *this.deadline,
+                    deadline: this.terms.deadline(),
                 };
                 let Some(delay) = shared.decide(&result, outcome, call) else {
-                    let attempts = *this.attempts;
                     let last = this
                         .retrying
                         .as_mut()
@@ -159,6 +185,7 @@ where
                 };
                 let retrying = this.retrying.get_or_insert_with(|| {
                     Box::pin(Retrying {
+                        attempts,
                         timer: None,
                         waiting: false,
                         service: None,
@@ -215,7 +242,7 @@ where
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                 Poll::Pending => {
-                    let Some(deadline) = *this.deadline else {
+                    let Some(deadline) = this.terms.deadline() else {
                         return Poll::Pending;
                     };
                     if r.timer.is_none() {
@@ -236,7 +263,7 @@ where
                 }
             }
             if reason.is_none() {
-                reason = match *this.deadline {
+                reason = match this.terms.deadline() {
                     Some(deadline) if !shared.in_time(Duration::ZERO, deadline) => {
                         Some(GiveUpReason::Deadline)
                     }
@@ -249,7 +276,7 @@ where
                 (None, Some(request)) => request,
                 (reason, _) => {
                     let reason = reason.unwrap_or(GiveUpReason::NotReplayable);
-                    let attempts = *this.attempts;
+                    let attempts = *r.attempts;
                     shared.gave_up(attempts, *r.last_outcome, reason);
                     return Poll::Ready(match (r.rejected.take(), r.last.take()) {
                         (Some(rejection), last) => {
@@ -262,8 +289,8 @@ where
                     });
                 }
             };
-            *this.attempts += 1;
-            if *this.attempts < shared.config.max_attempts {
+            *r.attempts += 1;
+            if *r.attempts < shared.config.max_attempts {
                 *this.request = shared.replay.replay(&request);
             }
             // The timer of this wait is done with; the next wait sets its own.
@@ -286,7 +313,10 @@ where
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
-            .field("attempts", &self.attempts)
+            .field(
+                "attempts",
+                &self.retrying.as_ref().map_or(1, |r| r.attempts),
+            )
             .finish()
     }
 }
