@@ -255,3 +255,139 @@ async fn the_server_preset_sheds_with_resource_exhausted_and_pushback() {
     );
     held.abort();
 }
+
+/// The value of the Prometheus sample `metric` whose labels include every
+/// one of `labels` (`None` when there is none).
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse().unwrap())
+}
+
+/// Both presets registered with `.registry(..)`: health and the Prometheus
+/// text count exactly what the client and the server did. (The only test
+/// of this binary that installs the process-wide recorder; its instances'
+/// names are its own.)
+#[tokio::test]
+async fn registered_presets_show_in_health_and_prometheus() {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .unwrap();
+    let registry = bulwark::observe::Registry::new();
+    let preset = GrpcServerStack::new()
+        .registry(&registry, "ops-grpc-server")
+        .server_stack(|s| s.bulkhead(1).timeout(Duration::from_secs(1)))
+        .shed_pushback(Duration::from_millis(50));
+    let (chan, origin, script) = serve(None, Some(preset)).await;
+    let layer = GrpcClientStack::new(origin)
+        .registry(&registry, "ops-grpc-client")
+        .client_stack(|s| s.max_attempts(2))
+        .build()
+        .unwrap();
+    let client = HealthClient::new(layer.layer(chan));
+
+    // 3 calls, each failing twice: 3 retries, 3 give-ups, 6 calls served.
+    set(&script, Mode::Fail(Code::Unavailable));
+    for _ in 0..3 {
+        let status = client.clone().check(check()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+    assert_eq!(script.seen.load(Ordering::SeqCst), 6);
+
+    // One call holds the server's only permit until the server's own
+    // timeout (1 s), twice; the other is shed, twice (pushback 50 ms).
+    set(&script, Mode::Hang);
+    let mut first = client.clone();
+    let held = tokio::spawn(async move { first.check(check()).await });
+    while script.seen.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    let shed = client.clone().check(check()).await.unwrap_err();
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    let late = held.await.unwrap().unwrap_err();
+    assert_eq!(late.code(), Code::DeadlineExceeded, "{late:?}");
+    assert_eq!(
+        script.seen.load(Ordering::SeqCst),
+        2,
+        "the shed calls never ran"
+    );
+
+    let health = registry.health();
+    let server = health
+        .bulkheads
+        .iter()
+        .find(|b| b.name == "ops-grpc-server")
+        .unwrap();
+    assert!(server.serving);
+    assert_eq!(server.rejections, 2);
+    let timeout = health
+        .timeouts
+        .iter()
+        .find(|t| t.name == "ops-grpc-server")
+        .unwrap();
+    assert_eq!(timeout.request, 2);
+    let retry = health
+        .retries
+        .iter()
+        .find(|r| r.name == "ops-grpc-client")
+        .unwrap();
+    assert_eq!((retry.retries, retry.gave_up), (5, 5));
+    let keyed = health
+        .keyed_breakers
+        .iter()
+        .find(|k| k.name == "ops-grpc-client")
+        .unwrap();
+    assert_eq!(keyed.keys, 1, "one breaker, for the origin");
+    for name in ["ops-grpc-client/total", "ops-grpc-client/attempt"] {
+        assert!(health.timeouts.iter().any(|t| t.name == name), "{name}");
+    }
+    assert!(health
+        .bulkheads
+        .iter()
+        .any(|b| b.name == "ops-grpc-client" && !b.serving));
+    assert!(health
+        .retry_budgets
+        .iter()
+        .any(|b| b.name == "ops-grpc-client"));
+
+    registry.update_gauges();
+    let text = prometheus.render();
+    let server = r#"name="ops-grpc-server""#;
+    let client = r#"name="ops-grpc-client""#;
+    let at_capacity = r#"reason="at_capacity""#;
+    let exhausted = r#"reason="attempts_exhausted""#;
+    let want = [
+        (
+            "bulwark_bulkhead_rejected_total",
+            vec![server, at_capacity],
+            2.0,
+        ),
+        (
+            "bulwark_timeouts_total",
+            vec![server, r#"limit="request""#],
+            2.0,
+        ),
+        ("bulwark_bulkhead_limit", vec![server], 1.0),
+        ("bulwark_retries_total", vec![client], 5.0),
+        ("bulwark_retry_gave_up_total", vec![client, exhausted], 5.0),
+        ("bulwark_keyed_breaker_keys", vec![client], 1.0),
+        ("bulwark_keyed_breaker_open_keys", vec![client], 0.0),
+        ("bulwark_bulkhead_limit", vec![client], 100.0),
+    ];
+    for (metric, labels, value) in want {
+        assert_eq!(
+            sample(&text, metric, &labels),
+            Some(value),
+            "{metric}{labels:?} in:\n{text}"
+        );
+    }
+    for name in ["ops-grpc-client/total", "ops-grpc-client/attempt"] {
+        let label = format!(r#"name="{name}""#);
+        assert!(
+            sample(&text, "bulwark_timeouts_total", &[&label]).is_some(),
+            "{name} in:\n{text}"
+        );
+    }
+}

@@ -64,6 +64,13 @@
 //! // tonic::transport::Server::builder().layer(layer).add_service(..)
 //! # let _ = layer;
 //! ```
+//!
+//! # Health and metrics
+//!
+//! Both presets are registered in one call, as the HTTP stacks are:
+//! [`GrpcClientStack::registry`] and [`GrpcServerStack::registry`] (feature
+//! `observe`) put every part in a `Registry`, so that `/health/resilience`,
+//! `/health/ready` and the `bulwark_*` metrics show them.
 
 use crate::body::{ReplayBody, ReplayGuardLayer, DEFAULT_REPLAY_LIMIT};
 use crate::origin::Origin;
@@ -124,6 +131,31 @@ impl GrpcClientStack {
             .breaker(ClientStack::default_breaker().name("grpc"))
             .classifier(GrpcClassifier::new())
             .replay(HttpReplay::new().retry_all())
+    }
+
+    /// Names the stack `name` and registers every part in `registry`
+    /// (feature `observe`), as [`ClientStack::registry`] does: the
+    /// per-origin breakers, retry, its budget, the timeouts and the bulkhead
+    /// show in health and metrics under `name`.
+    ///
+    /// ```
+    /// use bulwark::http::grpc::GrpcClientStack;
+    /// use bulwark::observe::{Kind, Registry};
+    ///
+    /// let registry = Registry::new();
+    /// let layer = GrpcClientStack::new("payments.internal:50051")
+    ///     .registry(&registry, "payments")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(registry.get_keyed_breakers::<http::uri::Authority>("payments").is_some());
+    /// assert!(registry.list().contains(&(Kind::Timeout, "payments/total".to_owned())));
+    /// # drop(layer);
+    /// ```
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    pub fn registry(mut self, registry: &bulwark_observe::Registry, name: &str) -> Self {
+        self.stack = self.stack.registry(registry, name);
+        self
     }
 
     /// Changes the client stack: timeouts, attempts, backoff, budget,
@@ -399,6 +431,30 @@ impl GrpcServerStack {
     /// [`ServerStack::new`]'s defaults; errors as gRPC statuses.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Names the stack `name` and registers its parts in `registry`
+    /// (feature `observe`), as [`ServerStack::registry`] does: the bulkhead
+    /// as the *serving* bulkhead `NAME` (readiness, `/health/ready`; shed
+    /// calls in `bulwark_bulkhead_rejected_total`), the request timeout as
+    /// the timeout `NAME`.
+    ///
+    /// ```
+    /// use bulwark::http::grpc::GrpcServerStack;
+    /// use bulwark::observe::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// let layer = GrpcServerStack::new().registry(&registry, "grpc").build().unwrap();
+    /// assert_eq!(registry.readiness().bulkheads[0].name, "grpc");
+    /// assert_eq!(registry.health().timeouts[0].name, "grpc");
+    /// // tonic::transport::Server::builder().layer(layer).add_service(..)
+    /// # drop(layer);
+    /// ```
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    pub fn registry(mut self, registry: &bulwark_observe::Registry, name: &str) -> Self {
+        self.stack = self.stack.registry(registry, name);
+        self
     }
 
     /// Changes the server stack: limit, wait, timeout, deadline header.

@@ -15,7 +15,8 @@
 //!   cap so it can be sent again.
 //! - [`response`]: Bulwark errors become responses (503 with `Retry-After`
 //!   for an open breaker, 503 with `Retry-After` and `bulwark-shed: 1` for a
-//!   shed request, 504 for a timeout, ...) without a
+//!   shed request, 504 for a dependency's timeout, 503 for the server's
+//!   own, ...) without a
 //!   `HandleErrorLayer` closure ([`ErrorMapping`], [`MapErrorsLayer`]); with
 //!   the `tonic` feature, [`status`] maps them to `tonic::Status`.
 //! - [`deadline`]: `grpc-timeout` (and an optional HTTP header) bounds the

@@ -148,10 +148,12 @@ pub use bulwark_throttle as throttle;
 
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+#[doc(inline)]
 pub use bulwark_ratelimit as ratelimit;
 
 #[cfg(feature = "fleet")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+#[doc(inline)]
 pub use bulwark_fleet as fleet;
 
 mod builder;
