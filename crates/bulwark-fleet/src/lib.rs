@@ -134,7 +134,7 @@ pub use breaker::{
     SharedBreakerLayer, SharedBreakerSnapshot,
 };
 pub use budget::{SharedRetryBudget, SharedRetryBudgetSnapshot};
-pub use fleet::{Fleet, FleetBuilder, FleetEvent};
+pub use fleet::{Fleet, FleetBuilder, FleetEvent, CLUSTER_SCHEME};
 #[cfg(test)]
 mod tests;
 

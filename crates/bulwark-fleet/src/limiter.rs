@@ -147,11 +147,14 @@ impl FleetRateLimiterBuilder {
             refill_interval: self.refill_interval,
             lease_ttl: self.lease_ttl,
         });
-        let task = tokio::spawn(refill(fleet, state.clone()));
-        Ok(FleetRateLimiter {
+        let task = tokio::spawn(refill(fleet.clone(), state.clone()));
+        let limiter = FleetRateLimiter {
             state,
             _task: Arc::new(TaskGuard(task.abort_handle())),
-        })
+        };
+        #[cfg(feature = "observe")]
+        fleet.register(&limiter.state.name, limiter.clone());
+        Ok(limiter)
     }
 }
 
@@ -303,6 +306,22 @@ impl FleetRateLimiter {
             granted: s.granted.load(Ordering::Relaxed),
             instances: s.members.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(feature = "observe")]
+impl bulwark_observe::FleetView for FleetRateLimiter {
+    fn fleet_health(&self) -> bulwark_observe::health::FleetHealth {
+        let s = self.snapshot();
+        self.state.link.health(
+            &self.state.name,
+            bulwark_observe::health::FleetDetail::RateLimiter {
+                limit_per_sec: s.rate.per_second(),
+                leased: s.leased,
+                granted: s.granted,
+                instances: s.instances,
+            },
+        )
     }
 }
 
