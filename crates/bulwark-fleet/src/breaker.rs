@@ -1,6 +1,6 @@
 //! [`SharedBreakerLayer`]: a circuit breaker gate shared by the fleet.
 
-use crate::fleet::{FleetInner, Link, TaskGuard};
+use crate::fleet::{spawn, FleetInner, Link, TaskGuard};
 use crate::{Fleet, FleetEvent};
 use bulwark_core::clock::TimeBase;
 use bulwark_core::error::{CircuitOpen, ConfigError};
@@ -231,9 +231,7 @@ impl<C> SharedBreakerBuilder<C> {
             fleet_failures: AtomicU64::new(0),
             wake: Notify::new(),
         });
-        let task = Arc::new(TaskGuard(
-            tokio::spawn(sync(fleet.clone(), state.clone())).abort_handle(),
-        ));
+        let task = Arc::new(spawn("shared breaker", sync(fleet.clone(), state.clone()))?);
         #[cfg(feature = "observe")]
         fleet.register(
             &state.name,

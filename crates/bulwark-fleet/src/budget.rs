@@ -1,6 +1,6 @@
 //! [`SharedRetryBudget`]: one retry budget for every instance.
 
-use crate::fleet::{FleetInner, Link, TaskGuard};
+use crate::fleet::{spawn, FleetInner, Link, TaskGuard};
 use crate::Fleet;
 use bulwark_core::error::ConfigError;
 use bulwark_core::Outcome;
@@ -153,11 +153,11 @@ impl SharedRetryBudget {
             fleet_retries: AtomicU64::new(0),
             members: AtomicU32::new(1),
         });
-        let task = tokio::spawn(sync(inner.clone(), state.clone()));
+        let task = spawn("shared retry budget", sync(inner.clone(), state.clone()))?;
         let shared = SharedRetryBudget {
             budget: RetryBudget::from_policy(Policy(state.clone())),
             state,
-            _task: Arc::new(TaskGuard(task.abort_handle())),
+            _task: Arc::new(task),
         };
         #[cfg(feature = "observe")]
         inner.register(&shared.state.name, shared.clone());

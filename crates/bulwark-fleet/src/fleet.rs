@@ -640,6 +640,22 @@ impl Link {
     }
 }
 
+/// Starts a layer's sync task on the current tokio runtime; outside one,
+/// a [`ConfigError`] naming the layer (never a panic).
+pub(crate) fn spawn<F>(layer: &'static str, task: F) -> Result<TaskGuard, ConfigError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        ConfigError::new(
+            layer,
+            "runtime",
+            "must be built inside a tokio runtime (it syncs in a background task)",
+        )
+    })?;
+    Ok(TaskGuard(runtime.spawn(task).abort_handle()))
+}
+
 /// Aborts a background task when the last handle of its layer is dropped.
 #[derive(Debug)]
 pub(crate) struct TaskGuard(pub(crate) tokio::task::AbortHandle);

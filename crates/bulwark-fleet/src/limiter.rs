@@ -1,6 +1,6 @@
 //! [`FleetRateLimiter`]: one rate limit for every instance of a service.
 
-use crate::fleet::{FleetInner, Link, TaskGuard};
+use crate::fleet::{spawn, FleetInner, Link, TaskGuard};
 use crate::Fleet;
 use bulwark_core::clock::TimeBase;
 use bulwark_core::error::{ConfigError, RateLimited};
@@ -147,10 +147,10 @@ impl FleetRateLimiterBuilder {
             refill_interval: self.refill_interval,
             lease_ttl: self.lease_ttl,
         });
-        let task = tokio::spawn(refill(fleet.clone(), state.clone()));
+        let task = spawn("fleet rate limiter", refill(fleet.clone(), state.clone()))?;
         let limiter = FleetRateLimiter {
             state,
-            _task: Arc::new(TaskGuard(task.abort_handle())),
+            _task: Arc::new(task),
         };
         #[cfg(feature = "observe")]
         fleet.register(&limiter.state.name, limiter.clone());

@@ -86,3 +86,23 @@ async fn a_cluster_url_selects_the_cluster_client() {
     #[cfg(not(feature = "cluster"))]
     assert_eq!(nodes.unwrap_err().field(), "redis_url");
 }
+
+#[test]
+fn a_layer_outside_a_runtime_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let fleet = rt.block_on(async { Fleet::new("redis://127.0.0.1:1").unwrap() });
+    let e = crate::SharedBreakerLayer::builder(&fleet, "x")
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "runtime");
+    let e = crate::SharedRetryBudget::new(&fleet, "x", 0.1, 1, std::time::Duration::from_secs(1))
+        .unwrap_err();
+    assert_eq!(e.field(), "runtime");
+    let e = crate::FleetRateLimiter::builder(&fleet, "x")
+        .limit(1, std::time::Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(e.field(), "runtime");
+}

@@ -245,10 +245,14 @@ impl Cluster {
             eprintln!("SKIPPED: redis-server not found (apt-get install -y redis-server)");
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("bulwark-cluster-{}", fastrand::u64(..)));
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let dir = std::env::temp_dir().join(format!(
+            "bulwark-cluster-{}-{}",
+            std::process::id(),
+            ports[0]
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let dir = TempDir(dir);
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut children = Vec::new();
         for port in &ports {
             let conf = dir.0.join(format!("nodes-{port}.conf"));
