@@ -38,19 +38,38 @@ use std::time::Duration;
 ///
 /// [breaker.payments]
 /// shared = true
+///
+/// [retry_budget.payments]
+/// shared = true
+///
+/// [ratelimit.payments]
+/// limit = 500
+/// per = "1s"
+/// shared = true
 /// "#)?;
 /// let fleet = config.fleet().unwrap();
 /// assert_eq!(fleet.prefix, "checkout");
 /// assert_eq!(fleet.sync_interval, Duration::from_millis(250));
 /// assert_eq!(fleet.op_timeout, Duration::from_millis(50));
 /// assert!(config.breaker("payments").shared);
+/// assert!(config.retry_budget("payments").shared);
+/// assert!(config.rate_limit("payments").unwrap().shared);
+///
+/// // A Redis Cluster: its seed nodes (any one is enough).
+/// let cluster = ResilienceConfig::from_toml_str(r#"
+/// [fleet]
+/// redis_url = "redis+cluster://10.0.0.5:7000,10.0.0.6:7000,10.0.0.7:7000"
+/// "#)?;
+/// assert!(cluster.fleet().unwrap().redis_url.starts_with("redis+cluster://"));
 /// # Ok::<(), bulwark_config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct FleetConfig {
-    /// The Redis URL (default `redis://127.0.0.1:6379`).
+    /// The Redis URL (default `redis://127.0.0.1:6379`): `redis://`,
+    /// `rediss://` (TLS), `unix://`, or `redis+cluster://host:port,host:port`
+    /// for a Redis Cluster (feature `fleet-cluster` of bulwark).
     pub redis_url: String,
     /// The prefix of every key, one per service (default `bulwark`).
     pub prefix: String,

@@ -117,8 +117,21 @@ pub struct BreakerConfig {
     pub successes_to_close: u32,
     /// Failed probes that open it again. Default 2.
     pub failures_to_reopen: u32,
-    /// Share this breaker with the fleet (`bulwark-fleet`'s shared gate,
-    /// synced through `[fleet]`; default `false`).
+    /// Share this breaker with the fleet (default `false`; needs `[fleet]`
+    /// and the `fleet` feature): a gate in front of the local breaker
+    /// opens on every instance when the fleet's `failure_rate` over
+    /// `window_duration` (1 s to 10 min) crosses the threshold, with at
+    /// least `minimum_calls` in the fleet's window, for `open_for`; one
+    /// instance at a time probes. The local breaker stays, with all its
+    /// settings.
+    ///
+    /// ```toml
+    /// [breaker.payments]
+    /// shared = true
+    /// failure_rate = 0.5
+    /// minimum_calls = 100   # the fleet's calls, not one instance's
+    /// window_duration = "10s"
+    /// ```
     pub shared: bool,
 }
 
@@ -497,8 +510,17 @@ pub struct RetryBudgetConfig {
     /// How far back requests count, 10 ms to 1 h. Default `"10s"`.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// Share this budget with the fleet (`bulwark-fleet`'s shared retry
-    /// budget, synced through `[fleet]`; default `false`).
+    /// Share this budget with the fleet (default `false`; needs `[fleet]`
+    /// and the `fleet` feature): the fleet's retries stay within `ratio`
+    /// of the fleet's requests plus `min_per_sec` over `window` (1 s to
+    /// 10 min), each instance spending a lease of them; without Redis,
+    /// a local budget of the same settings.
+    ///
+    /// ```toml
+    /// [retry_budget.payments]
+    /// shared = true
+    /// ratio = 0.1
+    /// ```
     pub shared: bool,
 }
 
