@@ -55,10 +55,18 @@ impl ResilienceConfig {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
+    /// With `[fleet]` (feature `fleet`), a `[retry_budget]` with
+    /// `shared = true` is the fleet's. The stack's breakers are per host,
+    /// so the fleet's breaker gate (`shared = true` on `[breaker.NAME]`)
+    /// and the rate limit of `[ratelimit.NAME]` go in front of it:
+    /// [`fleet_layer`](Self::fleet_layer), built first.
+    ///
     /// # Errors
     ///
     /// When the retry budget's settings are refused (they were validated at
-    /// load, so this is rare).
+    /// load, so this is rare); a shared retry budget without the `fleet`
+    /// feature; `breaker.NAME.shared` when
+    /// [`fleet_layer`](Self::fleet_layer) did not make the gate first.
     pub fn http_client_stack(
         &self,
         name: &str,
@@ -74,17 +82,10 @@ impl ResilienceConfig {
                 .no_bulkhead()
                 .no_deadline_propagation());
         }
+        self.gate_made_first(name, registry, "http_client_stack")?;
         let retry = self.retry(name);
         let budget_name = retry.budget.as_deref().unwrap_or(name);
-        let budget = match registry.get_retry_budget(budget_name) {
-            Some(b) => b,
-            None => registry.retry_budget(
-                budget_name,
-                self.retry_budget(budget_name)
-                    .budget()
-                    .map_err(|e| e.at(&format!("retry_budget.{budget_name}")))?,
-            ),
-        };
+        let budget = self.registry_budget(budget_name, registry)?;
         let keyed = self.keyed_breaker(name);
         let mut stack = stack
             .max_attempts(retry.max_attempts)
@@ -112,7 +113,10 @@ impl ResilienceConfig {
     /// ([`ServerStack::registry`]): its bulkhead counts for readiness
     /// (`/health/ready`), its shed answers and timeouts show in health and
     /// metrics, and [`apply`](Self::apply) changes its limit in place. With
-    /// the global switch off, it only maps errors to responses.
+    /// the global switch off, it only maps errors to responses. A rate
+    /// limit (`[ratelimit.NAME]`, local or fleet-wide) goes inside it:
+    /// `.layer(server).layer(config.fleet_layer(NAME, &registry)?)`, so a
+    /// refused request is answered 429 with `Retry-After`.
     ///
     /// ```
     /// use bulwark::config::ResilienceConfig;

@@ -117,8 +117,21 @@ pub struct BreakerConfig {
     pub successes_to_close: u32,
     /// Failed probes that open it again. Default 2.
     pub failures_to_reopen: u32,
-    /// Share this breaker with the fleet (`bulwark-fleet`'s shared gate,
-    /// synced through `[fleet]`; default `false`).
+    /// Share this breaker with the fleet (default `false`; needs `[fleet]`
+    /// and the `fleet` feature): a gate in front of the local breaker
+    /// opens on every instance when the fleet's `failure_rate` over
+    /// `window_duration` (1 s to 10 min) crosses the threshold, with at
+    /// least `minimum_calls` in the fleet's window, for `open_for`; one
+    /// instance at a time probes. The local breaker stays, with all its
+    /// settings.
+    ///
+    /// ```toml
+    /// [breaker.payments]
+    /// shared = true
+    /// failure_rate = 0.5
+    /// minimum_calls = 100   # the fleet's calls, not one instance's
+    /// window_duration = "10s"
+    /// ```
     pub shared: bool,
 }
 
@@ -497,8 +510,17 @@ pub struct RetryBudgetConfig {
     /// How far back requests count, 10 ms to 1 h. Default `"10s"`.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// Share this budget with the fleet (`bulwark-fleet`'s shared retry
-    /// budget, synced through `[fleet]`; default `false`).
+    /// Share this budget with the fleet (default `false`; needs `[fleet]`
+    /// and the `fleet` feature): the fleet's retries stay within `ratio`
+    /// of the fleet's requests plus `min_per_sec` over `window` (1 s to
+    /// 10 min), each instance spending a lease of them; without Redis,
+    /// a local budget of the same settings.
+    ///
+    /// ```toml
+    /// [retry_budget.payments]
+    /// shared = true
+    /// ratio = 0.1
+    /// ```
     pub shared: bool,
 }
 
@@ -716,5 +738,91 @@ impl KeyedBreakerConfig {
             ));
         }
         Ok(())
+    }
+}
+
+/// A rate limit (`[ratelimit.NAME]`, `[defaults.ratelimit]`): at most
+/// `limit` calls per `per`, at most `burst` at once; with `shared = true`,
+/// for the whole fleet (`bulwark-fleet`'s GCRA on Redis, synced through
+/// `[fleet]`), else for this instance alone (GCRA in memory).
+///
+/// Only named sections limit anything (there is no default limit for every
+/// upstream): `[defaults.ratelimit]` only fills in what a named section
+/// leaves out. It is applied by
+/// [`ResilienceConfig::client_layer`](crate::ResilienceConfig::client_layer)
+/// (outermost, before the total timeout: it counts calls, not attempts;
+/// retries are bounded by the retry budget) and by
+/// [`ResilienceConfig::fleet_layer`](crate::ResilienceConfig::fleet_layer),
+/// which goes in front of the HTTP stacks. A refused call gets
+/// `RateLimited` at once, saying when to retry (HTTP: 429 and
+/// `Retry-After`).
+///
+/// ```toml
+/// [ratelimit.payments]
+/// limit = 500     # calls
+/// per = "1s"      # per second, for all instances together:
+/// shared = true   # (needs [fleet])
+/// burst = 50
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitConfig {
+    /// Calls admitted per `per`, at least 1; required in a named section.
+    pub limit: Option<u32>,
+    /// The period of the limit. Default `"1s"`.
+    #[serde(with = "humantime_serde")]
+    pub per: Option<Duration>,
+    /// The most calls admitted at once after a quiet spell, at least 1.
+    /// Default: `limit`.
+    pub burst: Option<u32>,
+    /// Share this limit with the fleet (`bulwark-fleet`'s fleet rate
+    /// limiter, synced through `[fleet]`; default `false`).
+    pub shared: bool,
+}
+
+impl RateLimitConfig {
+    /// Checks every field (`at`: e.g. `ratelimit.payments`; under
+    /// `defaults.` the limit may be left out).
+    ///
+    /// # Errors
+    ///
+    /// A missing or zero limit, a zero burst or period, or a rate finer
+    /// than 1 µs between calls.
+    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        check_durations(at, [("per", self.per)])?;
+        if self.limit.is_none() && !at.starts_with("defaults") {
+            return Err(ConfigError::invalid(
+                at,
+                "limit",
+                "is required: calls admitted per `per`".into(),
+            ));
+        }
+        if self.limit.is_some() || self.burst.is_some() {
+            self.rate(at)?;
+        }
+        Ok(())
+    }
+
+    /// The rate these settings describe (`at` for the error's path).
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`](Self::validate).
+    pub fn rate(&self, at: &str) -> Result<bulwark_ratelimit::Rate, ConfigError> {
+        let limit = self.limit.unwrap_or(1);
+        let rate = bulwark_ratelimit::Rate::new(limit, self.period())
+            .map_err(|e| ConfigError::invalid(at, e.field(), e.reason().to_owned()))?;
+        match self.burst {
+            Some(b) => rate
+                .burst(b)
+                .map_err(|e| ConfigError::invalid(at, "burst", e.reason().to_owned())),
+            None => Ok(rate),
+        }
+    }
+
+    /// The period (`per`, default 1 s).
+    pub fn period(&self) -> Duration {
+        self.per.unwrap_or(Duration::from_secs(1))
     }
 }

@@ -9,7 +9,9 @@
 //!   shared defaults, named instances overriding them, and a global switch
 //!   that turns every layer into a pass-through.
 //! - `[fleet]` ([`FleetConfig`]): the Redis that layers with
-//!   `shared = true` sync through (`bulwark-fleet`).
+//!   `shared = true` sync through (`bulwark-fleet`, feature `fleet`), and
+//!   `[ratelimit.NAME]` ([`RateLimitConfig`]): a rate limit per upstream,
+//!   local or fleet-wide.
 //! - Validation that names the setting and the reason ([`ConfigError`]);
 //!   never a panic, never a silent default. Durations are bounded by
 //!   [`MAX_DURATION`] (one year): longer ones are refused.
@@ -51,13 +53,15 @@ mod load;
 #[cfg(feature = "reload")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reload")))]
 pub mod reload;
+mod shared;
 mod stack;
 
 pub use error::{ConfigError, ReloadError};
 pub use fleet::FleetConfig;
 pub use layers::{
-    BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RetryBudgetConfig, RetryConfig,
-    TimeoutConfig, MAX_DURATION,
+    BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RateLimitConfig, RetryBudgetConfig,
+    RetryConfig, TimeoutConfig, MAX_DURATION,
 };
 pub use load::{Defaults, Loader, ResilienceConfig};
+pub use shared::FleetLayer;
 pub use stack::ClientLayer;

@@ -2,8 +2,8 @@
 
 use crate::error::ConfigError;
 use crate::layers::{
-    BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RetryBudgetConfig, RetryConfig,
-    TimeoutConfig,
+    BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RateLimitConfig, RetryBudgetConfig,
+    RetryConfig, TimeoutConfig,
 };
 use figment::providers::{Env, Format, Toml};
 use figment::value::Dict;
@@ -30,6 +30,9 @@ pub struct Defaults {
     pub retry_budget: RetryBudgetConfig,
     /// `[defaults.keyed_breaker]`.
     pub keyed_breaker: KeyedBreakerConfig,
+    /// `[defaults.ratelimit]` (fills in named `[ratelimit.NAME]` sections
+    /// only: no upstream is limited by the defaults alone).
+    pub ratelimit: RateLimitConfig,
 }
 
 /// A whole resilience configuration: the global switch, the shared
@@ -84,6 +87,7 @@ pub struct ResilienceConfig {
     pub(crate) bulkheads: BTreeMap<String, BulkheadConfig>,
     pub(crate) retry_budgets: BTreeMap<String, RetryBudgetConfig>,
     pub(crate) keyed_breakers: BTreeMap<String, KeyedBreakerConfig>,
+    pub(crate) ratelimits: BTreeMap<String, RateLimitConfig>,
     pub(crate) fleet: Option<crate::FleetConfig>,
 }
 
@@ -99,6 +103,7 @@ impl Default for ResilienceConfig {
             bulkheads: BTreeMap::new(),
             retry_budgets: BTreeMap::new(),
             keyed_breakers: BTreeMap::new(),
+            ratelimits: BTreeMap::new(),
             fleet: None,
         }
     }
@@ -169,6 +174,12 @@ impl ResilienceConfig {
             .unwrap_or(&self.defaults.keyed_breaker)
     }
 
+    /// Rate limit `name`'s settings: `None` unless it has a
+    /// `[ratelimit.NAME]` section (the defaults alone limit nothing).
+    pub fn rate_limit(&self, name: &str) -> Option<&RateLimitConfig> {
+        self.ratelimits.get(name)
+    }
+
     /// Every name with a section of its own, of any layer (the upstreams).
     pub fn names(&self) -> BTreeSet<&str> {
         self.breakers
@@ -178,6 +189,7 @@ impl ResilienceConfig {
             .chain(self.bulkheads.keys())
             .chain(self.retry_budgets.keys())
             .chain(self.keyed_breakers.keys())
+            .chain(self.ratelimits.keys())
             .map(String::as_str)
             .collect()
     }
@@ -191,6 +203,39 @@ impl ResilienceConfig {
     /// The names with a `[keyed_breaker.NAME]` section.
     pub fn keyed_breaker_names(&self) -> impl Iterator<Item = &str> {
         self.keyed_breakers.keys().map(String::as_str)
+    }
+}
+
+impl ResilienceConfig {
+    /// The first section that says `shared = true` (its path), if any.
+    pub(crate) fn first_shared(&self) -> Option<String> {
+        let d = &self.defaults;
+        let named = |kind: &str, name: &String| format!("{kind}.{name}");
+        if d.breaker.shared {
+            return Some("defaults.breaker".into());
+        }
+        if d.retry_budget.shared {
+            return Some("defaults.retry_budget".into());
+        }
+        if d.ratelimit.shared {
+            return Some("defaults.ratelimit".into());
+        }
+        self.breakers
+            .iter()
+            .find(|(_, c)| c.shared)
+            .map(|(n, _)| named("breaker", n))
+            .or_else(|| {
+                self.retry_budgets
+                    .iter()
+                    .find(|(_, c)| c.shared)
+                    .map(|(n, _)| named("retry_budget", n))
+            })
+            .or_else(|| {
+                self.ratelimits
+                    .iter()
+                    .find(|(_, c)| c.shared)
+                    .map(|(n, _)| named("ratelimit", n))
+            })
     }
 }
 
@@ -299,6 +344,8 @@ struct Top {
     #[serde(default)]
     keyed_breaker: BTreeMap<String, Dict>,
     #[serde(default)]
+    ratelimit: BTreeMap<String, Dict>,
+    #[serde(default)]
     fleet: Option<Dict>,
 }
 
@@ -313,16 +360,18 @@ struct TopDefaults {
     bulkhead: Option<Dict>,
     retry_budget: Option<Dict>,
     keyed_breaker: Option<Dict>,
+    ratelimit: Option<Dict>,
 }
 
 /// The layer sections, as named in the file.
-const LAYERS: [&str; 6] = [
+const LAYERS: [&str; 7] = [
     "breaker",
     "retry",
     "timeout",
     "bulkhead",
     "retry_budget",
     "keyed_breaker",
+    "ratelimit",
 ];
 
 fn yes() -> bool {
@@ -448,6 +497,7 @@ fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
         bulkhead: section(figment, "bulkhead", None, BulkheadConfig::validate)?,
         retry_budget: section(figment, "retry_budget", None, RetryBudgetConfig::validate)?,
         keyed_breaker: section(figment, "keyed_breaker", None, KeyedBreakerConfig::validate)?,
+        ratelimit: section(figment, "ratelimit", None, RateLimitConfig::validate)?,
     };
     let config = ResilienceConfig {
         enabled: top.enabled,
@@ -467,6 +517,12 @@ fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
             &top.keyed_breaker,
             KeyedBreakerConfig::validate,
         )?,
+        ratelimits: instances(
+            figment,
+            "ratelimit",
+            &top.ratelimit,
+            RateLimitConfig::validate,
+        )?,
         defaults,
         fleet: match top.fleet {
             Some(_) => {
@@ -483,6 +539,17 @@ fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
             None => None,
         },
     };
+    // Sharing needs somewhere to share through.
+    if config.fleet.is_none() {
+        if let Some(at) = config.first_shared() {
+            return Err(ConfigError::invalid(
+                &at,
+                "shared",
+                "needs a [fleet] section: the Redis the instances share through (redis_url)".into(),
+            )
+            .with_origin(origin_of(figment, &[format!("{at}.shared")])));
+        }
+    }
     // A retry naming a budget must name one that exists.
     for (name, retry) in &config.retries {
         if let Some(budget) = &retry.budget {

@@ -25,6 +25,7 @@
 //! | `max_concurrent` of `[bulkhead.*]` | [`InPlace`](Effect::InPlace) |
 //! | `[timeout.*]`, `[retry.*]`, `enabled` | [`Rebuild`](Effect::Rebuild): they live in the stacks |
 //! | `max_wait`, `max_queued` of a bulkhead; `[retry_budget.*]`; `[keyed_breaker.*]` | [`Restart`](Effect::Restart): the registry keeps the instance it made, so a rebuilt stack still gets the old one |
+//! | `[fleet]`, `shared` of a breaker; `[ratelimit.*]` | [`Restart`](Effect::Restart): the fleet's connection, its shared layers (a shared breaker's gate keeps the thresholds it was built with; its local breaker's change in place) and fleet limiters live in the registry |
 //!
 //! ```no_run
 //! use bulwark::config::reload::Reloader;
@@ -106,10 +107,14 @@ impl Effect {
         let parts: Vec<&str> = path.split('.').collect();
         let (layer, field) = match parts.as_slice() {
             ["enabled"] => return Effect::Rebuild,
+            // The connection and the shared layers live as long as the
+            // registry.
+            ["fleet", ..] => return Effect::Restart,
             ["defaults", layer, field, ..] | [layer, _, field, ..] => (*layer, *field),
             _ => return Effect::Rebuild,
         };
         match (layer, field) {
+            ("breaker", "shared") => Effect::Restart,
             ("breaker", _) => Effect::InPlace,
             ("bulkhead", "max_concurrent") => Effect::InPlace,
             ("timeout" | "retry", _) => Effect::Rebuild,
@@ -436,6 +441,10 @@ fn settings(config: &ResilienceConfig) -> BTreeMap<String, String> {
     add(&mut out, "defaults.bulkhead", &d.bulkhead);
     add(&mut out, "defaults.retry_budget", &d.retry_budget);
     add(&mut out, "defaults.keyed_breaker", &d.keyed_breaker);
+    add(&mut out, "defaults.ratelimit", &d.ratelimit);
+    if let Some(fleet) = &config.fleet {
+        add(&mut out, "fleet", fleet);
+    }
     for (n, c) in &config.breakers {
         add(&mut out, &format!("breaker.{n}"), c);
     }
@@ -453,6 +462,9 @@ fn settings(config: &ResilienceConfig) -> BTreeMap<String, String> {
     }
     for (n, c) in &config.keyed_breakers {
         add(&mut out, &format!("keyed_breaker.{n}"), c);
+    }
+    for (n, c) in &config.ratelimits {
+        add(&mut out, &format!("ratelimit.{n}"), c);
     }
     out
 }

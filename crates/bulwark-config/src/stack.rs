@@ -71,6 +71,21 @@ impl ResilienceConfig {
         }
         let retry = self.retry(name);
         let budget_name = retry.budget.as_deref().unwrap_or(name);
+        for (shared, at) in [
+            (self.breaker(name).shared, format!("breaker.{name}")),
+            (
+                self.retry_budget(budget_name).shared,
+                format!("retry_budget.{budget_name}"),
+            ),
+        ] {
+            if shared {
+                return Err(ConfigError::invalid(
+                    &at,
+                    "shared",
+                    "client_stack has no registry to keep the fleet's connection and shared layers in: use client_layer(name, &registry)".into(),
+                ));
+            }
+        }
         let budget = self
             .retry_budget(budget_name)
             .budget()
@@ -93,16 +108,25 @@ impl ResilienceConfig {
     /// (outermost first):
     ///
     /// ```text
-    /// total timeout → retry (budget) → circuit breaker → attempt timeout → bulkhead → your service
+    /// rate limit → total timeout → retry (budget) → fleet's breaker gate → circuit breaker → attempt timeout → bulkhead → your service
     /// ```
     ///
     /// Settings come from `[timeout.NAME]`, `[retry.NAME]`,
     /// `[breaker.NAME]`, `[bulkhead.NAME]` (each falling back to its
-    /// defaults); the breaker, the bulkhead and the retry budget are the
-    /// registry's instances of that name, made on first use, so every stack
-    /// built for `name` shares their state, a reload reaches them, and the
-    /// health and admin routes see them. Timeouts that are not set are left
-    /// out. With the global switch off, the layer is a pass-through.
+    /// defaults) and `[ratelimit.NAME]` (only when it has one); the
+    /// breaker, the bulkhead and the retry budget are the registry's
+    /// instances of that name, made on first use, so every stack built for
+    /// `name` shares their state, a reload reaches them, and the health and
+    /// admin routes see them. Timeouts that are not set are left out. With
+    /// the global switch off, the layer is a pass-through.
+    ///
+    /// With `[fleet]` (feature `fleet`), `shared = true` shares a part with
+    /// every instance of the service through Redis: on `[breaker.NAME]`, the
+    /// fleet's breaker gate goes in front of the local breaker (with the
+    /// breaker's `failure_rate`, `minimum_calls`, `window_duration` and
+    /// `open_for`); on the `[retry_budget]`, the budget is the fleet's; on
+    /// `[ratelimit.NAME]`, the limit is the fleet's. They are made once per
+    /// registry and health lists them under `fleet`.
     ///
     /// The stack is boxed once, at the edge ([`BoxCloneSyncService`]): its
     /// type stays the same whatever the configuration says, and it is
@@ -118,7 +142,9 @@ impl ResilienceConfig {
     /// # Errors
     ///
     /// When the registry has to make an instance and its settings are
-    /// refused (they were validated at load, so this is rare).
+    /// refused (they were validated at load, so this is rare); a
+    /// `shared = true` in a build without the `fleet` feature, or outside
+    /// a tokio runtime.
     ///
     /// ```
     /// use bulwark_config::ResilienceConfig;
@@ -161,16 +187,9 @@ impl ResilienceConfig {
         let bulkhead = registry.bulkhead(name, self.bulkhead(name).builder());
         let retry = self.retry(name);
         let budget_name = retry.budget.as_deref().unwrap_or(name);
-        let budget = match registry.get_retry_budget(budget_name) {
-            Some(b) => b,
-            None => {
-                let b = self
-                    .retry_budget(budget_name)
-                    .budget()
-                    .map_err(|e| e.at(&format!("retry_budget.{budget_name}")))?;
-                registry.retry_budget(budget_name, b)
-            }
-        };
+        let budget = self.registry_budget(budget_name, registry)?;
+        let gate = self.gate(name, registry)?;
+        let limiter = self.limiter(name, registry)?;
         let retry = retry.layer().budget(budget);
         #[cfg(feature = "metrics")]
         let retry = retry.on_event(bulwark_observe::metrics::RetryMetrics::new(name));
@@ -183,6 +202,8 @@ impl ResilienceConfig {
                 readiness: timeouts.readiness,
                 retry,
                 breaker,
+                gate,
+                limiter,
                 bulkhead,
                 #[cfg(feature = "metrics")]
                 calls: bulwark_observe::metrics::MetricsLayer::new(name),
@@ -246,6 +267,8 @@ struct Parts {
     readiness: Option<Duration>,
     retry: RetryLayer,
     breaker: Breaker,
+    gate: Option<crate::shared::Gate>,
+    limiter: Option<crate::shared::Limiter>,
     bulkhead: BulkheadLayer,
     #[cfg(feature = "metrics")]
     calls: bulwark_observe::metrics::MetricsLayer,
@@ -307,6 +330,8 @@ impl<Req, C: Clone> Clone for ClientLayer<Req, C> {
                 readiness: p.readiness,
                 retry: p.retry.clone(),
                 breaker: p.breaker.clone(),
+                gate: p.gate.clone(),
+                limiter: p.limiter.clone(),
                 bulkhead: p.bulkhead.clone(),
                 #[cfg(feature = "metrics")]
                 calls: p.calls.clone(),
@@ -353,6 +378,9 @@ where
         let svc = CircuitBreakerLayer::new(p.breaker.clone())
             .classifier(self.classifier.clone())
             .layer(svc);
+        // The fleet's gate in front of the local breaker: each attempt
+        // counts for the fleet, as it does for the local breaker.
+        let svc = crate::shared::gated(p.gate.as_ref(), &self.classifier, svc);
         let svc = p
             .retry
             .clone()
@@ -364,6 +392,9 @@ where
             }
             None => Either::Right(svc),
         };
+        // The rate limit counts calls, not attempts (retries are bounded
+        // by the budget), and refuses at once.
+        let svc = crate::shared::limited(p.limiter.as_ref(), svc);
         #[cfg(feature = "metrics")]
         let svc = p
             .calls

@@ -1,6 +1,6 @@
 //! [`SharedBreakerLayer`]: a circuit breaker gate shared by the fleet.
 
-use crate::fleet::{FleetInner, Link, TaskGuard};
+use crate::fleet::{spawn, FleetInner, Link, TaskGuard};
 use crate::{Fleet, FleetEvent};
 use bulwark_core::clock::TimeBase;
 use bulwark_core::error::{CircuitOpen, ConfigError};
@@ -231,11 +231,20 @@ impl<C> SharedBreakerBuilder<C> {
             fleet_failures: AtomicU64::new(0),
             wake: Notify::new(),
         });
-        let task = tokio::spawn(sync(fleet, state.clone()));
+        let task = Arc::new(spawn("shared breaker", sync(fleet.clone(), state.clone()))?);
+        #[cfg(feature = "observe")]
+        fleet.register(
+            &state.name,
+            SharedBreakerLayer {
+                gate: state.clone(),
+                classifier: DefaultClassifier,
+                _task: task.clone(),
+            },
+        );
         Ok(SharedBreakerLayer {
             gate: state,
             classifier: self.classifier,
-            _task: Arc::new(TaskGuard(task.abort_handle())),
+            _task: task,
         })
     }
 }
@@ -355,6 +364,23 @@ impl SharedBreakerLayer {
 }
 
 impl<C> SharedBreakerLayer<C> {
+    /// The same gate (its state, its sync task), judging outcomes with
+    /// `classifier`: e.g. the one registered in a `Registry` (with
+    /// [`DefaultClassifier`]) put in front of an HTTP stack with its
+    /// status classifier.
+    pub fn classifier<C2>(self, classifier: C2) -> SharedBreakerLayer<C2> {
+        SharedBreakerLayer {
+            gate: self.gate,
+            classifier,
+            _task: self._task,
+        }
+    }
+
+    /// The breaker's name (its keys' name).
+    pub fn name(&self) -> &str {
+        &self.gate.name
+    }
+
     /// What it knows of the fleet now.
     pub fn snapshot(&self) -> SharedBreakerSnapshot {
         let g = &*self.gate;
@@ -370,6 +396,34 @@ impl<C> SharedBreakerLayer<C> {
             fleet_failures: g.fleet_failures.load(Ordering::Relaxed),
             degraded: g.link.is_degraded(),
             probing: g.probing.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(feature = "observe")]
+impl<C: Send + Sync + 'static> bulwark_observe::FleetView for SharedBreakerLayer<C> {
+    fn fleet_health(&self) -> bulwark_observe::health::FleetHealth {
+        let s = self.snapshot();
+        self.gate.link.health(
+            &s.name,
+            bulwark_observe::health::FleetDetail::Breaker {
+                state: s.state.as_str(),
+                generation: s.generation,
+                calls: s.fleet_calls,
+                failures: s.fleet_failures,
+                probing: s.probing,
+            },
+        )
+    }
+}
+
+impl FleetState {
+    /// `closed`, `open` or `half_open`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FleetState::Closed => "closed",
+            FleetState::Open => "open",
+            FleetState::HalfOpen => "half_open",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`SharedRetryBudget`]: one retry budget for every instance.
 
-use crate::fleet::{FleetInner, Link, TaskGuard};
+use crate::fleet::{spawn, FleetInner, Link, TaskGuard};
 use crate::Fleet;
 use bulwark_core::error::ConfigError;
 use bulwark_core::Outcome;
@@ -153,12 +153,15 @@ impl SharedRetryBudget {
             fleet_retries: AtomicU64::new(0),
             members: AtomicU32::new(1),
         });
-        let task = tokio::spawn(sync(inner, state.clone()));
-        Ok(SharedRetryBudget {
+        let task = spawn("shared retry budget", sync(inner.clone(), state.clone()))?;
+        let shared = SharedRetryBudget {
             budget: RetryBudget::from_policy(Policy(state.clone())),
             state,
-            _task: Arc::new(TaskGuard(task.abort_handle())),
-        })
+            _task: Arc::new(task),
+        };
+        #[cfg(feature = "observe")]
+        inner.register(&shared.state.name, shared.clone());
+        Ok(shared)
     }
 
     /// The handle to give retry and hedge layers.
@@ -190,6 +193,22 @@ impl fmt::Debug for SharedRetryBudget {
             .field("name", &self.state.name)
             .field("snapshot", &self.snapshot())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "observe")]
+impl bulwark_observe::FleetView for SharedRetryBudget {
+    fn fleet_health(&self) -> bulwark_observe::health::FleetHealth {
+        let s = self.snapshot();
+        self.state.link.health(
+            &self.state.name,
+            bulwark_observe::health::FleetDetail::RetryBudget {
+                requests: s.fleet_requests,
+                retries: s.fleet_retries,
+                share: s.share,
+                instances: s.instances,
+            },
+        )
     }
 }
 

@@ -1,13 +1,18 @@
 //! [`Fleet`]: the connection to Redis that shared layers sync through.
 
+use bulwark_core::clock::TimeBase;
 use bulwark_core::error::ConfigError;
 use bulwark_core::event::{Listener, Listeners};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The URL scheme that selects the Redis Cluster client:
+/// `redis+cluster://host1:port1,host2:port2`.
+pub const CLUSTER_SCHEME: &str = "redis+cluster://";
 
 /// What the fleet tells its listeners ([`FleetBuilder::on_event`]): a
 /// shared layer lost Redis and decides alone, or came back.
@@ -55,6 +60,9 @@ pub enum FleetEvent {
 /// Builds a [`Fleet`].
 pub struct FleetBuilder {
     url: Option<String>,
+    cluster_nodes: Vec<String>,
+    #[cfg(feature = "observe")]
+    registry: Option<bulwark_observe::Registry>,
     prefix: String,
     instance: Option<String>,
     sync_interval: Duration,
@@ -66,6 +74,7 @@ impl fmt::Debug for FleetBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FleetBuilder")
             .field("url", &self.url)
+            .field("cluster_nodes", &self.cluster_nodes)
             .field("prefix", &self.prefix)
             .field("instance", &self.instance)
             .field("sync_interval", &self.sync_interval)
@@ -75,9 +84,69 @@ impl fmt::Debug for FleetBuilder {
 }
 
 impl FleetBuilder {
-    /// The Redis URL (`redis://host:port/db`), required.
+    /// The Redis URL (`redis://host:port/db`, `rediss://`, `unix://`), or
+    /// a Redis Cluster's seed nodes as `redis+cluster://host1:port1,host2:port2`
+    /// (feature `cluster`; any one node is enough, the client learns the
+    /// others and their slots from it). Required, unless
+    /// [`cluster_nodes`](Self::cluster_nodes) is given.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// Talks to a Redis Cluster through these seed nodes (`redis://host:port`
+    /// each; feature `cluster`), the same as a `redis+cluster://` URL.
+    ///
+    /// ```no_run
+    /// use bulwark_fleet::Fleet;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let fleet = Fleet::builder()
+    ///     .cluster_nodes(["redis://10.0.0.5:7000", "redis://10.0.0.6:7000"])
+    ///     .prefix("checkout")
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(fleet.is_cluster());
+    /// # }
+    /// ```
+    pub fn cluster_nodes<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cluster_nodes = nodes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Shows every shared layer built on this fleet, and the connection
+    /// itself, in `registry`'s health (feature `observe`): each registers
+    /// as a [`FleetView`](bulwark_observe::FleetView) under its name when
+    /// it is built (the connection under `fleet`), and
+    /// `registry.health().fleet` lists the fleet's view of each, with its
+    /// link state and last sync.
+    ///
+    /// ```no_run
+    /// use bulwark_fleet::{Fleet, SharedBreakerLayer};
+    /// use bulwark_observe::Registry;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::new();
+    /// let fleet = Fleet::builder()
+    ///     .url("redis://127.0.0.1:6379")
+    ///     .registry(&registry)
+    ///     .build()
+    ///     .unwrap();
+    /// let _gate = SharedBreakerLayer::builder(&fleet, "payments").build().unwrap();
+    /// let names: Vec<_> = registry.health().fleet.into_iter().map(|f| f.name).collect();
+    /// assert_eq!(names, ["fleet", "payments"]);
+    /// # }
+    /// ```
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    pub fn registry(mut self, registry: &bulwark_observe::Registry) -> Self {
+        self.registry = Some(registry.clone());
         self
     }
 
@@ -119,9 +188,6 @@ impl FleetBuilder {
     /// now is not an error (layers decide locally until it is up). Must be
     /// called inside a tokio runtime.
     pub fn build(self) -> Result<Fleet, ConfigError> {
-        let url = self
-            .url
-            .ok_or_else(|| ConfigError::new("fleet", "redis_url", "is required"))?;
         if !(Duration::from_millis(10)..=Duration::from_secs(10)).contains(&self.sync_interval) {
             return Err(ConfigError::new(
                 "fleet",
@@ -143,28 +209,157 @@ impl FleetBuilder {
                 format!("must be non-empty, without braces, got {:?}", self.prefix),
             ));
         }
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| ConfigError::new("fleet", "redis_url", format!("{url:?}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.op_timeout.max(Duration::from_millis(100))))
-            .set_response_timeout(Some(self.op_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| ConfigError::new("fleet", "redis_url", e.to_string()))?;
+        let nodes = match (&self.url, self.cluster_nodes.is_empty()) {
+            (Some(url), _) if url.starts_with(CLUSTER_SCHEME) => Some(cluster_urls(url)?),
+            (None, false) => Some(self.cluster_nodes.clone()),
+            (Some(_), false) => {
+                return Err(ConfigError::new(
+                    "fleet",
+                    "cluster_nodes",
+                    "give either a URL or cluster nodes, not both",
+                ))
+            }
+            (Some(_), true) => None,
+            (None, true) => {
+                return Err(ConfigError::new("fleet", "redis_url", "is required"));
+            }
+        };
+        let connector = match nodes {
+            Some(nodes) => cluster_connector(nodes, self.op_timeout)?,
+            None => {
+                let url = self.url.unwrap_or_default();
+                let client = redis::Client::open(url.as_str())
+                    .map_err(|e| ConfigError::new("fleet", "redis_url", format!("{url:?}: {e}")))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.op_timeout.max(Duration::from_millis(100))))
+                    .set_response_timeout(Some(self.op_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let conn = ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(|e| ConfigError::new("fleet", "redis_url", e.to_string()))?;
+                Connector::Single(conn)
+            }
+        };
         let instance = self
             .instance
             .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
-        Ok(Fleet {
+        let fleet = Fleet {
             inner: Arc::new(FleetInner {
-                conn,
+                conn: connector,
                 prefix: self.prefix.into(),
                 instance: instance.into(),
                 sync_interval: self.sync_interval,
                 op_timeout: self.op_timeout,
                 listeners: self.listeners,
+                link: Link::new("fleet".to_owned()),
+                #[cfg(feature = "observe")]
+                registry: self.registry,
             }),
-        })
+        };
+        #[cfg(feature = "observe")]
+        fleet.inner.register("fleet", fleet.clone());
+        Ok(fleet)
+    }
+}
+
+/// The seed nodes of a `redis+cluster://a:1,b:2` URL, as `redis://` URLs.
+fn cluster_urls(url: &str) -> Result<Vec<String>, ConfigError> {
+    let rest = url[CLUSTER_SCHEME.len()..].trim_end_matches('/');
+    let nodes: Vec<String> = rest
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| format!("redis://{n}"))
+        .collect();
+    if nodes.is_empty() {
+        return Err(ConfigError::new(
+            "fleet",
+            "redis_url",
+            format!("{url:?}: names no node (redis+cluster://host:port,host:port)"),
+        ));
+    }
+    Ok(nodes)
+}
+
+#[cfg(feature = "cluster")]
+fn cluster_connector(nodes: Vec<String>, op_timeout: Duration) -> Result<Connector, ConfigError> {
+    let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+        .connection_timeout(op_timeout.max(Duration::from_millis(100)))
+        .response_timeout(op_timeout)
+        .retries(1)
+        .build()
+        .map_err(|e| ConfigError::new("fleet", "redis_url", format!("{nodes:?}: {e}")))?;
+    Ok(Connector::Cluster(Box::new(ClusterConnector {
+        client,
+        conn: tokio::sync::OnceCell::new(),
+    })))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_connector(_: Vec<String>, _: Duration) -> Result<Connector, ConfigError> {
+    Err(ConfigError::new(
+        "fleet",
+        "redis_url",
+        "Redis Cluster needs the `cluster` feature of bulwark-fleet (`fleet-cluster` of bulwark)",
+    ))
+}
+
+/// How a fleet reaches Redis.
+enum Connector {
+    /// One server (or a proxy in front of many), through a connection
+    /// manager that reconnects by itself.
+    Single(ConnectionManager),
+    /// A Redis Cluster: connected on the first sync (and again after a
+    /// failure to connect), then routing each script by its keys' slot.
+    #[cfg(feature = "cluster")]
+    Cluster(Box<ClusterConnector>),
+}
+
+#[cfg(feature = "cluster")]
+struct ClusterConnector {
+    client: redis::cluster::ClusterClient,
+    conn: tokio::sync::OnceCell<redis::cluster_async::ClusterConnection>,
+}
+
+/// A connection the scripts run on.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(c) => c.get_db(),
+        }
     }
 }
 
@@ -198,7 +393,11 @@ pub struct Fleet {
 }
 
 pub(crate) struct FleetInner {
-    conn: ConnectionManager,
+    conn: Connector,
+    /// Whether the last operation of any layer reached Redis.
+    link: Link,
+    #[cfg(feature = "observe")]
+    registry: Option<bulwark_observe::Registry>,
     pub(crate) prefix: Arc<str>,
     pub(crate) instance: Arc<str>,
     pub(crate) sync_interval: Duration,
@@ -211,6 +410,9 @@ impl Fleet {
     pub fn builder() -> FleetBuilder {
         FleetBuilder {
             url: None,
+            cluster_nodes: Vec::new(),
+            #[cfg(feature = "observe")]
+            registry: None,
             prefix: "bulwark".into(),
             instance: None,
             sync_interval: Duration::from_millis(200),
@@ -243,6 +445,32 @@ impl Fleet {
     pub fn op_timeout(&self) -> Duration {
         self.inner.op_timeout
     }
+
+    /// Whether it talks to a Redis Cluster (`redis+cluster://`,
+    /// [`cluster_nodes`](FleetBuilder::cluster_nodes)).
+    pub fn is_cluster(&self) -> bool {
+        !matches!(self.inner.conn, Connector::Single(_))
+    }
+
+    /// Whether the last Redis operation of any of its layers failed or
+    /// timed out (or none reached Redis yet): its layers decide locally.
+    pub fn is_degraded(&self) -> bool {
+        self.inner.link.is_degraded()
+    }
+}
+
+#[cfg(feature = "observe")]
+impl bulwark_observe::FleetView for Fleet {
+    fn fleet_health(&self) -> bulwark_observe::health::FleetHealth {
+        self.inner.link.health(
+            "fleet",
+            bulwark_observe::health::FleetDetail::Connection {
+                prefix: self.prefix().to_owned(),
+                instance: self.instance().to_owned(),
+                cluster: self.is_cluster(),
+            },
+        )
+    }
 }
 
 impl fmt::Debug for Fleet {
@@ -267,34 +495,72 @@ impl FleetInner {
         self.listeners.emit(make);
     }
 
-    /// Runs one Redis operation within the operation timeout.
+    /// Registers a shared layer's view in the fleet's registry, if any.
+    #[cfg(feature = "observe")]
+    pub(crate) fn register<T: bulwark_observe::FleetView>(&self, name: &str, view: T) {
+        if let Some(registry) = &self.registry {
+            registry.fleet_view(name, view);
+        }
+    }
+
+    async fn conn(&self) -> redis::RedisResult<Conn> {
+        match &self.conn {
+            Connector::Single(c) => Ok(Conn::Single(c.clone())),
+            #[cfg(feature = "cluster")]
+            Connector::Cluster(c) => c
+                .conn
+                .get_or_try_init(|| c.client.get_async_connection())
+                .await
+                .map(|c| Conn::Cluster(c.clone())),
+        }
+    }
+
+    /// Runs one Redis operation within the operation timeout (connecting
+    /// to a cluster included).
     pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, Arc<str>>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        match tokio::time::timeout(self.op_timeout, op(self.conn.clone())).await {
+        let attempt = async { op(self.conn().await?).await };
+        let result = match tokio::time::timeout(self.op_timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string().into()),
             Err(_) => Err(format!("timed out after {:?}", self.op_timeout).into()),
+        };
+        match &result {
+            Ok(_) => self.link.touch_ok(),
+            Err(_) => self.link.touch_failed(),
         }
+        result
     }
 }
 
 /// Whether a layer shares its state now, with the event and metrics of a
-/// change.
+/// change, and when it last synced or fell back (for health).
 #[derive(Debug)]
 pub(crate) struct Link {
     layer: Arc<str>,
     degraded: AtomicBool,
+    base: TimeBase,
+    /// When a sync last reached Redis (nanoseconds since `base`, at least
+    /// 1); 0: never.
+    last_sync: AtomicU64,
+    /// When it fell back (nanoseconds since `base`, at least 1); 0 while up
+    /// or before Redis was first tried.
+    fell_back_at: AtomicU64,
 }
 
 impl Link {
     /// A link that has not reached Redis yet: degraded until it does.
     pub(crate) fn new(layer: String) -> Self {
+        metrics::gauge!("bulwark_fleet_degraded", "layer" => layer.clone()).set(1.0);
         Link {
             layer: layer.into(),
             degraded: AtomicBool::new(true),
+            base: TimeBase::new(),
+            last_sync: AtomicU64::new(0),
+            fell_back_at: AtomicU64::new(0),
         }
     }
 
@@ -303,14 +569,35 @@ impl Link {
         self.degraded.load(Ordering::Acquire)
     }
 
+    fn now(&self) -> u64 {
+        self.base.now_nanos().max(1)
+    }
+
+    /// The connection's own link: no events, only the times.
+    fn touch_ok(&self) {
+        self.last_sync.store(self.now(), Ordering::Release);
+        self.fell_back_at.store(0, Ordering::Release);
+        if self.degraded.swap(false, Ordering::AcqRel) {
+            metrics::gauge!("bulwark_fleet_degraded", "layer" => self.layer.to_string()).set(0.0);
+        }
+    }
+
+    fn touch_failed(&self) {
+        let _ =
+            self.fell_back_at
+                .compare_exchange(0, self.now(), Ordering::AcqRel, Ordering::Acquire);
+        if !self.degraded.swap(true, Ordering::AcqRel) {
+            metrics::gauge!("bulwark_fleet_degraded", "layer" => self.layer.to_string()).set(1.0);
+        }
+    }
+
     /// Redis answered: share again (announced if a fall-back was).
     pub(crate) fn ok(&self, fleet: &FleetInner, fell_back: &mut bool) {
-        self.degraded.store(false, Ordering::Release);
+        self.touch_ok();
         if std::mem::replace(fell_back, false) {
             tracing::info!(target: "bulwark::fleet", layer = &*self.layer, "rejoined the fleet");
             metrics::counter!("bulwark_fleet_rejoins_total", "layer" => self.layer.to_string())
                 .increment(1);
-            metrics::gauge!("bulwark_fleet_degraded", "layer" => self.layer.to_string()).set(0.0);
             fleet.listeners.emit(|| FleetEvent::Rejoined {
                 layer: self.layer.clone(),
             });
@@ -319,18 +606,54 @@ impl Link {
 
     /// Redis failed or was too slow: decide locally (announced once).
     pub(crate) fn failed(&self, fleet: &FleetInner, fell_back: &mut bool, reason: Arc<str>) {
-        self.degraded.store(true, Ordering::Release);
+        self.touch_failed();
         if !std::mem::replace(fell_back, true) {
             tracing::warn!(target: "bulwark::fleet", layer = &*self.layer, %reason, "lost the fleet; deciding locally");
             metrics::counter!("bulwark_fleet_fallbacks_total", "layer" => self.layer.to_string())
                 .increment(1);
-            metrics::gauge!("bulwark_fleet_degraded", "layer" => self.layer.to_string()).set(1.0);
             fleet.listeners.emit(|| FleetEvent::FellBack {
                 layer: self.layer.clone(),
                 reason,
             });
         }
     }
+
+    /// The health of the layer `name` with this link's state and times.
+    #[cfg(feature = "observe")]
+    pub(crate) fn health(
+        &self,
+        name: &str,
+        detail: bulwark_observe::health::FleetDetail,
+    ) -> bulwark_observe::health::FleetHealth {
+        use bulwark_observe::health::{FleetHealth, FleetLink};
+        let now = self.now();
+        let ago = |at: u64| (at != 0).then(|| Duration::from_nanos(now.saturating_sub(at)));
+        let fell_back = self.fell_back_at.load(Ordering::Acquire);
+        let link = match (self.is_degraded(), fell_back) {
+            (false, _) => FleetLink::Up,
+            (true, 0) => FleetLink::Connecting,
+            (true, _) => FleetLink::Fallback,
+        };
+        FleetHealth::new(name, detail)
+            .link(link, ago(fell_back))
+            .last_sync(ago(self.last_sync.load(Ordering::Acquire)))
+    }
+}
+
+/// Starts a layer's sync task on the current tokio runtime; outside one,
+/// a [`ConfigError`] naming the layer (never a panic).
+pub(crate) fn spawn<F>(layer: &'static str, task: F) -> Result<TaskGuard, ConfigError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        ConfigError::new(
+            layer,
+            "runtime",
+            "must be built inside a tokio runtime (it syncs in a background task)",
+        )
+    })?;
+    Ok(TaskGuard(runtime.spawn(task).abort_handle()))
 }
 
 /// Aborts a background task when the last handle of its layer is dropped.

@@ -84,15 +84,55 @@
 //! `open` key, which each instance turns into its own deadline with the
 //! remaining TTL. Instances' clock skew changes nothing.
 //!
-//! **Redis Cluster.** Every key of one layer shares a hash tag, the part in
-//! braces: `{PREFIX:rl:NAME}:tat|members` for a rate limiter,
-//! `{PREFIX:b:NAME}:w|open|half|probe|gen` for a breaker,
+//! **Redis Cluster** (feature `cluster`). A `redis+cluster://host:port,host:port`
+//! URL, or [`FleetBuilder::cluster_nodes`], selects the redis crate's
+//! cluster client (`cluster-async`) instead of the one connection of
+//! [`redis::aio::ConnectionManager`]: any one seed node is enough, the
+//! client learns the others and the slot map from it, follows `MOVED` and
+//! `ASK` redirections and refreshes the map when the cluster changes. It
+//! connects on the first sync (a cluster that is down at start is not an
+//! error: the layers decide locally until it is up, as with one server);
+//! every operation, connecting included, has the same
+//! [`op_timeout`](FleetBuilder::op_timeout). Every key of one layer shares
+//! a hash tag, the part in braces: `{PREFIX:rl:NAME}:tat|members` for a
+//! rate limiter, `{PREFIX:b:NAME}:w|open|half|probe|gen` for a breaker,
 //! `{PREFIX:rb:NAME}:w|members` for a retry budget. So each script's keys
-//! live in one slot (as Cluster requires of a multi-key script), and
-//! different layers spread over the shards. The client here is one
-//! connection ([`redis::aio::ConnectionManager`]); running on a Cluster
-//! needs its cluster client (the keys are ready for it, not the
-//! connection).
+//! live in one slot (Cluster refuses a multi-key script across slots with
+//! `CROSSSLOT`), the script runs on the node that owns that slot, and
+//! different layers spread over the shards. Tested against real clusters
+//! started by the tests (`tests/cluster.rs`): one node holding all 16,384
+//! slots (where `CROSSSLOT` is enforced: the test checks that a script
+//! across two tags is refused), and three nodes with the slots split
+//! (`CLUSTER ADDSLOTSRANGE`) and joined by `CLUSTER MEET`, each layer's keys
+//! found on the node of their slot and answered `MOVED` by the others, a
+//! fleet seeded with one node reading the others' trip. The cluster client
+//! costs nothing on the request path either: only the sync task talks to
+//! Redis. Without the feature, a cluster URL is a
+//! [`ConfigError`](bulwark_core::error::ConfigError) naming
+//! `redis_url`.
+//!
+//! **Health and metrics.** With feature `observe`,
+//! [`FleetBuilder::registry`] shows every shared layer of the fleet (and the
+//! connection, as `fleet`) in a `bulwark_observe::Registry`'s health:
+//! `registry.health().fleet`, served as JSON by its health router, gives
+//! per layer the fleet's view as last read (a breaker's state, generation
+//! and window counts; a budget's requests, retries and share; a limiter's
+//! lease and grants), its link (`up`, `fallback` with `fallback_for_ms`,
+//! or `connecting`) and `last_sync_ms_ago`. A shared breaker the fleet holds
+//! open makes the status degraded; a fall-back does not (calls go on,
+//! decided locally). The metrics, each labelled `layer` (`breaker:NAME`,
+//! `retry-budget:NAME`, `ratelimit:NAME`, and `fleet` for the connection
+//! as a whole):
+//!
+//! | metric | kind | meaning |
+//! |---|---|---|
+//! | `bulwark_fleet_fallbacks_total` | counter | the layer lost Redis and decides locally (once per fall-back; also a [`FleetEvent::FellBack`]) |
+//! | `bulwark_fleet_rejoins_total` | counter | it reached Redis again after a fall-back ([`FleetEvent::Rejoined`]) |
+//! | `bulwark_fleet_degraded` | gauge | 1 while the layer decides locally (from its creation until its first sync reaches Redis, and during a fall-back), 0 while it shares |
+//!
+//! **Configuration.** `bulwark-config` (feature `fleet`) builds these layers
+//! from `[fleet]` and `shared = true` on `[breaker.NAME]`,
+//! `[retry_budget.NAME]` and `[ratelimit.NAME]`.
 //!
 //! **Accuracy of the rate limit.** Redis grants tokens by GCRA over all
 //! instances, so the fleet never gets more than `burst + T · rate` in a
@@ -134,7 +174,7 @@ pub use breaker::{
     SharedBreakerLayer, SharedBreakerSnapshot,
 };
 pub use budget::{SharedRetryBudget, SharedRetryBudgetSnapshot};
-pub use fleet::{Fleet, FleetBuilder, FleetEvent};
+pub use fleet::{Fleet, FleetBuilder, FleetEvent, CLUSTER_SCHEME};
 #[cfg(test)]
 mod tests;
 

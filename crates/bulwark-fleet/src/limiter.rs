@@ -1,6 +1,6 @@
 //! [`FleetRateLimiter`]: one rate limit for every instance of a service.
 
-use crate::fleet::{FleetInner, Link, TaskGuard};
+use crate::fleet::{spawn, FleetInner, Link, TaskGuard};
 use crate::Fleet;
 use bulwark_core::clock::TimeBase;
 use bulwark_core::error::{ConfigError, RateLimited};
@@ -147,11 +147,14 @@ impl FleetRateLimiterBuilder {
             refill_interval: self.refill_interval,
             lease_ttl: self.lease_ttl,
         });
-        let task = tokio::spawn(refill(fleet, state.clone()));
-        Ok(FleetRateLimiter {
+        let task = spawn("fleet rate limiter", refill(fleet.clone(), state.clone()))?;
+        let limiter = FleetRateLimiter {
             state,
-            _task: Arc::new(TaskGuard(task.abort_handle())),
-        })
+            _task: Arc::new(task),
+        };
+        #[cfg(feature = "observe")]
+        fleet.register(&limiter.state.name, limiter.clone());
+        Ok(limiter)
     }
 }
 
@@ -303,6 +306,22 @@ impl FleetRateLimiter {
             granted: s.granted.load(Ordering::Relaxed),
             instances: s.members.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(feature = "observe")]
+impl bulwark_observe::FleetView for FleetRateLimiter {
+    fn fleet_health(&self) -> bulwark_observe::health::FleetHealth {
+        let s = self.snapshot();
+        self.state.link.health(
+            &self.state.name,
+            bulwark_observe::health::FleetDetail::RateLimiter {
+                limit_per_sec: s.rate.per_second(),
+                leased: s.leased,
+                granted: s.granted,
+                instances: s.instances,
+            },
+        )
     }
 }
 

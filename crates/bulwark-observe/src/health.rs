@@ -40,9 +40,23 @@
 //!   "bulkheads": [{ "name": "db", "healthy": true, "in_flight": 3, "queued": 0, "limit": 32, "rejections": 0, "saturated": false, "serving": false }],
 //!   "retry_budgets": [{ "name": "payments", "available": 12 }],
 //!   "timeouts": [{ "name": "payments/total", "request": 2, "readiness": 0 }],
-//!   "retries": [{ "name": "payments", "retries": 9, "gave_up": 1 }]
+//!   "retries": [{ "name": "payments", "retries": 9, "gave_up": 1 }],
+//!   "fleet": [{
+//!     "name": "payments", "kind": "breaker", "healthy": false,
+//!     "link": "up", "fallback_for_ms": null, "last_sync_ms_ago": 120,
+//!     "state": "open", "generation": 3, "calls": 0, "failures": 0, "probing": false
+//!   }]
 //! }
 //! ```
+//!
+//! `fleet` lists the layers shared through Redis (`bulwark-fleet`, see
+//! [`FleetView`](crate::FleetView)): the fleet's view, as this instance
+//! last read it, next to the local instances above. `link` is `up` (the
+//! last sync reached Redis), `fallback` (Redis out of reach: the layer
+//! decides locally, for `fallback_for_ms`) or `connecting` (not reached
+//! yet). A shared breaker the fleet holds open or half-open makes the
+//! status degraded, as a local one does; a fallback does not (calls go on,
+//! decided locally), it shows in `link` and in the metrics.
 
 use bulwark_breaker::{Snapshot, State};
 use bulwark_bulkhead::BulkheadHandle;
@@ -81,6 +95,9 @@ pub struct Health {
     /// [`Registry::retry_listener`](crate::Registry::retry_listener), by
     /// name (retries never make the status degraded).
     pub retries: Vec<RetryHealth>,
+    /// Each layer shared with the fleet, registered with
+    /// [`Registry::fleet_view`](crate::Registry::fleet_view), by name.
+    pub fleet: Vec<FleetHealth>,
 }
 
 impl Health {
@@ -94,10 +111,12 @@ impl Health {
         keyed_breakers: Vec<KeyedBreakersHealth>,
         bulkheads: Vec<BulkheadHealth>,
         retry_budgets: Vec<RetryBudgetHealth>,
+        fleet: Vec<FleetHealth>,
     ) -> Health {
         let healthy = breakers.iter().all(|b| b.healthy)
             && keyed_breakers.iter().all(|k| k.healthy)
-            && bulkheads.iter().all(|b| b.healthy);
+            && bulkheads.iter().all(|b| b.healthy)
+            && fleet.iter().all(|f| f.healthy);
         Health {
             status: if healthy {
                 Status::Healthy
@@ -110,6 +129,7 @@ impl Health {
             retry_budgets,
             timeouts: Vec::new(),
             retries: Vec::new(),
+            fleet,
         }
     }
 }
@@ -293,4 +313,148 @@ pub struct Readiness {
     pub ready: bool,
     /// The serving bulkheads, by name.
     pub bulkheads: Vec<BulkheadHealth>,
+}
+
+/// Whether a layer shared with the fleet reaches Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FleetLink {
+    /// Not reached Redis yet (the layer decides locally meanwhile).
+    Connecting,
+    /// The last sync reached Redis: the layer shares its state.
+    Up,
+    /// Redis is out of reach (failed, or slower than the operation
+    /// timeout): the layer decides locally until it rejoins by itself.
+    Fallback,
+}
+
+/// What one layer shared with the fleet knows, by kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FleetDetail {
+    /// A shared breaker gate: the fleet's state and window, as last read.
+    Breaker {
+        /// The fleet's state: `closed`, `open` or `half_open`.
+        state: &'static str,
+        /// Trips and closes so far, the same on every instance that saw
+        /// them.
+        generation: u64,
+        /// Calls in the fleet's window.
+        calls: u64,
+        /// Failures in the fleet's window.
+        failures: u64,
+        /// Whether this instance holds the fleet's half-open probe lease.
+        probing: bool,
+    },
+    /// A shared retry budget: the fleet's requests and retries in its
+    /// window, and this instance's share.
+    RetryBudget {
+        /// The fleet's requests in the window.
+        requests: u64,
+        /// The fleet's retries in the window.
+        retries: u64,
+        /// Retries leased to this instance and not spent yet.
+        share: i64,
+        /// Instances seen.
+        instances: u32,
+    },
+    /// A fleet-wide rate limiter.
+    RateLimiter {
+        /// The fleet's limit, in calls per second.
+        limit_per_sec: f64,
+        /// Tokens leased to this instance and not spent yet.
+        leased: i64,
+        /// Tokens granted to this instance since it started.
+        granted: u64,
+        /// Instances that asked for tokens recently.
+        instances: u32,
+    },
+    /// The connection to Redis itself.
+    Connection {
+        /// The key prefix.
+        prefix: String,
+        /// This instance's id in the fleet.
+        instance: String,
+        /// Whether it talks to a Redis Cluster.
+        cluster: bool,
+    },
+}
+
+/// One layer shared with the fleet (`bulwark-fleet`): the fleet's view as
+/// this instance last read it, and the state of its link to Redis. Made by
+/// a [`FleetView`](crate::FleetView).
+///
+/// ```
+/// use bulwark::observe::health::{FleetDetail, FleetHealth, FleetLink};
+/// use std::time::Duration;
+///
+/// let h = FleetHealth::new("payments", FleetDetail::RetryBudget {
+///     requests: 1000, retries: 40, share: 3, instances: 4,
+/// })
+/// .last_sync(Some(Duration::from_millis(80)));
+/// assert_eq!(h.link, FleetLink::Up);
+/// let json = serde_json::to_value(&h).unwrap();
+/// assert_eq!(json["kind"], "retry_budget");
+/// assert_eq!(json["last_sync_ms_ago"], 80);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct FleetHealth {
+    /// The layer's name (its Redis keys' name).
+    pub name: String,
+    /// Whether it lets calls through: `false` for a shared breaker the
+    /// fleet holds open or half-open.
+    pub healthy: bool,
+    /// Whether it reaches Redis.
+    pub link: FleetLink,
+    /// For a fallback: how long it has been deciding locally, in
+    /// milliseconds.
+    pub fallback_for_ms: Option<u64>,
+    /// How long ago its last sync reached Redis, in milliseconds (`null`:
+    /// never).
+    pub last_sync_ms_ago: Option<u64>,
+    /// The fleet's view, by kind (`kind` in the JSON).
+    #[serde(flatten)]
+    pub detail: FleetDetail,
+}
+
+impl FleetHealth {
+    /// A healthy layer `name` whose link is [`Up`](FleetLink::Up), with
+    /// no sync time yet.
+    pub fn new(name: impl Into<String>, detail: FleetDetail) -> Self {
+        let healthy = !matches!(
+            detail,
+            FleetDetail::Breaker {
+                state: "open" | "half_open",
+                ..
+            }
+        );
+        FleetHealth {
+            name: name.into(),
+            healthy,
+            link: FleetLink::Up,
+            fallback_for_ms: None,
+            last_sync_ms_ago: None,
+            detail,
+        }
+    }
+
+    /// The link's state; with [`Fallback`](FleetLink::Fallback), `since`
+    /// is how long ago it fell back.
+    pub fn link(mut self, link: FleetLink, since: Option<Duration>) -> Self {
+        self.link = link;
+        self.fallback_for_ms = match link {
+            FleetLink::Fallback => since.map(millis),
+            _ => None,
+        };
+        self
+    }
+
+    /// How long ago the last sync reached Redis (`None`: never).
+    pub fn last_sync(mut self, ago: Option<Duration>) -> Self {
+        self.last_sync_ms_ago = ago.map(millis);
+        self
+    }
 }

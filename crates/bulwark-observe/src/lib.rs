@@ -54,4 +54,4 @@ pub mod metrics;
 pub mod router;
 
 pub use health::{Health, Readiness, Status};
-pub use registry::{Kind, Registry, RetryListener, TimeoutListener, UnknownInstance};
+pub use registry::{FleetView, Kind, Registry, RetryListener, TimeoutListener, UnknownInstance};

@@ -2,8 +2,8 @@
 //! retry budgets, and the events of timeouts and retries.
 
 use crate::health::{
-    BreakerHealth, BulkheadHealth, Health, KeyedBreakersHealth, Readiness, RetryBudgetHealth,
-    RetryHealth, TimeoutHealth,
+    BreakerHealth, BulkheadHealth, FleetHealth, Health, KeyedBreakersHealth, Readiness,
+    RetryBudgetHealth, RetryHealth, TimeoutHealth,
 };
 use bulwark_breaker::keyed::KeyedBreakers;
 use bulwark_breaker::{Breaker, BreakerBuilder, Snapshot};
@@ -15,7 +15,7 @@ use bulwark_retry::RetryBudget;
 use bulwark_timeout::error::Limit;
 use bulwark_timeout::TimeoutEvent;
 use parking_lot::RwLock;
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::Hash;
@@ -75,6 +75,40 @@ struct Inner {
     budgets: RwLock<BTreeMap<String, BudgetEntry>>,
     timeouts: RwLock<BTreeMap<String, TimeoutListener>>,
     retries: RwLock<BTreeMap<String, RetryListener>>,
+    fleet: RwLock<BTreeMap<(String, TypeId), Arc<dyn FleetView>>>,
+}
+
+/// A layer whose state is shared with the fleet (`bulwark-fleet`'s shared
+/// breakers, retry budgets, rate limiters and the fleet's connection), as
+/// health sees it: register it with [`Registry::fleet_view`] and
+/// [`Registry::health`] lists its [`FleetHealth`] under `fleet`.
+///
+/// `bulwark-fleet` implements it (feature `observe`); with
+/// `Fleet::builder().registry(&registry)` every shared layer of that fleet
+/// registers itself. It lives here so that this crate needs no Redis
+/// client.
+///
+/// ```
+/// use bulwark::observe::health::{FleetDetail, FleetHealth};
+/// use bulwark::observe::{FleetView, Registry};
+///
+/// #[derive(Clone)]
+/// struct Quota;
+/// impl FleetView for Quota {
+///     fn fleet_health(&self) -> FleetHealth {
+///         FleetHealth::new("quota", FleetDetail::RateLimiter {
+///             limit_per_sec: 100.0, leased: 4, granted: 96, instances: 3,
+///         })
+///     }
+/// }
+/// let registry = Registry::new();
+/// registry.fleet_view("quota", Quota);
+/// assert_eq!(registry.health().fleet[0].name, "quota");
+/// assert!(registry.get_fleet_view::<Quota>("quota").is_some());
+/// ```
+pub trait FleetView: Any + Send + Sync {
+    /// What it knows of the fleet now (no I/O: what its last sync read).
+    fn fleet_health(&self) -> FleetHealth;
 }
 
 #[derive(Clone)]
@@ -540,6 +574,30 @@ impl Registry {
             .map(|e| e.budget.clone())
     }
 
+    /// Registers `view`, a layer shared with the fleet, under `name`: health
+    /// lists it under `fleet`. It replaces a view of the same type and name
+    /// (a layer built again), and is kept (alive) as long as the registry.
+    pub fn fleet_view<T: FleetView>(&self, name: &str, view: T) {
+        self.inner
+            .fleet
+            .write()
+            .insert((name.to_owned(), TypeId::of::<T>()), Arc::new(view));
+    }
+
+    /// The fleet view of type `T` registered under `name` (e.g. a
+    /// `bulwark_fleet::SharedBreakerLayer`), so that stacks built again
+    /// for `name` share it.
+    pub fn get_fleet_view<T: FleetView + Clone>(&self, name: &str) -> Option<T> {
+        let view = self
+            .inner
+            .fleet
+            .read()
+            .get(&(name.to_owned(), TypeId::of::<T>()))
+            .cloned()?;
+        let any: Arc<dyn Any + Send + Sync> = view;
+        any.downcast::<T>().ok().map(|t| (*t).clone())
+    }
+
     /// Every instance, by kind and then name.
     pub fn list(&self) -> Vec<(Kind, String)> {
         let i = &self.inner;
@@ -647,7 +705,9 @@ impl Registry {
                 gave_up: l.0.gave_up.load(Ordering::Relaxed),
             })
             .collect();
-        let mut health = Health::new(breakers, keyed, bulkheads, budgets);
+        let fleet: Vec<Arc<dyn FleetView>> = self.inner.fleet.read().values().cloned().collect();
+        let fleet = fleet.iter().map(|v| v.fleet_health()).collect();
+        let mut health = Health::new(breakers, keyed, bulkheads, budgets, fleet);
         health.timeouts = timeouts;
         health.retries = retries;
         health

@@ -3,6 +3,7 @@
 use bulwark_breaker::{Breaker, CircuitBreakerLayer, State};
 use bulwark_bulkhead::BulkheadLayer;
 use bulwark_core::BoxError;
+use bulwark_observe::health::{FleetDetail, FleetHealth, FleetLink};
 use bulwark_observe::{Kind, Registry, Status};
 use bulwark_retry::RetryBudget;
 use std::time::Duration;
@@ -206,4 +207,54 @@ fn health_serialises_to_the_documented_json() {
         assert!(p.get(field).is_some(), "{field} missing");
     }
     assert!(json["keyed_breakers"].as_array().unwrap().is_empty());
+}
+
+#[derive(Clone)]
+struct View(FleetHealth);
+
+impl bulwark_observe::FleetView for View {
+    fn fleet_health(&self) -> FleetHealth {
+        self.0.clone()
+    }
+}
+
+fn fleet_breaker(state: &'static str) -> FleetHealth {
+    FleetHealth::new(
+        "payments",
+        FleetDetail::Breaker {
+            state,
+            generation: 2,
+            calls: 40,
+            failures: 30,
+            probing: false,
+        },
+    )
+}
+
+#[test]
+fn the_fleets_view_shows_next_to_the_local_one() {
+    let registry = Registry::new();
+    registry.fleet_view("payments", View(fleet_breaker("closed")));
+    assert!(registry.health().is_healthy());
+    // A fall-back is not degraded: calls go on, decided locally.
+    registry.fleet_view(
+        "payments",
+        View(fleet_breaker("closed").link(FleetLink::Fallback, Some(Duration::from_millis(1500)))),
+    );
+    let health = registry.health();
+    assert!(health.is_healthy());
+    assert_eq!(
+        health.fleet.len(),
+        1,
+        "the same name and type replace the view"
+    );
+    let json = serde_json::to_value(&health).unwrap();
+    assert_eq!(json["fleet"][0]["link"], "fallback");
+    assert_eq!(json["fleet"][0]["fallback_for_ms"], 1500);
+    assert_eq!(json["fleet"][0]["kind"], "breaker");
+    // The fleet holding its breaker open degrades the status, as a local one does.
+    registry.fleet_view("payments", View(fleet_breaker("open")));
+    assert!(!registry.health().is_healthy());
+    assert!(registry.get_fleet_view::<View>("payments").is_some());
+    assert!(registry.get_fleet_view::<View>("other").is_none());
 }

@@ -35,7 +35,8 @@
 //! | `metrics`  | `observe`     | everything reported through the `metrics` facade      |
 //! | `config`   | `config`      | TOML files and `BULWARK_` environment variables (with `http`, the HTTP stacks from them) |
 //! | `config-reload` | `config::reload` | the reload loop: file watch and SIGHUP |
-//! | `fleet`    | `fleet`       | rate limits, breakers and retry budgets shared by every instance through Redis (not in `full`) |
+//! | `fleet`    | `fleet`       | rate limits, breakers and retry budgets shared by every instance through Redis (with `config`: `[fleet]`, `shared = true`) |
+//! | `fleet-cluster` | `fleet`  | `fleet` on a Redis Cluster (`redis+cluster://host:port,host:port`) |
 //!
 //! `sim`, the virtual-time fault simulator that shows what a stack does while
 //! its upstream fails (and a chaos layer for game days), is a tool rather
