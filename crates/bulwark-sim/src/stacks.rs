@@ -194,22 +194,7 @@ pub fn bulwark_http() -> Stack {
 /// deadline, as its total timeout. Retries only idempotent requests, keys
 /// its breakers by host, and reads the rate-limited answers' retry-after.
 pub fn bulwark() -> Stack {
-    Stack::new("bulwark", |upstream, ctx: &mut StackContext| {
-        let layer = bulwark_stack::ClientStack::new()
-            .name("sim")
-            .total_timeout(ctx.scenario().deadline)
-            .classifier(classify)
-            .pushback(pushback)
-            .replay(IdempotentOnly)
-            .seed(ctx.seed())
-            .breaker_per_key(|req: &SimRequest| req.host, 1024)
-            .build()
-            .expect("the default stack is valid");
-        if let Some(breakers) = layer.breaker() {
-            ctx.watch_keyed_breakers("breaker (worst host)", breakers.breakers());
-        }
-        ServiceBuilder::new().layer(layer).service(upstream)
-    })
+    recommended("bulwark", false)
 }
 
 /// [`bulwark()`] with its bulkhead's limit moved by
@@ -217,22 +202,32 @@ pub fn bulwark() -> Stack {
 /// 100) instead of fixed at 100: how an adaptive limit compares with the
 /// recommended fixed one, scenario by scenario.
 pub fn bulwark_adaptive() -> Stack {
-    Stack::new("bulwark, adaptive", |upstream, ctx: &mut StackContext| {
-        let layer = bulwark_stack::ClientStack::new()
+    recommended("bulwark, adaptive", true)
+}
+
+/// The recommended stack told what [`bulwark()`] tells it, its bulkhead
+/// fixed or `adaptive`.
+fn recommended(name: &'static str, adaptive: bool) -> Stack {
+    Stack::new(name, move |upstream, ctx: &mut StackContext| {
+        let mut stack = bulwark_stack::ClientStack::new()
             .name("sim")
             .total_timeout(ctx.scenario().deadline)
-            .bulkhead(
-                bulwark_bulkhead::BulkheadLayer::builder()
-                    .max_concurrent(100)
-                    .adaptive(bulwark_bulkhead::adaptive::Gradient2::default()),
-            )
             .classifier(classify)
             .pushback(pushback)
             .replay(IdempotentOnly)
             .seed(ctx.seed())
-            .breaker_per_key(|req: &SimRequest| req.host, 1024)
-            .build()
-            .expect("a valid stack");
+            .breaker_per_key(|req: &SimRequest| req.host, 1024);
+        if adaptive {
+            stack = stack.bulkhead(
+                bulwark_bulkhead::BulkheadLayer::builder()
+                    .max_concurrent(100)
+                    .adaptive(bulwark_bulkhead::adaptive::Gradient2::default()),
+            );
+        }
+        let layer = stack.build().expect("the stack is valid");
+        if let (false, Some(breakers)) = (adaptive, layer.breaker()) {
+            ctx.watch_keyed_breakers("breaker (worst host)", breakers.breakers());
+        }
         ServiceBuilder::new().layer(layer).service(upstream)
     })
 }

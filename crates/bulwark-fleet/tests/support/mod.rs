@@ -30,16 +30,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether `redis-server` can run here; says why not when it cannot.
+fn installed() -> bool {
+    let found = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!("SKIPPED: redis-server not found (apt-get install -y redis-server)");
+    }
+    found
+}
+
 impl Redis {
     /// Starts a server, or `None` (with a message) when `redis-server` is
     /// not installed.
     pub async fn start() -> Option<Redis> {
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("SKIPPED: redis-server not found (apt-get install -y redis-server)");
+        if !installed() {
             return None;
         }
         let mut redis = Redis {
@@ -237,12 +244,7 @@ impl Cluster {
     /// Starts the cluster, or `None` (with a message) when `redis-server`
     /// is not installed.
     pub async fn start(n: usize) -> Option<Cluster> {
-        if std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("SKIPPED: redis-server not found (apt-get install -y redis-server)");
+        if !installed() {
             return None;
         }
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
