@@ -105,7 +105,11 @@ fn serve(o: Opts, port: u16) -> Result<(), BoxError> {
     );
     let app = match o.mode.as_str() {
         "stack" => app.layer(ServerStack::new().build()?),
-        "tuned" => app.layer(ServerStack::new().bulkhead(2 * o.capacity).build()?),
+        "tuned" => app.layer(
+            ServerStack::new()
+                .bulkhead(|b| b.max_concurrent(2 * o.capacity))
+                .build()?,
+        ),
         "adaptive" => app.layer(
             tower::ServiceBuilder::new()
                 .layer(MapErrorsLayer::new(ErrorMapping::server()))

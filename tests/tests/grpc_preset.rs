@@ -122,14 +122,12 @@ async fn breakers_are_per_origin_above_channels_and_errors_are_statuses() {
     let (chan_b, origin_b, script_b) = serve(None, None).await;
     let layer = GrpcClientStack::new(origin_a.clone())
         .client_stack(|s| {
-            s.breaker(
-                bulwark::breaker::Breaker::builder()
-                    .name("grpc")
-                    .consecutive_failures(3),
-            )
-            .backoff(bulwark::backoff::Backoff::constant(Duration::from_millis(
-                1,
-            )))
+            s.breaker(|b| b.name("grpc").consecutive_failures(3))
+                .retry(|r| {
+                    r.backoff(bulwark::backoff::BackoffPolicy::constant(
+                        Duration::from_millis(1),
+                    ))
+                })
         })
         .build()
         .unwrap();
@@ -230,7 +228,7 @@ async fn the_clients_own_timeout_is_deadline_exceeded() {
 #[tokio::test]
 async fn the_server_preset_sheds_with_resource_exhausted_and_pushback() {
     let preset = GrpcServerStack::new()
-        .server_stack(|s| s.bulkhead(1))
+        .server_stack(|s| s.bulkhead(|b| b.max_concurrent(1)))
         .shed_pushback(Duration::from_millis(250));
     let (chan, _origin, script) = serve(None, Some(preset)).await;
     set(&script, Mode::Hang);

@@ -1,6 +1,6 @@
 //! `[fleet]`: the Redis that shared layers sync through (`bulwark-fleet`).
 
-use crate::ConfigError;
+use crate::LoadError;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use std::time::Duration;
 /// assert_eq!(fleet.sync_interval, Duration::from_millis(250));
 /// assert_eq!(fleet.op_timeout, Duration::from_millis(50));
 /// assert!(config.breaker("payments").shared);
-/// # Ok::<(), bulwark_config::ConfigError>(())
+/// # Ok::<(), bulwark_config::LoadError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -62,8 +62,8 @@ impl Default for FleetConfig {
 
 impl FleetConfig {
     /// Checks every setting; the error names the first that cannot work.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
+        let err = |field: &str, reason: String| Err(LoadError::invalid(at, field, reason));
         if !self.redis_url.starts_with("redis://")
             && !self.redis_url.starts_with("rediss://")
             && !self.redis_url.starts_with("unix://")

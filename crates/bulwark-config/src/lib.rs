@@ -10,7 +10,7 @@
 //!   that turns every layer into a pass-through.
 //! - `[fleet]` ([`FleetConfig`]): the Redis that layers with
 //!   `shared = true` sync through (`bulwark-fleet`).
-//! - Validation that names the setting and the reason ([`ConfigError`]);
+//! - Validation that names the setting and the reason ([`LoadError`]);
 //!   never a panic, never a silent default. Durations are bounded by
 //!   [`MAX_DURATION`] (one year): longer ones are refused.
 //! - Client stacks per upstream from the configuration
@@ -53,7 +53,7 @@ mod load;
 pub mod reload;
 mod stack;
 
-pub use error::{ConfigError, ReloadError};
+pub use error::{LoadError, ReloadError};
 pub use fleet::FleetConfig;
 pub use layers::{
     BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RetryBudgetConfig, RetryConfig,

@@ -1,6 +1,6 @@
 //! Client stacks built from a configuration, and reloads.
 
-use crate::error::{ConfigError, ReloadError};
+use crate::error::{LoadError, ReloadError};
 use crate::ResilienceConfig;
 use bulwark_breaker::{Breaker, CircuitBreakerLayer};
 use bulwark_bulkhead::BulkheadLayer;
@@ -16,8 +16,8 @@ use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
 
-fn core_error(at: &str, e: bulwark_core::error::ConfigError) -> ConfigError {
-    ConfigError::invalid(at, e.field(), e.reason().to_owned())
+fn core_error(at: &str, e: bulwark_core::error::ConfigError) -> LoadError {
+    LoadError::setting(at, e.field(), e)
 }
 
 impl ResilienceConfig {
@@ -59,7 +59,7 @@ impl ResilienceConfig {
     ///
     /// When the retry budget's settings are refused (they were validated at
     /// load, so this is rare).
-    pub fn client_stack(&self, name: &str) -> Result<bulwark_stack::ClientStack, ConfigError> {
+    pub fn client_stack(&self, name: &str) -> Result<bulwark_stack::ClientStack, LoadError> {
         let stack = bulwark_stack::ClientStack::new().name(name);
         if !self.enabled() {
             return Ok(stack
@@ -75,10 +75,11 @@ impl ResilienceConfig {
             .retry_budget(budget_name)
             .budget()
             .map_err(|e| e.at(&format!("retry_budget.{budget_name}")))?;
+        // The configuration's settings, each from its own defaults.
         let mut stack = stack
-            .retry(retry.layer().budget(budget))
-            .breaker(self.breaker(name).builder())
-            .bulkhead(self.bulkhead(name).builder());
+            .retry(|_| retry.layer().budget(budget))
+            .breaker(|_| self.breaker(name).builder())
+            .bulkhead(|_| self.bulkhead(name).builder());
         let timeouts = self.timeout(name);
         if let Some(total) = timeouts.total {
             stack = stack.total_timeout(total);
@@ -146,7 +147,7 @@ impl ResilienceConfig {
         &self,
         name: &str,
         registry: &Registry,
-    ) -> Result<ClientLayer<Req>, ConfigError> {
+    ) -> Result<ClientLayer<Req>, LoadError> {
         if !self.enabled() {
             return Ok(ClientLayer {
                 name: name.to_owned(),
