@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let registry = Registry::new();
     let stack = ServerStack::new()
         .registry(&registry, "server")
-        .bulkhead(2)
+        .bulkhead(|b| b.max_concurrent(2))
         .timeout(Duration::from_millis(300))
         .build()?;
     let app = Router::new()

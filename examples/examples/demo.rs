@@ -30,7 +30,7 @@
 //! notices the upstream is back at its next probe (within half a second
 //! with the defaults), not at once.
 
-use bulwark::breaker::{Breaker, BreakerEvent, BreakerEventKind, State};
+use bulwark::breaker::{BreakerEvent, BreakerEventKind, State};
 use bulwark::error::CircuitOpen;
 use bulwark::fallback::{FallbackEvent, FallbackLayer};
 use bulwark::http::ClientStack;
@@ -342,8 +342,8 @@ async fn main() -> Result<(), BoxError> {
     // keeps its defaults too and gets a listener for the live lines.
     let stack = ClientStack::new()
         .total_timeout(Duration::from_millis(2500))
-        .breaker(Breaker::builder().name("demo").on_event(on_breaker))
-        .on_retry_event(on_retry)
+        .breaker(|b| b.name("demo").on_event(on_breaker))
+        .retry(|r| r.on_event(on_retry))
         .build()?;
     let fallback = FallbackLayer::from_fn(|_e: &BoxError| {
         let mut res = http::Response::new(Bytes::from_static(b"cached"));

@@ -41,10 +41,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stack = ClientStack::new()
         .total_timeout(Duration::from_secs(2))
         .attempt_timeout(Duration::from_millis(200))
-        .on_retry_event(|e: &RetryEvent| {
-            if let RetryEvent::RetryScheduled { attempt, .. } = e {
-                println!("  attempt timed out; sending attempt {attempt}");
-            }
+        .retry(|r| {
+            r.on_event(|e: &RetryEvent| {
+                if let RetryEvent::RetryScheduled { attempt, .. } = e {
+                    println!("  attempt timed out; sending attempt {attempt}");
+                }
+            })
         })
         .build()?;
     let client = ServiceBuilder::new()

@@ -9,7 +9,7 @@
 //!   timeout);
 //! - `--mode tuned`: a `ServerStack` of `max_concurrent` twice the workers
 //!   (a request waits at most one service time for a worker);
-//! - `--mode adaptive`: `ServerStack::new().adaptive(Gradient2::new(16))`,
+//! - `--mode adaptive`: `ServerStack::new().bulkhead(|b| b.adaptive(Gradient2::new(16)))`,
 //!   the bulkhead's limit moved by `Gradient2` (from 16, at most 512)
 //!   instead of fixed;
 //! - `--mode bare`: nothing (every request queues for a worker).
@@ -103,8 +103,16 @@ fn serve(o: Opts, port: u16) -> Result<(), BoxError> {
     );
     let app = match o.mode.as_str() {
         "stack" => app.layer(ServerStack::new().build()?),
-        "tuned" => app.layer(ServerStack::new().bulkhead(2 * o.capacity).build()?),
-        "adaptive" => app.layer(ServerStack::new().adaptive(Gradient2::new(16)).build()?),
+        "tuned" => app.layer(
+            ServerStack::new()
+                .bulkhead(|b| b.max_concurrent(2 * o.capacity))
+                .build()?,
+        ),
+        "adaptive" => app.layer(
+            ServerStack::new()
+                .bulkhead(|b| b.adaptive(Gradient2::new(16)))
+                .build()?,
+        ),
         _ => app,
     };
     tokio::runtime::Runtime::new()?.block_on(async move {

@@ -8,7 +8,6 @@
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use bulwark::breaker::Breaker;
 use bulwark::error::{is_caused_by, CircuitOpen};
 use bulwark::http::ClientStack;
 use bytes::Bytes;
@@ -39,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     ];
     let layer = ClientStack::new()
         .no_retry()
-        .breaker(Breaker::builder().name("hosts").consecutive_failures(3))
+        .breaker(|b| b.name("hosts").consecutive_failures(3))
         .build()?;
     let breakers = layer.breakers().expect("breaker on").clone();
     let client = ServiceBuilder::new()

@@ -43,7 +43,7 @@ async fn main() -> Result<(), BoxError> {
         .layer(
             RetryLayer::new()
                 .max_attempts(2)
-                .backoff(Backoff::constant(Duration::from_millis(1)))
+                .backoff(BackoffPolicy::constant(Duration::from_millis(1)))
                 .on_event(bulwark_metrics::RetryMetrics::new("inventory")),
         )
         .layer(CircuitBreakerLayer::new(breaker))

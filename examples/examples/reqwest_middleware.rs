@@ -42,10 +42,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stack = ClientStack::new()
         .total_timeout(Duration::from_secs(5))
         .attempt_timeout(Duration::from_secs(1))
-        .on_retry_event(|e: &RetryEvent| {
-            if let RetryEvent::RetryScheduled { attempt, delay, .. } = e {
-                println!("retrying (attempt {attempt}) in {delay:?}, as the server asked");
-            }
+        .retry(|r| {
+            r.on_event(|e: &RetryEvent| {
+                if let RetryEvent::RetryScheduled { attempt, delay, .. } = e {
+                    println!("retrying (attempt {attempt}) in {delay:?}, as the server asked");
+                }
+            })
         })
         .build()?;
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())

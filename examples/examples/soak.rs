@@ -268,7 +268,9 @@ async fn main() -> Result<(), BoxError> {
             rng: AtomicU64::new(seed),
         })
     };
-    let server_layer = ServerStack::new().bulkhead(24).build()?;
+    let server_layer = ServerStack::new()
+        .bulkhead(|b| b.max_concurrent(24))
+        .build()?;
     let server_bulkhead = server_layer.bulkhead().ok_or("server bulkhead")?;
     // The shedding host is behind the server stack, whose bulkhead is
     // watched.

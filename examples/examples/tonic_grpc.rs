@@ -11,7 +11,7 @@
 //! The server reports UNAVAILABLE for the first two checks, which the
 //! client retries.
 
-use bulwark::backoff::Backoff;
+use bulwark::backoff::BackoffPolicy;
 use bulwark::http::grpc::{GrpcClientStack, GrpcServerStack};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -33,7 +33,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .await;
     let flaky = Arc::new(AtomicU32::new(0));
     let server_stack = GrpcServerStack::new()
-        .server_stack(|s| s.bulkhead(8).timeout(Duration::from_secs(2)))
+        .server_stack(|s| {
+            s.bulkhead(|b| b.max_concurrent(8))
+                .timeout(Duration::from_secs(2))
+        })
         .build()?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -55,7 +58,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // the channel's address.
     let origin = addr.to_string();
     let stack = GrpcClientStack::new(origin.clone())
-        .client_stack(|s| s.backoff(Backoff::constant(Duration::from_millis(50))))
+        .client_stack(|s| {
+            s.retry(|r| r.backoff(BackoffPolicy::constant(Duration::from_millis(50))))
+        })
         .build()?;
     let channel = Endpoint::from_shared(format!("http://{origin}"))?.connect_lazy();
     let svc = stack.layer(channel);

@@ -7,7 +7,7 @@
 //! then the outage's amplification and recovery, the black hole's
 //! amplification and detection, the brownout's amplification and the
 //! flapping scenario's overall goodput. Edit the grid in `main` to explore.
-use bulwark::backoff::{Backoff, Jitter};
+use bulwark::backoff::{BackoffPolicy, Jitter};
 use bulwark::breaker::Breaker;
 use bulwark::sim::{stacks, Scenario, SimRequest, Simulation, Stack, StackContext};
 use std::time::Duration;
@@ -29,11 +29,11 @@ struct Cfg {
 fn stack(c: Cfg) -> Stack {
     Stack::new(format!("{c:?}"), move |upstream, ctx: &mut StackContext| {
         let open = if c.open_max_ms > c.open_ms {
-            Backoff::exponential(Duration::from_millis(c.open_ms), 1.5)
+            BackoffPolicy::exponential(Duration::from_millis(c.open_ms), 1.5)
                 .with_max(Duration::from_millis(c.open_max_ms))
                 .with_jitter(Jitter::Equal)
         } else {
-            Backoff::constant(Duration::from_millis(c.open_ms))
+            BackoffPolicy::constant(Duration::from_millis(c.open_ms))
         };
         let b = Breaker::builder()
             .time_window(Duration::from_secs(c.window), 10)
@@ -50,7 +50,7 @@ fn stack(c: Cfg) -> Stack {
             .pushback(stacks::pushback)
             .replay(stacks::IdempotentOnly)
             .seed(ctx.seed())
-            .breaker(b)
+            .breaker(|_| b)
             .attempt_timeout(Duration::from_millis(c.attempt_ms))
             .breaker_per_key(|r: &SimRequest| r.host, 64)
             .build()

@@ -8,9 +8,7 @@
 //! each. The other variants measured the same way (adaptive bulkheads, the
 //! adaptive throttle) are one `variant(..)` line each.
 use bulwark::bulkhead::adaptive::{Gradient2, Vegas};
-use bulwark::bulkhead::BulkheadLayer;
 use bulwark::sim::{stacks, Scenario, SimRequest, Simulation, Stack, StackContext};
-use bulwark::throttle::AdaptiveThrottleLayer;
 use tower::ServiceBuilder;
 
 fn variant(name: &str, bulkhead: u8, throttle: bool, attempt_ms: u64) -> Stack {
@@ -20,20 +18,12 @@ fn variant(name: &str, bulkhead: u8, throttle: bool, attempt_ms: u64) -> Stack {
             .attempt_timeout(std::time::Duration::from_millis(attempt_ms))
             .seed(ctx.seed());
         s = match bulkhead {
-            1 => s.bulkhead(
-                BulkheadLayer::builder()
-                    .max_concurrent(100)
-                    .adaptive(Gradient2::default()),
-            ),
-            2 => s.bulkhead(
-                BulkheadLayer::builder()
-                    .max_concurrent(100)
-                    .adaptive(Vegas::new(20)),
-            ),
+            1 => s.bulkhead(|b| b.max_concurrent(100).adaptive(Gradient2::default())),
+            2 => s.bulkhead(|b| b.max_concurrent(100).adaptive(Vegas::new(20))),
             _ => s,
         };
         if throttle {
-            s = s.adaptive_throttle(AdaptiveThrottleLayer::builder());
+            s = s.adaptive_throttle(|t| t);
         }
         let layer = s
             .classifier(stacks::classify)

@@ -122,14 +122,12 @@ async fn breakers_are_per_origin_above_channels_and_errors_are_statuses() {
     let (chan_b, origin_b, script_b) = serve(None, None).await;
     let layer = GrpcClientStack::new(origin_a.clone())
         .client_stack(|s| {
-            s.breaker(
-                bulwark::breaker::Breaker::builder()
-                    .name("grpc")
-                    .consecutive_failures(3),
-            )
-            .backoff(bulwark::backoff::Backoff::constant(Duration::from_millis(
-                1,
-            )))
+            s.breaker(|b| b.name("grpc").consecutive_failures(3))
+                .retry(|r| {
+                    r.backoff(bulwark::backoff::BackoffPolicy::constant(
+                        Duration::from_millis(1),
+                    ))
+                })
         })
         .build()
         .unwrap();
@@ -230,7 +228,7 @@ async fn the_clients_own_timeout_is_deadline_exceeded() {
 #[tokio::test]
 async fn the_server_preset_sheds_with_resource_exhausted_and_pushback() {
     let preset = GrpcServerStack::new()
-        .server_stack(|s| s.bulkhead(1))
+        .server_stack(|s| s.bulkhead(|b| b.max_concurrent(1)))
         .shed_pushback(Duration::from_millis(250));
     let (chan, _origin, script) = serve(None, Some(preset)).await;
     set(&script, Mode::Hang);
@@ -278,12 +276,15 @@ async fn registered_presets_show_in_health_and_prometheus() {
     let registry = bulwark::observe::Registry::new();
     let preset = GrpcServerStack::new()
         .registry(&registry, "ops-grpc-server")
-        .server_stack(|s| s.bulkhead(1).timeout(Duration::from_secs(1)))
+        .server_stack(|s| {
+            s.bulkhead(|b| b.max_concurrent(1))
+                .timeout(Duration::from_secs(1))
+        })
         .shed_pushback(Duration::from_millis(50));
     let (chan, origin, script) = serve(None, Some(preset)).await;
     let layer = GrpcClientStack::new(origin)
         .registry(&registry, "ops-grpc-client")
-        .client_stack(|s| s.max_attempts(2))
+        .client_stack(|s| s.retry(|r| r.max_attempts(2)))
         .build()
         .unwrap();
     let client = HealthClient::new(layer.layer(chan));

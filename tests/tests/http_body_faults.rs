@@ -10,7 +10,7 @@
 //! pending) makes every jump at most 5 ms, so socket work always lands
 //! first. Bounds are asserted with slack, never to the tick.
 
-use bulwark::breaker::{Breaker, State};
+use bulwark::breaker::State;
 use bulwark::error::{find, CircuitOpen};
 use bulwark::http::response_timeout::{Phase, ResponseElapsed, Scope};
 use bulwark::http::ClientStack;
@@ -231,7 +231,7 @@ async fn a_slow_drip_body_ends_with_the_body_deadline_within_the_total_timeout()
         (elapsed_of(&err).scope(), elapsed_of(&err).phase()),
         (Scope::Attempt, Phase::Idle)
     );
-    assert_eq!(elapsed_of(&err).limit(), Duration::from_millis(50));
+    assert_eq!(elapsed_of(&err).duration(), Duration::from_millis(50));
     let snap = breakers.entries().pop().unwrap().1.snapshot();
     assert_eq!((snap.calls, snap.failures), (1, 1));
 }
@@ -247,11 +247,7 @@ async fn a_body_broken_mid_way_is_a_failure_and_opens_the_breaker() {
         // Both servers on one host:port would share a breaker; these are
         // two ports of 127.0.0.1, so one breaker each: 5 calls to each.
         let layer = ClientStack::new()
-            .breaker(
-                ClientStack::default_breaker()
-                    .consecutive_failures(5)
-                    .open_for(Duration::from_secs(30)),
-            )
+            .breaker(|b| b.consecutive_failures(5).open_for(Duration::from_secs(30)))
             .build()
             .unwrap();
         let breakers = layer.breakers().unwrap().clone();
@@ -313,12 +309,11 @@ async fn when_the_breaker_opens_mid_call_the_error_carries_the_last_upstream_err
     ticker();
     let (url, served) = serve(Fault::CloseBeforeHead).await;
     let layer = ClientStack::new()
-        .breaker(
-            Breaker::builder()
-                .consecutive_failures(2)
+        .breaker(|b| {
+            b.consecutive_failures(2)
                 .without_failure_rate()
-                .open_for(Duration::from_secs(30)),
-        )
+                .open_for(Duration::from_secs(30))
+        })
         .seed(7)
         .build()
         .unwrap();

@@ -14,8 +14,8 @@ use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::routing::any;
 use axum::Router;
-use bulwark::backoff::Backoff;
-use bulwark::breaker::{Breaker, State};
+use bulwark::backoff::BackoffPolicy;
+use bulwark::breaker::State;
 use bulwark::error::{find, CircuitOpen};
 use bulwark::http::body::{NotReplayed, ReplayBody, ReplayEvent, ReplayGuardLayer};
 use bulwark::http::ClientStack;
@@ -92,7 +92,7 @@ fn stack() -> ClientStack {
     ClientStack::new()
         .no_total_timeout()
         .no_attempt_timeout()
-        .backoff(Backoff::constant(Duration::from_millis(100)))
+        .retry(|r| r.backoff(BackoffPolicy::constant(Duration::from_millis(100))))
 }
 
 #[tokio::test(start_paused = true)]
@@ -100,13 +100,12 @@ async fn breaker_opens_against_a_failing_upstream_and_recovers() {
     let (url, up) = serve().await;
     let layer = stack()
         .no_retry()
-        .breaker(
-            Breaker::builder()
-                .consecutive_failures(3)
+        .breaker(|b| {
+            b.consecutive_failures(3)
                 .without_failure_rate()
                 .open_for(Duration::from_secs(5))
-                .successes_to_close(1),
-        )
+                .successes_to_close(1)
+        })
         .build()
         .unwrap();
     let breakers = layer.breakers().unwrap().clone();
@@ -147,13 +146,11 @@ async fn retry_after_is_honoured_and_429_does_not_open_the_breaker() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let layer = stack()
-        .max_attempts(3)
-        .breaker(
-            Breaker::builder()
-                .consecutive_failures(2)
-                .without_failure_rate(),
-        )
-        .on_retry_event(move |e: &RetryEvent| seen.lock().unwrap().push(e.clone()))
+        .retry(|r| {
+            r.max_attempts(3)
+                .on_event(move |e: &RetryEvent| seen.lock().unwrap().push(e.clone()))
+        })
+        .breaker(|b| b.consecutive_failures(2).without_failure_rate())
         .build()
         .unwrap();
     let breakers = layer.breakers().unwrap().clone();
@@ -195,7 +192,11 @@ async fn retry_after_is_honoured_and_429_does_not_open_the_breaker() {
 #[tokio::test(start_paused = true)]
 async fn post_without_idempotency_key_is_not_retried() {
     let (url, up) = serve().await;
-    let layer = stack().max_attempts(3).no_breaker().build().unwrap();
+    let layer = stack()
+        .retry(|r| r.max_attempts(3))
+        .no_breaker()
+        .build()
+        .unwrap();
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let client = ServiceBuilder::new().layer(layer).service(http);
     fail(&up, 503, usize::MAX);
@@ -249,7 +250,7 @@ async fn streaming_body_over_the_cap_is_sent_once() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let seen = events.clone();
     let layer = stack()
-        .max_attempts(3)
+        .retry(|r| r.max_attempts(3))
         .no_breaker()
         .build()
         .unwrap()

@@ -2,7 +2,7 @@
 //! server (the gRPC health service) on 127.0.0.1 with injected statuses:
 //! `UNAVAILABLE` is retried, `INVALID_ARGUMENT` is not.
 
-use bulwark::backoff::Backoff;
+use bulwark::backoff::BackoffPolicy;
 use bulwark::http::body::{ReplayBody, ReplayGuardLayer};
 use bulwark::http::{ClientStack, GrpcClassifier, HttpReplay};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,8 +104,10 @@ async fn unavailable_is_retried_and_invalid_argument_is_not() {
         // Every gRPC call is a POST: the status codes decide, as in gRPC's
         // own retry policy.
         .replay(HttpReplay::new().retry_all())
-        .max_attempts(3)
-        .backoff(Backoff::constant(Duration::from_millis(5)))
+        .retry(|r| {
+            r.max_attempts(3)
+                .backoff(BackoffPolicy::constant(Duration::from_millis(5)))
+        })
         .build()
         .unwrap()
         .replay_guard(ReplayGuardLayer::new());

@@ -6,7 +6,7 @@
 //! Time is paused and the stack has no timeouts (a paused clock jumps ahead
 //! while the runtime waits on a socket, which would fire a timeout early).
 
-use bulwark::breaker::{Breaker, State};
+use bulwark::breaker::State;
 use bulwark::error::{find, CircuitOpen};
 use bulwark::http::body::ReplayBody;
 use bulwark::http::{ClientStack, GrpcClassifier, HttpReplay};
@@ -140,14 +140,13 @@ async fn a_stream_ending_unavailable_opens_the_breaker_and_a_dropped_one_counts_
         .replay(HttpReplay::new().retry_all())
         .no_total_timeout()
         .no_attempt_timeout()
-        .breaker(
-            Breaker::builder()
-                .consecutive_failures(2)
+        .breaker(|b| {
+            b.consecutive_failures(2)
                 .without_failure_rate()
                 .open_for(Duration::from_secs(5))
                 .permitted_probes(1)
-                .successes_to_close(1),
-        )
+                .successes_to_close(1)
+        })
         .build()
         .unwrap();
     let breakers = layer.breakers().unwrap().clone();
@@ -214,11 +213,7 @@ async fn a_trailers_only_error_is_judged_at_once() {
         .no_retry()
         .no_total_timeout()
         .no_attempt_timeout()
-        .breaker(
-            Breaker::builder()
-                .consecutive_failures(1)
-                .without_failure_rate(),
-        )
+        .breaker(|b| b.consecutive_failures(1).without_failure_rate())
         .build()
         .unwrap();
     let breakers = layer.breakers().unwrap().clone();

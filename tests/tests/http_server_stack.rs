@@ -66,7 +66,10 @@ async fn sheds_a_burst_with_503_and_never_exceeds_its_limit() {
             }
         }
     };
-    let stack = ServerStack::new().bulkhead(LIMIT).build().unwrap();
+    let stack = ServerStack::new()
+        .bulkhead(|b| b.max_concurrent(LIMIT))
+        .build()
+        .unwrap();
     let url = serve(Router::new().route("/", get(handler)).layer(stack)).await;
 
     let mut calls = tokio::task::JoinSet::new();
@@ -121,7 +124,7 @@ async fn errors_become_the_documented_statuses() {
     let _ = tripped.call_sync(|| Err::<(), _>("down"));
     // A full bulkhead mapped to 429, and any other error to 500.
     let shed_429 = ServerStack::new()
-        .bulkhead(1)
+        .bulkhead(|b| b.max_concurrent(1))
         .shed_status(StatusCode::TOO_MANY_REQUESTS)
         .build()
         .unwrap();

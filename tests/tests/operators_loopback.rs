@@ -59,7 +59,7 @@ async fn server_and_client_stacks_show_what_clients_saw() {
         }
     };
     let server_stack = ServerStack::new()
-        .bulkhead(CAPACITY)
+        .bulkhead(|b| b.max_concurrent(CAPACITY))
         .registry(&registry, "server")
         .build()
         .unwrap();

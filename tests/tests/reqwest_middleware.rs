@@ -6,8 +6,7 @@
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use bulwark::backoff::Backoff;
-use bulwark::breaker::Breaker;
+use bulwark::backoff::BackoffPolicy;
 use bulwark::error::CircuitOpen;
 use bulwark::http::middleware::BulwarkMiddleware;
 use bulwark::http::ClientStack;
@@ -58,8 +57,8 @@ fn set(script: &Script, fail: usize) {
 async fn send_keeps_working_with_retries_and_breakers() {
     let (url, script) = serve().await;
     let stack = ClientStack::new()
-        .backoff(Backoff::constant(Duration::from_millis(1)))
-        .breaker(Breaker::builder().name("http").consecutive_failures(3))
+        .retry(|r| r.backoff(BackoffPolicy::constant(Duration::from_millis(1))))
+        .breaker(|b| b.consecutive_failures(3))
         .build()
         .unwrap();
     let middleware = BulwarkMiddleware::new(stack);

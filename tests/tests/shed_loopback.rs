@@ -56,7 +56,10 @@ async fn serve() -> Server {
             "done"
         }
     };
-    let stack = ServerStack::new().bulkhead(CAPACITY).build().unwrap();
+    let stack = ServerStack::new()
+        .bulkhead(|b| b.max_concurrent(CAPACITY))
+        .build()
+        .unwrap();
     let count_shed = tower::util::MapResponseLayer::new(move |res: axum::response::Response| {
         if res.headers().contains_key(SHED_HEADER) {
             shed_tx.send_modify(|n| *n += 1);

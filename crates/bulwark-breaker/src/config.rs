@@ -2,7 +2,7 @@
 
 use crate::event::BreakerEvent;
 use crate::Breaker;
-use bulwark_core::backoff::Backoff;
+use bulwark_core::backoff::BackoffPolicy;
 use bulwark_core::error::ConfigError;
 use bulwark_core::event::{Listener, Listeners};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub(crate) struct Config {
     pub(crate) slow_call: Option<(Duration, f64)>,
     pub(crate) consecutive_failures: Option<u32>,
     pub(crate) minimum_calls: u32,
-    pub(crate) open: Backoff,
+    pub(crate) open: BackoffPolicy,
     pub(crate) probes: u32,
     pub(crate) successes_to_close: u32,
     pub(crate) failures_to_reopen: u32,
@@ -114,8 +114,8 @@ impl Default for BreakerBuilder {
 
 /// The default open time: short at first, growing only while probes keep
 /// failing (see the table on [`BreakerBuilder`]).
-pub(crate) fn default_open() -> Backoff {
-    Backoff::exponential(Duration::from_millis(200), 1.5)
+pub(crate) fn default_open() -> BackoffPolicy {
+    BackoffPolicy::exponential(Duration::from_millis(200), 1.5)
         .with_max(Duration::from_millis(500))
         .with_jitter(bulwark_core::backoff::Jitter::Equal)
 }
@@ -189,15 +189,15 @@ impl BreakerBuilder {
 
     /// Stays open for `duration` after every trip.
     pub fn open_for(mut self, duration: Duration) -> Self {
-        self.config.open = Backoff::constant(duration);
+        self.config.open = BackoffPolicy::constant(duration);
         self
     }
 
     /// Stays open longer after each consecutive trip (a trip from half-open
     /// before the breaker closed again), following `backoff`: e.g.
-    /// `Backoff::exponential(5s, 2.0).with_max(5min).with_jitter(Jitter::Equal)`.
+    /// `BackoffPolicy::exponential(5s, 2.0).with_max(5min).with_jitter(Jitter::Equal)`.
     /// Closing the breaker starts the sequence over.
-    pub fn open_backoff(mut self, backoff: Backoff) -> Self {
+    pub fn open_backoff(mut self, backoff: BackoffPolicy) -> Self {
         self.config.open = backoff;
         self
     }
@@ -348,7 +348,7 @@ impl BreakerBuilder {
         }
         c.open
             .validate()
-            .map_err(|e| invalid("open_duration", e.to_string()))?;
+            .map_err(|e| invalid("open_duration", e.reason()))?;
         Ok(())
     }
 }
@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(field(b().successes_to_close(0)), "successes_to_close");
         assert_eq!(field(b().failures_to_reopen(0)), "failures_to_reopen");
         assert_eq!(
-            field(b().open_backoff(Backoff::exponential(Duration::from_secs(1), 0.5))),
+            field(b().open_backoff(BackoffPolicy::exponential(Duration::from_secs(1), 0.5))),
             "open_duration"
         );
         let msg = b().failure_rate(2.0).build().unwrap_err().to_string();

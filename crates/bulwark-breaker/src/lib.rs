@@ -20,7 +20,7 @@
 //!   a minimum number of calls is recorded; and consecutive failures. O(1)
 //!   per call, fixed memory.
 //! - **Open**: a fixed duration, or one that grows with repeated trips
-//!   ([`Backoff`](bulwark_core::backoff::Backoff): exponential, capped,
+//!   ([`BackoffPolicy`](bulwark_core::backoff::BackoffPolicy): exponential, capped,
 //!   jittered).
 //! - **Half-open**: at most N probes in flight across all clones; a probe
 //!   that is dropped gives its slot back.

@@ -5,7 +5,7 @@
 //! counts and every admission decision.
 
 use bulwark_breaker::{Breaker, Permit, State};
-use bulwark_core::backoff::Backoff;
+use bulwark_core::backoff::BackoffPolicy;
 use bulwark_core::Outcome;
 use proptest::prelude::*;
 use std::collections::VecDeque;
@@ -141,7 +141,8 @@ fn build(cfg: &Cfg) -> Breaker {
     }
     b = if cfg.growing_open {
         b.open_backoff(
-            Backoff::exponential(Duration::from_secs(1), 2.0).with_max(Duration::from_secs(4)),
+            BackoffPolicy::exponential(Duration::from_secs(1), 2.0)
+                .with_max(Duration::from_secs(4)),
         )
     } else {
         b.open_for(Duration::from_millis(1_500))

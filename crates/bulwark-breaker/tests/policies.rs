@@ -4,7 +4,7 @@ use bulwark_breaker::{
     Breaker, BreakerBuilder, BreakerEvent, BreakerEventKind, CircuitBreakerLayer, State,
     TransitionReason,
 };
-use bulwark_core::backoff::{Backoff, Jitter};
+use bulwark_core::backoff::{BackoffPolicy, Jitter};
 use bulwark_core::error::{find, BulkheadFull, CircuitOpen};
 use bulwark_core::{BoxError, Outcome};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -275,7 +275,8 @@ async fn open_duration_grows_with_consecutive_trips_and_resets_on_close() {
             .successes_to_close(1)
             .failures_to_reopen(1)
             .open_backoff(
-                Backoff::exponential(Duration::from_secs(1), 2.0).with_max(Duration::from_secs(5)),
+                BackoffPolicy::exponential(Duration::from_secs(1), 2.0)
+                    .with_max(Duration::from_secs(5)),
             ),
     );
     send(&mut svc, Reply::Fail).await.unwrap_err();
@@ -308,7 +309,7 @@ async fn jittered_open_duration_stays_in_bounds() {
             .failures_to_reopen(1)
             .seed(7)
             .open_backoff(
-                Backoff::exponential(Duration::from_secs(10), 2.0)
+                BackoffPolicy::exponential(Duration::from_secs(10), 2.0)
                     .with_max(Duration::from_secs(60))
                     .with_jitter(Jitter::Equal),
             ),

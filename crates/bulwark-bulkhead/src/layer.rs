@@ -32,20 +32,22 @@ impl Config {
     }
 
     pub(crate) fn limiter(&self) -> sync::Arc<Limiter> {
+        // A limit of 0 is reported by `validate` and acts as 1.
+        let max_concurrent = self.max_concurrent.max(1);
         let max_queued = if self.max_wait.is_zero() {
             0
         } else {
             self.max_queued
         };
         sync::Arc::new(Limiter::new(
-            self.max_concurrent,
+            max_concurrent,
             max_queued,
             self.max_wait,
             self.name.clone(),
             self.listeners.clone(),
             self.adaptive.as_ref().map(|make| {
                 let mut algorithm = make();
-                algorithm.inherit_max_limit(self.max_concurrent);
+                algorithm.inherit_max_limit(max_concurrent);
                 algorithm
             }),
         ))
@@ -230,7 +232,8 @@ pub struct BulkheadBuilder<C = DefaultClassifier> {
 }
 
 impl<C> BulkheadBuilder<C> {
-    /// At most `n` calls in flight (at least 1; 64 by default). With
+    /// At most `n` calls in flight (64 by default; 0 is reported by
+    /// [`validate`](Self::validate) and acts as 1). With
     /// [`adaptive`](Self::adaptive), it is the highest the adaptive limit
     /// goes, unless the algorithm's own `max_limit` was set.
     ///
@@ -244,8 +247,29 @@ impl<C> BulkheadBuilder<C> {
     /// # let _ = layer;
     /// ```
     pub fn max_concurrent(mut self, n: usize) -> Self {
-        self.config.max_concurrent = n.max(1);
+        self.config.max_concurrent = n;
         self
+    }
+
+    /// Checks that the settings can work: at least one call in flight. A
+    /// layer built from a limit of 0 still works, as a limit of 1, and
+    /// never panics; call this to turn bad input into a typed error.
+    ///
+    /// ```
+    /// use bulwark::bulkhead::BulkheadLayer;
+    ///
+    /// let err = BulkheadLayer::builder().max_concurrent(0).validate().unwrap_err();
+    /// assert_eq!((err.layer(), err.field()), ("bulkhead", "max_concurrent"));
+    /// ```
+    pub fn validate(&self) -> Result<(), bulwark_core::error::ConfigError> {
+        if self.config.max_concurrent == 0 {
+            return Err(bulwark_core::error::ConfigError::new(
+                "bulkhead",
+                "max_concurrent",
+                "must allow at least 1 call",
+            ));
+        }
+        Ok(())
     }
 
     /// When full, wait up to `max_wait` for a permit in a bounded FIFO queue

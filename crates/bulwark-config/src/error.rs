@@ -1,13 +1,22 @@
 //! What goes wrong with a configuration.
 
+use bulwark_core::error::ConfigError;
 use std::fmt;
 
-/// A configuration that cannot work: where (`breaker.payments.failure_rate`)
-/// and why. Loading and validating never panic and never fall back to a
-/// default: they return this.
+/// A configuration (a file, the environment) that cannot be loaded or
+/// used: where (`breaker.payments.failure_rate`) and why. Loading and
+/// validating never panic and never fall back to a default: they return
+/// this.
+///
+/// It is the file's side of an invalid setting. A setting a layer's own
+/// builder refused is also there as the error's
+/// [`source`](std::error::Error::source): the layer's
+/// [`ConfigError`](bulwark_core::error::ConfigError), which names the
+/// layer and the setting as a program that built the layer in code would
+/// see it.
 ///
 /// ```
-/// use bulwark_config::ResilienceConfig;
+/// use bulwark::config::ResilienceConfig;
 ///
 /// let err = ResilienceConfig::from_toml_str("[breaker.payments]\nfailure_rate = 1.5").unwrap_err();
 /// assert_eq!(err.path(), "breaker.payments.failure_rate");
@@ -18,10 +27,12 @@ use std::fmt;
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct LoadError {
     path: String,
     reason: String,
     origin: Option<String>,
+    /// Boxed: the error stays small on the `Result`s it travels in.
+    setting: Option<Box<ConfigError>>,
 }
 
 fn join(at: &str, rest: &str) -> String {
@@ -32,13 +43,31 @@ fn join(at: &str, rest: &str) -> String {
     }
 }
 
-impl ConfigError {
+impl LoadError {
     pub(crate) fn invalid(at: &str, field: &str, reason: String) -> Self {
-        ConfigError {
+        LoadError {
             path: join(at, field),
             reason,
             origin: None,
+            setting: None,
         }
+    }
+
+    /// A setting under `at` that a layer's builder refused (`field` in
+    /// the file, when it calls the setting otherwise).
+    pub(crate) fn setting(at: &str, field: &str, e: ConfigError) -> Self {
+        LoadError {
+            path: join(at, field),
+            reason: e.reason().to_owned(),
+            origin: None,
+            setting: Some(Box::new(e)),
+        }
+    }
+
+    /// A setting under `at` that a layer's builder refused, named as the
+    /// builder names it.
+    pub(crate) fn from_core(at: &str, e: ConfigError) -> Self {
+        LoadError::setting(at, e.field(), e)
     }
 
     pub(crate) fn at(mut self, at: &str) -> Self {
@@ -76,7 +105,7 @@ impl ConfigError {
     }
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.path.is_empty() {
             write!(f, "invalid configuration: {}", self.reason)?;
@@ -90,22 +119,28 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.setting
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// A reload that could not apply everything: each instance listed kept its
 /// previous settings; every other instance took the new ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadError {
-    errors: Vec<ConfigError>,
+    errors: Vec<LoadError>,
 }
 
 impl ReloadError {
-    pub(crate) fn new(errors: Vec<ConfigError>) -> Self {
+    pub(crate) fn new(errors: Vec<LoadError>) -> Self {
         ReloadError { errors }
     }
 
     /// What could not be applied, one error per instance.
-    pub fn errors(&self) -> &[ConfigError] {
+    pub fn errors(&self) -> &[LoadError] {
         &self.errors
     }
 }

@@ -1,6 +1,6 @@
 //! `[fleet]`: the Redis that shared layers sync through (`bulwark-fleet`).
 
-use crate::ConfigError;
+use crate::LoadError;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -61,7 +61,7 @@ use std::time::Duration;
 /// redis_url = "redis+cluster://10.0.0.5:7000,10.0.0.6:7000,10.0.0.7:7000"
 /// "#)?;
 /// assert!(cluster.fleet().unwrap().redis_url.starts_with("redis+cluster://"));
-/// # Ok::<(), bulwark_config::ConfigError>(())
+/// # Ok::<(), bulwark_config::LoadError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -96,8 +96,8 @@ impl Default for FleetConfig {
 
 impl FleetConfig {
     /// Checks every setting; the error names the first that cannot work.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
+        let err = |field: &str, reason: String| Err(LoadError::invalid(at, field, reason));
         const SCHEMES: [&str; 4] = ["redis://", "rediss://", "unix://", "redis+cluster://"];
         if !SCHEMES.iter().any(|s| self.redis_url.starts_with(s)) {
             return err(

@@ -1,7 +1,7 @@
 //! The HTTP and gRPC stacks of `bulwark-http` built from a configuration
 //! (feature `http`).
 
-use crate::error::ConfigError;
+use crate::error::LoadError;
 use crate::ResilienceConfig;
 use bulwark_http::{ClientStack, ServerStack};
 use bulwark_observe::Registry;
@@ -71,7 +71,7 @@ impl ResilienceConfig {
         &self,
         name: &str,
         registry: &Registry,
-    ) -> Result<ClientStack, ConfigError> {
+    ) -> Result<ClientStack, LoadError> {
         let stack = ClientStack::new().registry(registry, name);
         if !self.enabled() {
             return Ok(stack
@@ -87,15 +87,19 @@ impl ResilienceConfig {
         let budget_name = retry.budget.as_deref().unwrap_or(name);
         let budget = self.registry_budget(budget_name, registry)?;
         let keyed = self.keyed_breaker(name);
+        let max_concurrent = self.bulkhead(name).max_concurrent;
         let mut stack = stack
-            .max_attempts(retry.max_attempts)
-            .backoff(retry.backoff())
-            .max_pushback(retry.max_pushback)
-            .retry_budget(budget)
-            .breaker(self.breaker(name).builder())
+            .retry(|r| {
+                r.max_attempts(retry.max_attempts)
+                    .backoff(retry.backoff())
+                    .max_pushback(retry.max_pushback)
+                    .budget(budget)
+            })
+            // The configuration's template, from the breaker defaults.
+            .breaker(|_| self.breaker(name).builder())
             .max_hosts(keyed.max_keys)
             .host_idle_timeout(keyed.idle_timeout)
-            .bulkhead(self.bulkhead(name).max_concurrent);
+            .bulkhead(|b| b.max_concurrent(max_concurrent));
         let timeouts = self.timeout(name);
         if let Some(total) = timeouts.total {
             stack = stack.total_timeout(total);
@@ -141,9 +145,10 @@ impl ResilienceConfig {
             return stack.no_bulkhead().no_timeout();
         }
         let bulkhead = self.bulkhead(name);
-        let stack = stack
-            .bulkhead(bulkhead.max_concurrent)
-            .max_wait(bulkhead.max_wait);
+        let stack = stack.bulkhead(|b| {
+            b.max_concurrent(bulkhead.max_concurrent)
+                .max_wait(bulkhead.max_wait)
+        });
         match self.timeout(name).total {
             Some(total) => stack.timeout(total),
             None => stack,

@@ -3,15 +3,15 @@
 //! Durations are written the humantime way: `"250ms"`, `"30s"`, `"5m"`,
 //! `"1h 30m"`, and none may be longer than [`MAX_DURATION`] (one year): a
 //! longer one (`"18446744073709551615s"`, `"500000000000y"`) is a typo or an
-//! attempt to say "never", and is refused with a [`ConfigError`] naming the
+//! attempt to say "never", and is refused with a [`LoadError`] naming the
 //! setting rather than left to overflow a deadline. Unknown keys are errors
 //! (a typo never silently leaves a default in place). Every struct is `#[serde(default)]`: a key left out
 //! takes the shared default (`[defaults.<layer>]`), and that one the
 //! built-in default listed on each field.
 
-use crate::error::ConfigError;
+use crate::error::LoadError;
 use bulwark_breaker::{Breaker, BreakerBuilder};
-use bulwark_core::backoff::{Backoff, Jitter};
+use bulwark_core::backoff::{BackoffPolicy, Jitter};
 use bulwark_retry::{RetryBudget, RetryLayer};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -36,10 +36,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 fn check_durations<const N: usize>(
     at: &str,
     durations: [(&str, Option<Duration>); N],
-) -> Result<(), ConfigError> {
+) -> Result<(), LoadError> {
     for (field, d) in durations {
         if let Some(d) = d.filter(|d| *d > MAX_DURATION) {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 at,
                 field,
                 format!("must be at most 1 year (365 days), got {d:?}"),
@@ -166,8 +166,8 @@ impl BreakerConfig {
     /// # Errors
     ///
     /// The first field that cannot work, and why.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
+        let err = |field: &str, reason: String| Err(LoadError::invalid(at, field, reason));
         check_durations(
             at,
             [
@@ -283,7 +283,7 @@ impl BreakerConfig {
                 ("window", WindowKind::Time) => "window_duration",
                 (field, _) => field,
             };
-            ConfigError::invalid(at, field, e.reason().to_owned())
+            LoadError::setting(at, field, e)
         })
     }
 
@@ -307,9 +307,9 @@ impl BreakerConfig {
             None => b.without_consecutive_failures(),
         };
         let backoff = if self.open_backoff_factor == 1.0 {
-            Backoff::constant(self.open_for)
+            BackoffPolicy::constant(self.open_for)
         } else {
-            Backoff::exponential(self.open_for, self.open_backoff_factor).with_max(
+            BackoffPolicy::exponential(self.open_for, self.open_backoff_factor).with_max(
                 self.open_for_max
                     .unwrap_or_else(|| self.open_for.saturating_mul(5) / 2),
             )
@@ -421,8 +421,8 @@ impl RetryConfig {
     /// # Errors
     ///
     /// The first field that cannot work, and why.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let err = |field: &str, reason: String| Err(ConfigError::invalid(at, field, reason));
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
+        let err = |field: &str, reason: String| Err(LoadError::invalid(at, field, reason));
         check_durations(
             at,
             [
@@ -468,16 +468,16 @@ impl RetryConfig {
         }
         self.layer()
             .validate()
-            .map_err(|e| ConfigError::invalid(at, e.field(), e.reason().to_owned()))
+            .map_err(|e| LoadError::setting(at, e.field(), e))
     }
 
     /// The backoff these settings describe.
-    pub fn backoff(&self) -> Backoff {
+    pub fn backoff(&self) -> BackoffPolicy {
         let b = match self.backoff {
-            BackoffKind::Constant => Backoff::constant(self.initial_backoff),
-            BackoffKind::Linear => Backoff::linear(self.initial_backoff, self.backoff_step),
+            BackoffKind::Constant => BackoffPolicy::constant(self.initial_backoff),
+            BackoffKind::Linear => BackoffPolicy::linear(self.initial_backoff, self.backoff_step),
             BackoffKind::Exponential => {
-                Backoff::exponential(self.initial_backoff, self.backoff_factor)
+                BackoffPolicy::exponential(self.initial_backoff, self.backoff_factor)
             }
         };
         b.with_jitter(self.jitter.into()).with_max(self.max_backoff)
@@ -541,7 +541,7 @@ impl RetryBudgetConfig {
     /// # Errors
     ///
     /// The first field that cannot work, and why.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
         check_durations(at, [("window", Some(self.window))])?;
         self.budget().map(drop).map_err(|e| e.at(at))
     }
@@ -551,9 +551,9 @@ impl RetryBudgetConfig {
     /// # Errors
     ///
     /// As [`validate`](Self::validate), without the path.
-    pub fn budget(&self) -> Result<RetryBudget, ConfigError> {
+    pub fn budget(&self) -> Result<RetryBudget, LoadError> {
         RetryBudget::ratio(self.ratio, self.min_per_sec, self.window)
-            .map_err(|e| ConfigError::invalid("", e.field(), e.reason().to_owned()))
+            .map_err(|e| LoadError::setting("", e.field(), e))
     }
 }
 
@@ -588,7 +588,7 @@ impl TimeoutConfig {
     ///
     /// A zero limit, one longer than [`MAX_DURATION`], or an attempt
     /// timeout not shorter than the total.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
         check_durations(
             at,
             [
@@ -603,7 +603,7 @@ impl TimeoutConfig {
             ("readiness", self.readiness),
         ] {
             if d == Some(Duration::ZERO) {
-                return Err(ConfigError::invalid(
+                return Err(LoadError::invalid(
                     at,
                     field,
                     "must be longer than zero".into(),
@@ -611,7 +611,7 @@ impl TimeoutConfig {
             }
         }
         if self.readiness.is_some() && self.attempt.is_none() {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 at,
                 "readiness",
                 "needs an attempt timeout: the readiness limit belongs to the attempt".into(),
@@ -619,7 +619,7 @@ impl TimeoutConfig {
         }
         if let (Some(total), Some(attempt)) = (self.total, self.attempt) {
             if attempt >= total {
-                return Err(ConfigError::invalid(
+                return Err(LoadError::invalid(
                     at,
                     "attempt",
                     format!(
@@ -664,17 +664,17 @@ impl BulkheadConfig {
     ///
     /// A limit of 0, a wait longer than [`MAX_DURATION`], or a wait with no
     /// room to wait in.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
         check_durations(at, [("max_wait", Some(self.max_wait))])?;
         if self.max_concurrent == 0 {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 at,
                 "max_concurrent",
                 "must be at least 1".into(),
             ));
         }
         if !self.max_wait.is_zero() && self.max_queued == 0 {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 at,
                 "max_queued",
                 "must be at least 1 when max_wait is set, or nobody could wait".into(),
@@ -721,17 +721,17 @@ impl KeyedBreakerConfig {
     ///
     /// No room for a key, or a zero idle timeout (or one longer than
     /// [`MAX_DURATION`]).
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
         check_durations(at, [("idle_timeout", Some(self.idle_timeout))])?;
         if self.max_keys == 0 {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 at,
                 "max_keys",
                 "must be at least 1".into(),
             ));
         }
         if self.idle_timeout.is_zero() {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 at,
                 "idle_timeout",
                 "must be longer than zero".into(),
@@ -789,10 +789,10 @@ impl RateLimitConfig {
     ///
     /// A missing or zero limit, a zero burst or period, or a rate finer
     /// than 1 µs between calls.
-    pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, at: &str) -> Result<(), LoadError> {
         check_durations(at, [("per", self.per)])?;
         if self.limit.is_none() && !at.starts_with("defaults") {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 at,
                 "limit",
                 "is required: calls admitted per `per`".into(),
@@ -809,14 +809,14 @@ impl RateLimitConfig {
     /// # Errors
     ///
     /// As [`validate`](Self::validate).
-    pub fn rate(&self, at: &str) -> Result<bulwark_ratelimit::Rate, ConfigError> {
+    pub fn rate(&self, at: &str) -> Result<bulwark_ratelimit::Rate, LoadError> {
         let limit = self.limit.unwrap_or(1);
         let rate = bulwark_ratelimit::Rate::new(limit, self.period())
-            .map_err(|e| ConfigError::invalid(at, e.field(), e.reason().to_owned()))?;
+            .map_err(|e| LoadError::invalid(at, e.field(), e.reason().to_owned()))?;
         match self.burst {
             Some(b) => rate
                 .burst(b)
-                .map_err(|e| ConfigError::invalid(at, "burst", e.reason().to_owned())),
+                .map_err(|e| LoadError::invalid(at, "burst", e.reason().to_owned())),
             None => Ok(rate),
         }
     }

@@ -12,7 +12,7 @@
 //!   `shared = true` sync through (`bulwark-fleet`, feature `fleet`), and
 //!   `[ratelimit.NAME]` ([`RateLimitConfig`]): a rate limit per upstream,
 //!   local or fleet-wide.
-//! - Validation that names the setting and the reason ([`ConfigError`]);
+//! - Validation that names the setting and the reason ([`LoadError`]);
 //!   never a panic, never a silent default. Durations are bounded by
 //!   [`MAX_DURATION`] (one year): longer ones are refused.
 //! - Client stacks per upstream from the configuration
@@ -56,7 +56,7 @@ pub mod reload;
 mod shared;
 mod stack;
 
-pub use error::{ConfigError, ReloadError};
+pub use error::{LoadError, ReloadError};
 pub use fleet::FleetConfig;
 pub use layers::{
     BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RateLimitConfig, RetryBudgetConfig,

@@ -1,6 +1,6 @@
 //! Loading a whole configuration: TOML file, environment, validation.
 
-use crate::error::ConfigError;
+use crate::error::LoadError;
 use crate::layers::{
     BreakerConfig, BulkheadConfig, KeyedBreakerConfig, RateLimitConfig, RetryBudgetConfig,
     RetryConfig, TimeoutConfig,
@@ -75,7 +75,7 @@ pub struct Defaults {
 /// assert_eq!(config.breaker("payments").open_for, Duration::from_secs(10));
 /// // An instance with no section of its own gets the defaults.
 /// assert_eq!(config.breaker("search").failure_rate, 0.5);
-/// # Ok::<(), bulwark_config::ConfigError>(())
+/// # Ok::<(), bulwark_config::LoadError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResilienceConfig {
@@ -116,7 +116,7 @@ impl ResilienceConfig {
     ///
     /// A missing or unreadable file, bad TOML, an unknown key, a value of
     /// the wrong type, or a setting that cannot work.
-    pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, LoadError> {
         Loader::new().file(path).env().load()
     }
 
@@ -125,7 +125,7 @@ impl ResilienceConfig {
     /// # Errors
     ///
     /// As [`load`](Self::load).
-    pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
+    pub fn from_toml_str(toml: &str) -> Result<Self, LoadError> {
         Loader::new().toml(toml).load()
     }
 
@@ -251,12 +251,12 @@ impl ResilienceConfig {
 ///     .toml("[bulkhead.db]\nmax_concurrent = 16") // a later source wins
 ///     .load()?;
 /// assert_eq!(config.bulkhead("db").max_concurrent, 16);
-/// # Ok::<(), bulwark_config::ConfigError>(())
+/// # Ok::<(), bulwark_config::LoadError>(())
 /// ```
 #[derive(Debug, Default)]
 pub struct Loader {
     figment: Figment,
-    error: Option<ConfigError>,
+    error: Option<LoadError>,
 }
 
 impl Loader {
@@ -270,7 +270,7 @@ impl Loader {
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         let path = path.as_ref();
         if !path.is_file() && self.error.is_none() {
-            self.error = Some(ConfigError::invalid(
+            self.error = Some(LoadError::invalid(
                 "",
                 "",
                 format!("configuration file `{}` not found", path.display()),
@@ -310,7 +310,7 @@ impl Loader {
     /// # Errors
     ///
     /// The first problem found, with its path.
-    pub fn load(self) -> Result<ResilienceConfig, ConfigError> {
+    pub fn load(self) -> Result<ResilienceConfig, LoadError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -381,7 +381,7 @@ fn yes() -> bool {
 /// `e` at `at`, its path cut to the `depth` levels settings have there:
 /// serde reports a bad enum value (`window = { a = 1 }`) one level inside
 /// it, and a struct read from an array (`defaults = [1]`) at an index.
-fn from_figment(e: figment::Error, at: &str, depth: usize) -> ConfigError {
+fn from_figment(e: figment::Error, at: &str, depth: usize) -> LoadError {
     let origin = e.metadata.as_ref().map(|m| m.name.to_string());
     let mut path: Vec<String> = e.path.clone();
     // The TOML parser hands a date-time over as a table with one private
@@ -417,7 +417,7 @@ fn from_figment(e: figment::Error, at: &str, depth: usize) -> ConfigError {
         }
         kind => kind.to_string(),
     };
-    ConfigError::invalid(at, &path.join("."), reason).with_origin(origin)
+    LoadError::invalid(at, &path.join("."), reason).with_origin(origin)
 }
 
 fn origin_of(figment: &Figment, paths: &[String]) -> Option<String> {
@@ -427,7 +427,7 @@ fn origin_of(figment: &Figment, paths: &[String]) -> Option<String> {
         .map(|m| m.name.to_string())
 }
 
-fn check_name(kind: &str, name: &str) -> Result<(), ConfigError> {
+fn check_name(kind: &str, name: &str) -> Result<(), LoadError> {
     let ok = !name.is_empty()
         && name
             .chars()
@@ -435,7 +435,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
-        Err(ConfigError::invalid(
+        Err(LoadError::invalid(
             kind,
             name,
             "is not a valid instance name: use lower-case letters, digits, `_` and `-`, so environment variables can name it".into(),
@@ -448,8 +448,8 @@ fn section<T: DeserializeOwned>(
     figment: &Figment,
     kind: &str,
     name: Option<&str>,
-    validate: impl Fn(&T, &str) -> Result<(), ConfigError>,
-) -> Result<T, ConfigError> {
+    validate: impl Fn(&T, &str) -> Result<(), LoadError>,
+) -> Result<T, LoadError> {
     let defaults_at = format!("defaults.{kind}");
     let at = match name {
         Some(name) => format!("{kind}.{name}"),
@@ -477,8 +477,8 @@ fn instances<T: DeserializeOwned>(
     figment: &Figment,
     kind: &str,
     names: &BTreeMap<String, Dict>,
-    validate: impl Fn(&T, &str) -> Result<(), ConfigError> + Copy,
-) -> Result<BTreeMap<String, T>, ConfigError> {
+    validate: impl Fn(&T, &str) -> Result<(), LoadError> + Copy,
+) -> Result<BTreeMap<String, T>, LoadError> {
     names
         .keys()
         .map(|name| {
@@ -488,7 +488,7 @@ fn instances<T: DeserializeOwned>(
         .collect()
 }
 
-fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
+fn resolve(figment: &Figment) -> Result<ResilienceConfig, LoadError> {
     let top: Top = figment.extract().map_err(|e| from_figment(e, "", 2))?;
     let defaults = Defaults {
         breaker: section(figment, "breaker", None, BreakerConfig::validate)?,
@@ -542,7 +542,7 @@ fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
     // Sharing needs somewhere to share through.
     if config.fleet.is_none() {
         if let Some(at) = config.first_shared() {
-            return Err(ConfigError::invalid(
+            return Err(LoadError::invalid(
                 &at,
                 "shared",
                 "needs a [fleet] section: the Redis the instances share through (redis_url)".into(),
@@ -554,7 +554,7 @@ fn resolve(figment: &Figment) -> Result<ResilienceConfig, ConfigError> {
     for (name, retry) in &config.retries {
         if let Some(budget) = &retry.budget {
             if !config.retry_budgets.contains_key(budget) {
-                return Err(ConfigError::invalid(
+                return Err(LoadError::invalid(
                     &format!("retry.{name}"),
                     "budget",
                     format!("names `{budget}`, but there is no [retry_budget.{budget}]"),

@@ -52,7 +52,7 @@
 //! # }
 //! ```
 
-use crate::error::{ConfigError, ReloadError};
+use crate::error::{LoadError, ReloadError};
 use crate::{Loader, ResilienceConfig};
 use bulwark_observe::Registry;
 use figment::providers::{Format, Toml};
@@ -268,7 +268,7 @@ impl Reloader {
     /// # Errors
     ///
     /// As [`ResilienceConfig::load`].
-    pub fn new(path: impl AsRef<Path>, registry: &Registry) -> Result<Self, ConfigError> {
+    pub fn new(path: impl AsRef<Path>, registry: &Registry) -> Result<Self, LoadError> {
         let path = path.as_ref().to_path_buf();
         let config = Loader::new().file(&path).env().load()?;
         let (tx, _) = watch::channel(Arc::new(config));
@@ -326,7 +326,7 @@ impl Reloader {
     /// # Errors
     ///
     /// When the file is missing or invalid: nothing changes then.
-    pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
+    pub fn reload(&self) -> Result<ReloadReport, LoadError> {
         let new = Loader::new().file(&self.path).env().load()?;
         let old = self.config();
         let changes = diff(&old, &new);
@@ -355,12 +355,12 @@ impl Reloader {
     pub fn watch<F>(
         self,
         mut on_reload: F,
-    ) -> Result<impl Future<Output = ()> + Send + 'static, ConfigError>
+    ) -> Result<impl Future<Output = ()> + Send + 'static, LoadError>
     where
-        F: FnMut(Result<ReloadReport, ConfigError>) + Send + 'static,
+        F: FnMut(Result<ReloadReport, LoadError>) + Send + 'static,
     {
         let failed = |what: &str, e: &dyn fmt::Display| {
-            ConfigError::invalid("", "", format!("cannot {what}: {e}"))
+            LoadError::invalid("", "", format!("cannot {what}: {e}"))
         };
         let (events, mut changed) = mpsc::unbounded_channel::<()>();
         let name = self.path.file_name().map(|n| n.to_owned());

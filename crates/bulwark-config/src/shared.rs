@@ -2,7 +2,7 @@
 //! configuration: `[ratelimit.NAME]`, and `shared = true` with `[fleet]`
 //! (feature `fleet`).
 
-use crate::error::ConfigError;
+use crate::error::LoadError;
 use crate::ResilienceConfig;
 use bulwark_core::{BoxError, Classify, DefaultClassifier};
 use bulwark_observe::Registry;
@@ -23,14 +23,10 @@ pub(crate) type Limiter = Arc<dyn Admit + Send + Sync>;
 #[derive(Clone)]
 pub(crate) struct Gate(#[cfg(feature = "fleet")] bulwark_fleet::SharedBreakerLayer);
 
-fn from_core(at: &str, e: bulwark_core::error::ConfigError) -> ConfigError {
-    ConfigError::invalid(at, e.field(), e.reason().to_owned())
-}
-
 /// The error of a `shared = true` that this build cannot honour.
 #[cfg(not(feature = "fleet"))]
-fn no_fleet_feature(at: &str) -> ConfigError {
-    ConfigError::invalid(
+fn no_fleet_feature(at: &str) -> LoadError {
+    LoadError::invalid(
         at,
         "shared",
         "needs the `fleet` feature (of bulwark-config, or `fleet` of bulwark): this build cannot share through Redis".into(),
@@ -71,7 +67,7 @@ impl ResilienceConfig {
     pub fn fleet_connection(
         &self,
         registry: &Registry,
-    ) -> Result<Option<bulwark_fleet::Fleet>, ConfigError> {
+    ) -> Result<Option<bulwark_fleet::Fleet>, LoadError> {
         let Some(config) = &self.fleet else {
             return Ok(None);
         };
@@ -83,26 +79,18 @@ impl ResilienceConfig {
             .registry(registry)
             .build()
             .map(Some)
-            .map_err(|e| from_core("fleet", e))
+            .map_err(|e| LoadError::from_core("fleet", e))
     }
 
     #[cfg(feature = "fleet")]
-    fn fleet_for(
-        &self,
-        at: &str,
-        registry: &Registry,
-    ) -> Result<bulwark_fleet::Fleet, ConfigError> {
+    fn fleet_for(&self, at: &str, registry: &Registry) -> Result<bulwark_fleet::Fleet, LoadError> {
         self.fleet_connection(registry)?
-            .ok_or_else(|| ConfigError::invalid(at, "shared", "needs a [fleet] section".into()))
+            .ok_or_else(|| LoadError::invalid(at, "shared", "needs a [fleet] section".into()))
     }
 
     /// The fleet's breaker gate of `name` when `[breaker.NAME]` says
     /// `shared = true`, made once per registry (keyed `{PREFIX:b:NAME}`).
-    pub(crate) fn gate(
-        &self,
-        name: &str,
-        registry: &Registry,
-    ) -> Result<Option<Gate>, ConfigError> {
+    pub(crate) fn gate(&self, name: &str, registry: &Registry) -> Result<Option<Gate>, LoadError> {
         let config = self.breaker(name);
         if !config.shared {
             return Ok(None);
@@ -132,7 +120,7 @@ impl ResilienceConfig {
                         "window" => "window_duration",
                         f => f,
                     };
-                    ConfigError::invalid(&at, field, format!("with shared = true: {}", e.reason()))
+                    LoadError::invalid(&at, field, format!("with shared = true: {}", e.reason()))
                 })
         }
     }
@@ -144,7 +132,7 @@ impl ResilienceConfig {
         &self,
         name: &str,
         registry: &Registry,
-    ) -> Result<RetryBudget, ConfigError> {
+    ) -> Result<RetryBudget, LoadError> {
         if let Some(b) = registry.get_retry_budget(name) {
             return Ok(b);
         }
@@ -164,7 +152,7 @@ impl ResilienceConfig {
                     config.window,
                 )
                 .map_err(|e| {
-                    ConfigError::invalid(
+                    LoadError::invalid(
                         &at,
                         e.field(),
                         format!("with shared = true: {}", e.reason()),
@@ -184,7 +172,7 @@ impl ResilienceConfig {
         &self,
         name: &str,
         registry: &Registry,
-    ) -> Result<Option<Limiter>, ConfigError> {
+    ) -> Result<Option<Limiter>, LoadError> {
         let Some(config) = self.rate_limit(name) else {
             return Ok(None);
         };
@@ -206,7 +194,7 @@ impl ResilienceConfig {
                 let limiter = FleetRateLimiter::builder(&fleet, name)
                     .rate(rate)
                     .build()
-                    .map_err(|e| from_core(&at, e))?;
+                    .map_err(|e| LoadError::from_core(&at, e))?;
                 return Ok(Some(Arc::new(limiter)));
             }
         }
@@ -214,7 +202,7 @@ impl ResilienceConfig {
             .name(name)
             .rate(rate)
             .build()
-            .map_err(|e| from_core(&at, e))?;
+            .map_err(|e| LoadError::from_core(&at, e))?;
         Ok(Some(Arc::new(local)))
     }
 
@@ -273,7 +261,7 @@ impl ResilienceConfig {
         &self,
         name: &str,
         registry: &Registry,
-    ) -> Result<FleetLayer<Req>, ConfigError> {
+    ) -> Result<FleetLayer<Req>, LoadError> {
         let (limiter, gate) = if self.enabled() {
             (self.limiter(name, registry)?, self.gate(name, registry)?)
         } else {
@@ -296,7 +284,7 @@ impl ResilienceConfig {
         name: &str,
         registry: &Registry,
         stack: &str,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<(), LoadError> {
         if !self.enabled() || !self.breaker(name).shared {
             return Ok(());
         }
@@ -314,7 +302,7 @@ impl ResilienceConfig {
             {
                 return Ok(());
             }
-            Err(ConfigError::invalid(
+            Err(LoadError::invalid(
                 &at,
                 "shared",
                 format!(

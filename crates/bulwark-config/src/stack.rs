@@ -1,6 +1,6 @@
 //! Client stacks built from a configuration, and reloads.
 
-use crate::error::{ConfigError, ReloadError};
+use crate::error::{LoadError, ReloadError};
 use crate::ResilienceConfig;
 use bulwark_breaker::{Breaker, CircuitBreakerLayer};
 use bulwark_bulkhead::BulkheadLayer;
@@ -15,10 +15,6 @@ use tower::util::{BoxCloneSyncService, Either};
 use tower::ServiceExt;
 use tower_layer::Layer;
 use tower_service::Service;
-
-fn core_error(at: &str, e: bulwark_core::error::ConfigError) -> ConfigError {
-    ConfigError::invalid(at, e.field(), e.reason().to_owned())
-}
 
 impl ResilienceConfig {
     /// The recommended client stack of upstream `name`
@@ -59,7 +55,7 @@ impl ResilienceConfig {
     ///
     /// When the retry budget's settings are refused (they were validated at
     /// load, so this is rare).
-    pub fn client_stack(&self, name: &str) -> Result<bulwark_stack::ClientStack, ConfigError> {
+    pub fn client_stack(&self, name: &str) -> Result<bulwark_stack::ClientStack, LoadError> {
         let stack = bulwark_stack::ClientStack::new().name(name);
         if !self.enabled() {
             return Ok(stack
@@ -79,7 +75,7 @@ impl ResilienceConfig {
             ),
         ] {
             if shared {
-                return Err(ConfigError::invalid(
+                return Err(LoadError::invalid(
                     &at,
                     "shared",
                     "client_stack has no registry to keep the fleet's connection and shared layers in: use client_layer(name, &registry)".into(),
@@ -90,10 +86,11 @@ impl ResilienceConfig {
             .retry_budget(budget_name)
             .budget()
             .map_err(|e| e.at(&format!("retry_budget.{budget_name}")))?;
+        // The configuration's settings, each from its own defaults.
         let mut stack = stack
-            .retry(retry.layer().budget(budget))
-            .breaker(self.breaker(name).builder())
-            .bulkhead(self.bulkhead(name).builder());
+            .retry(|_| retry.layer().budget(budget))
+            .breaker(|_| self.breaker(name).builder())
+            .bulkhead(|_| self.bulkhead(name).builder());
         let timeouts = self.timeout(name);
         if let Some(total) = timeouts.total {
             stack = stack.total_timeout(total);
@@ -172,7 +169,7 @@ impl ResilienceConfig {
         &self,
         name: &str,
         registry: &Registry,
-    ) -> Result<ClientLayer<Req>, ConfigError> {
+    ) -> Result<ClientLayer<Req>, LoadError> {
         if !self.enabled() {
             return Ok(ClientLayer {
                 name: name.to_owned(),
@@ -183,7 +180,7 @@ impl ResilienceConfig {
         }
         let breaker = registry
             .breaker(name, self.breaker(name).builder())
-            .map_err(|e| core_error(&format!("breaker.{name}"), e))?;
+            .map_err(|e| LoadError::from_core(&format!("breaker.{name}"), e))?;
         let bulkhead = registry.bulkhead(name, self.bulkhead(name).builder());
         let retry = self.retry(name);
         let budget_name = retry.budget.as_deref().unwrap_or(name);
@@ -250,7 +247,7 @@ impl ResilienceConfig {
                 _ => Ok(()),
             };
             if let Err(e) = result {
-                errors.push(core_error(&at, e));
+                errors.push(LoadError::from_core(&at, e));
             }
         }
         if errors.is_empty() {

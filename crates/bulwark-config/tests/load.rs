@@ -190,3 +190,18 @@ fn the_breaker_defaults_are_the_builders() {
     let built_in = format!("{:?}", bulwark_breaker::Breaker::builder());
     assert_eq!(from_config, built_in);
 }
+
+#[test]
+fn a_setting_a_layer_refuses_keeps_the_layers_error_as_its_source() {
+    use bulwark_core::error::{find, ConfigError};
+    // The budget's ratio is checked by the retry budget itself.
+    let err = ResilienceConfig::from_toml_str("[retry_budget.payments]\nratio = -1.0").unwrap_err();
+    assert_eq!(err.path(), "retry_budget.payments.ratio");
+    let setting = find::<ConfigError>(&err).expect("the layer's own error as the source");
+    assert_eq!(setting.field(), "ratio");
+    assert_eq!(setting.reason(), err.reason());
+    // A value the file itself refuses (not a duration) has no layer error
+    // behind it.
+    let err = ResilienceConfig::from_toml_str("[timeout.payments]\ntotal = true").unwrap_err();
+    assert!(find::<ConfigError>(&err).is_none(), "{err}");
+}

@@ -197,8 +197,8 @@ async fn the_file_watch_and_sighup_trigger_a_reload() {
 }
 
 async fn next(
-    reports: &mut tokio::sync::mpsc::UnboundedReceiver<Result<String, bulwark_config::ConfigError>>,
-) -> Result<String, bulwark_config::ConfigError> {
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<Result<String, bulwark_config::LoadError>>,
+) -> Result<String, bulwark_config::LoadError> {
     tokio::time::timeout(Duration::from_secs(20), reports.recv())
         .await
         .expect("a reload within 20 s")

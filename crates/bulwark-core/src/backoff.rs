@@ -1,20 +1,22 @@
 //! Backoff: how long to wait before the next attempt.
 //!
-//! A [`Backoff`] grows a delay with the attempt number (constant, linear or
+//! A [`BackoffPolicy`] grows a delay with the attempt number (constant, linear or
 //! exponential), caps it, and spreads it with [`Jitter`] so that many clients
 //! that failed together do not come back together. The retry layer waits
 //! these delays between attempts; the circuit breaker uses one to grow its
-//! open duration after repeated trips.
+//! open duration after repeated trips. (It is a policy value, not tower's
+//! `tower::retry::backoff::Backoff` trait, hence the name: both can be
+//! imported side by side.)
 //!
 //! Jitter is drawn from a [`Random`] owned by one sequence of attempts, so two
 //! requests never share a jitter sequence; seed it to get exact delays in
 //! tests.
 //!
 //! ```
-//! use bulwark_core::backoff::{Backoff, Jitter, Random};
+//! use bulwark_core::backoff::{BackoffPolicy, Jitter, Random};
 //! use std::time::Duration;
 //!
-//! let backoff = Backoff::exponential(Duration::from_millis(100), 2.0)
+//! let backoff = BackoffPolicy::exponential(Duration::from_millis(100), 2.0)
 //!     .with_max(Duration::from_secs(1));
 //! let delays: Vec<_> = backoff.delays(Random::seeded(7)).take(5).collect();
 //! assert_eq!(delays, [100, 200, 400, 800, 1000].map(Duration::from_millis));
@@ -26,7 +28,7 @@
 //! }
 //! ```
 
-use std::fmt;
+use crate::error::ConfigError;
 use std::time::Duration;
 
 /// How the un-jittered delay grows with the attempt number.
@@ -56,36 +58,22 @@ pub enum Jitter {
 
 /// A growing, capped, jittered delay between attempts.
 ///
-/// Build it with [`constant`](Backoff::constant), [`linear`](Backoff::linear)
-/// or [`exponential`](Backoff::exponential), then set
-/// [`with_jitter`](Backoff::with_jitter) (none by default) and
-/// [`with_max`](Backoff::with_max) (no cap by default).
+/// Build it with [`constant`](BackoffPolicy::constant), [`linear`](BackoffPolicy::linear)
+/// or [`exponential`](BackoffPolicy::exponential), then set
+/// [`with_jitter`](BackoffPolicy::with_jitter) (none by default) and
+/// [`with_max`](BackoffPolicy::with_max) (no cap by default).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
+pub struct BackoffPolicy {
     initial: Duration,
     growth: Growth,
     jitter: Jitter,
     max: Duration,
 }
 
-/// A backoff that cannot work, found by [`Backoff::validate`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct InvalidBackoff {
-    reason: &'static str,
-}
-
-impl fmt::Display for InvalidBackoff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid backoff: {}", self.reason)
-    }
-}
-
-impl std::error::Error for InvalidBackoff {}
-
-impl Backoff {
+impl BackoffPolicy {
     /// The same delay before every attempt.
     pub const fn constant(delay: Duration) -> Self {
-        Backoff {
+        BackoffPolicy {
             initial: delay,
             growth: Growth::Constant,
             jitter: Jitter::None,
@@ -95,7 +83,7 @@ impl Backoff {
 
     /// `initial`, then `initial + step`, `initial + 2 × step`, ...
     pub const fn linear(initial: Duration, step: Duration) -> Self {
-        Backoff {
+        BackoffPolicy {
             initial,
             growth: Growth::Linear { step },
             jitter: Jitter::None,
@@ -105,10 +93,10 @@ impl Backoff {
 
     /// `initial`, then `initial × factor`, `initial × factor²`, ...
     ///
-    /// `factor` must be finite and at least 1 ([`validate`](Backoff::validate)
+    /// `factor` must be finite and at least 1 ([`validate`](BackoffPolicy::validate)
     /// says so).
     pub const fn exponential(initial: Duration, factor: f64) -> Self {
-        Backoff {
+        BackoffPolicy {
             initial,
             growth: Growth::Exponential { factor },
             jitter: Jitter::None,
@@ -144,19 +132,33 @@ impl Backoff {
     }
 
     /// Checks that this backoff can work: an exponential factor must be finite
-    /// and at least 1, and the cap at least the initial delay.
-    pub fn validate(&self) -> Result<(), InvalidBackoff> {
+    /// and at least 1, and the cap at least the initial delay. The error
+    /// names the setting (`factor` or `max`) of the layer `backoff`; a layer
+    /// that takes a backoff reports it as its own setting.
+    ///
+    /// ```
+    /// use bulwark_core::backoff::BackoffPolicy;
+    /// use std::time::Duration;
+    ///
+    /// let err = BackoffPolicy::exponential(Duration::from_millis(100), 0.5).validate().unwrap_err();
+    /// assert_eq!((err.layer(), err.field()), ("backoff", "factor"));
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if let Growth::Exponential { factor } = self.growth {
             if !factor.is_finite() || factor < 1.0 {
-                return Err(InvalidBackoff {
-                    reason: "the exponential factor must be finite and at least 1",
-                });
+                return Err(ConfigError::new(
+                    "backoff",
+                    "factor",
+                    format!("the exponential factor must be finite and at least 1, got {factor}"),
+                ));
             }
         }
         if self.max < self.initial {
-            return Err(InvalidBackoff {
-                reason: "the maximum delay must not be shorter than the initial delay",
-            });
+            return Err(ConfigError::new(
+                "backoff",
+                "max",
+                "the maximum delay must not be shorter than the initial delay",
+            ));
         }
         Ok(())
     }
@@ -195,10 +197,10 @@ impl Backoff {
     }
 }
 
-/// The delays of one sequence of attempts: see [`Backoff::delays`].
+/// The delays of one sequence of attempts: see [`BackoffPolicy::delays`].
 #[derive(Debug, Clone)]
 pub struct Delays {
-    backoff: Backoff,
+    backoff: BackoffPolicy,
     attempt: u32,
     previous: Duration,
     random: Random,
@@ -299,17 +301,17 @@ mod tests {
 
     #[test]
     fn exact_sequences_without_jitter() {
-        let c = Backoff::constant(ms(50));
+        let c = BackoffPolicy::constant(ms(50));
         assert_eq!(
             c.delays(Random::seeded(1)).take(3).collect::<Vec<_>>(),
             [ms(50); 3]
         );
-        let l = Backoff::linear(ms(100), ms(50)).with_max(ms(220));
+        let l = BackoffPolicy::linear(ms(100), ms(50)).with_max(ms(220));
         assert_eq!(
             l.delays(Random::seeded(1)).take(4).collect::<Vec<_>>(),
             [ms(100), ms(150), ms(200), ms(220)]
         );
-        let e = Backoff::exponential(ms(10), 3.0);
+        let e = BackoffPolicy::exponential(ms(10), 3.0);
         assert_eq!(
             e.delays(Random::seeded(1)).take(4).collect::<Vec<_>>(),
             [ms(10), ms(30), ms(90), ms(270)]
@@ -318,17 +320,17 @@ mod tests {
 
     #[test]
     fn huge_attempts_saturate_at_the_cap() {
-        let e = Backoff::exponential(ms(10), 10.0).with_max(Duration::from_secs(60));
+        let e = BackoffPolicy::exponential(ms(10), 10.0).with_max(Duration::from_secs(60));
         assert_eq!(e.base_delay(u32::MAX), Duration::from_secs(60));
-        let uncapped = Backoff::exponential(ms(10), 10.0);
+        let uncapped = BackoffPolicy::exponential(ms(10), 10.0);
         assert_eq!(uncapped.base_delay(10_000), Duration::MAX);
-        let l = Backoff::linear(Duration::MAX, Duration::MAX);
+        let l = BackoffPolicy::linear(Duration::MAX, Duration::MAX);
         assert_eq!(l.base_delay(3), Duration::MAX);
     }
 
     #[test]
     fn seeded_jitter_is_reproducible_and_independent_per_sequence() {
-        let b = Backoff::exponential(ms(100), 2.0).with_jitter(Jitter::Full);
+        let b = BackoffPolicy::exponential(ms(100), 2.0).with_jitter(Jitter::Full);
         let a: Vec<_> = b.delays(Random::seeded(42)).take(5).collect();
         let again: Vec<_> = b.delays(Random::seeded(42)).take(5).collect();
         assert_eq!(a, again);
@@ -343,17 +345,19 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(Backoff::exponential(ms(1), 0.5).validate().is_err());
-        assert!(Backoff::exponential(ms(1), f64::NAN).validate().is_err());
-        assert!(Backoff::exponential(ms(1), f64::INFINITY)
+        assert!(BackoffPolicy::exponential(ms(1), 0.5).validate().is_err());
+        assert!(BackoffPolicy::exponential(ms(1), f64::NAN)
             .validate()
             .is_err());
-        let err = Backoff::constant(ms(10))
+        assert!(BackoffPolicy::exponential(ms(1), f64::INFINITY)
+            .validate()
+            .is_err());
+        let err = BackoffPolicy::constant(ms(10))
             .with_max(ms(5))
             .validate()
             .unwrap_err();
         assert!(err.to_string().contains("maximum delay"));
-        assert!(Backoff::exponential(ms(1), 2.0).validate().is_ok());
+        assert!(BackoffPolicy::exponential(ms(1), 2.0).validate().is_ok());
     }
 
     proptest! {
@@ -361,7 +365,7 @@ mod tests {
         fn jitter_bounds(seed: u64, initial in 0u64..10_000, factor in 1.0f64..4.0, max in 0u64..100_000, n in 1usize..30) {
             let initial = ms(initial);
             let max = ms(max).max(initial);
-            let base = Backoff::exponential(initial, factor).with_max(max);
+            let base = BackoffPolicy::exponential(initial, factor).with_max(max);
             for jitter in [Jitter::None, Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
                 let b = base.with_jitter(jitter);
                 let mut previous = initial;

@@ -58,7 +58,7 @@
 //! use std::time::Duration;
 //!
 //! let layer = GrpcServerStack::new()
-//!     .server_stack(|s| s.bulkhead(64).timeout(Duration::from_secs(5)))
+//!     .server_stack(|s| s.bulkhead(|b| b.max_concurrent(64)).timeout(Duration::from_secs(5)))
 //!     .build()
 //!     .unwrap();
 //! // tonic::transport::Server::builder().layer(layer).add_service(..)
@@ -77,10 +77,11 @@ use crate::origin::Origin;
 use crate::pushback::GRPC_RETRY_PUSHBACK_MS;
 use crate::replay::HttpReplay;
 use crate::response::ErrorToResponse;
-use crate::stack::{ClientLayer, ClientService, ServerLayer, StackError};
+use crate::stack::{ClientLayer, ClientService, ServerLayer};
 use crate::status::{to_client_status, to_status};
 use crate::{ClientStack, GrpcClassifier, ServerStack};
 use bulwark_breaker::keyed::KeyedBreakers;
+use bulwark_core::error::ConfigError;
 use bulwark_core::error::{is_caused_by, BulkheadFull};
 use bulwark_core::BoxError;
 use bulwark_retry::RetryBudget;
@@ -128,7 +129,7 @@ impl GrpcClientStack {
     /// `grpc`.
     pub fn default_stack() -> ClientStack<GrpcClassifier> {
         ClientStack::new()
-            .breaker(ClientStack::default_breaker().name("grpc"))
+            .breaker(|b| b.name("grpc"))
             .classifier(GrpcClassifier::new())
             .replay(HttpReplay::new().retry_all())
     }
@@ -162,15 +163,15 @@ impl GrpcClientStack {
     /// breaker, bulkhead, classifier codes, listeners.
     ///
     /// ```
-    /// use bulwark_http::grpc::GrpcClientStack;
-    /// use bulwark_http::GrpcClassifier;
-    /// use bulwark_http::classify::GrpcCode;
+    /// use bulwark::http::classify::GrpcCode;
+    /// use bulwark::http::grpc::GrpcClientStack;
+    /// use bulwark::http::GrpcClassifier;
     /// use std::time::Duration;
     ///
     /// let layer = GrpcClientStack::new("inventory")
     ///     .client_stack(|s| {
     ///         s.attempt_timeout(Duration::from_millis(300))
-    ///             .max_attempts(2)
+    ///             .retry(|r| r.max_attempts(2))
     ///             .classifier(GrpcClassifier::new().failure(GrpcCode::Aborted))
     ///     })
     ///     .build()
@@ -200,9 +201,10 @@ impl GrpcClientStack {
     /// let err = GrpcClientStack::new("not a host").build().unwrap_err();
     /// assert_eq!(err.field(), "origin");
     /// ```
-    pub fn build(self) -> Result<GrpcClientLayer, StackError> {
+    pub fn build(self) -> Result<GrpcClientLayer, ConfigError> {
         let origin = self.origin.parse::<Origin>().map_err(|e| {
-            StackError::new(
+            ConfigError::new(
+                "grpc client stack",
                 "origin",
                 format!(
                     "{:?} is not a host[:port], a name or a URI: {e}",
@@ -470,7 +472,7 @@ impl GrpcServerStack {
     }
 
     /// Checks the configuration and builds the layer.
-    pub fn build(self) -> Result<ServerLayer<GrpcErrors>, StackError> {
+    pub fn build(self) -> Result<ServerLayer<GrpcErrors>, ConfigError> {
         Ok(self.stack.build()?.map_errors_with(self.errors))
     }
 }

@@ -120,4 +120,4 @@ pub use classify::{GrpcClassifier, HttpClassifier};
 pub use pushback::ServerPushback;
 pub use replay::HttpReplay;
 pub use response::{ErrorMapping, MapErrorsLayer, SHED_HEADER};
-pub use stack::{ClientStack, ServerStack, StackError};
+pub use stack::{ClientStack, ServerStack};

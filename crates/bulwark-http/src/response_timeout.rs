@@ -176,8 +176,11 @@ impl ResponseElapsed {
         self.phase
     }
 
-    /// How long the limit was (the idle limit for [`Phase::Idle`]).
-    pub const fn limit(&self) -> Duration {
+    /// How long the limit was (the idle limit for [`Phase::Idle`]): the
+    /// same as the timeout crate's
+    /// [`Elapsed::duration`](bulwark_timeout::Elapsed::duration), its
+    /// `source()`.
+    pub const fn duration(&self) -> Duration {
         self.elapsed.duration()
     }
 
@@ -189,7 +192,7 @@ impl ResponseElapsed {
 
 impl fmt::Display for ResponseElapsed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (scope, limit) = (self.scope, self.limit());
+        let (scope, limit) = (self.scope, self.duration());
         match self.phase {
             Phase::Head => write!(
                 f,
@@ -651,7 +654,7 @@ mod tests {
             (elapsed_of(&e).scope(), elapsed_of(&e).phase()),
             (Scope::Attempt, Phase::Body)
         );
-        assert_eq!(elapsed_of(&e).limit(), ms(1000));
+        assert_eq!(elapsed_of(&e).duration(), ms(1000));
         assert!(find::<Elapsed>(&*e).is_some(), "the source is an Elapsed");
         // The head too late: the head's error says so.
         let (r, t) = collect_through(
@@ -683,7 +686,7 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(t, ms(150));
         assert_eq!(elapsed_of(&e).phase(), Phase::Idle);
-        assert_eq!(elapsed_of(&e).limit(), ms(150));
+        assert_eq!(elapsed_of(&e).duration(), ms(150));
         // With a deadline sooner than the idle limit, the deadline fires.
         let layer = ResponseTimeoutLayer::total(Some(ms(120))).idle(Some(ms(150)));
         let (r, t) = collect_through(layer, ms(0), ms(200), 50).await;

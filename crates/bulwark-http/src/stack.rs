@@ -113,11 +113,12 @@ use crate::response::{ErrorMapping, MapErrors};
 use crate::response_timeout::{ResponseTimeout, ResponseTimeoutLayer};
 use crate::verdict::{ClassifyBody, ClassifyEnd};
 use bulwark_breaker::keyed::KeyedBreakers;
-use bulwark_breaker::{Breaker, BreakerBuilder};
-use bulwark_bulkhead::{Bulkhead, BulkheadLayer};
-use bulwark_core::backoff::{Backoff, Jitter};
+use bulwark_breaker::BreakerBuilder;
+use bulwark_bulkhead::{Bulkhead, BulkheadBuilder, BulkheadLayer};
+use bulwark_core::backoff::{BackoffPolicy, Jitter};
+use bulwark_core::error::ConfigError;
 use bulwark_core::{BoxError, Classify, Outcome};
-use bulwark_retry::{Retry, RetryBudget, RetryEvent, RetryLayer};
+use bulwark_retry::{Retry, RetryBudget, RetryLayer};
 use bulwark_timeout::{Timeout, TimeoutLayer};
 use http::uri::Authority;
 use std::fmt;
@@ -125,48 +126,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::{Identity, Layer};
 
-/// A configuration that cannot work, from [`ClientStack::build`] or
-/// [`ServerStack::build`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackError {
-    field: &'static str,
-    reason: String,
-}
-
-impl StackError {
-    pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        StackError {
-            field,
-            reason: reason.into(),
-        }
-    }
-
-    /// The setting at fault.
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// Why it cannot work.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for StackError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid stack: {}: {}", self.field, self.reason)
-    }
-}
-
-impl std::error::Error for StackError {}
-
 /// Builds the client [`Layer`]; see the [module docs](self) for the order.
 ///
 /// | part | default | off |
 /// |---|---|---|
 /// | total timeout | 10 s, head and body | [`no_total_timeout`](Self::no_total_timeout) |
 /// | retry | 3 attempts, exponential from 100 ms (x2, full jitter, at most 2 s), budget 20% + 10/s, `Retry-After` up to 30 s, idempotent requests only; no retry that cannot start before the total timeout (or the request's [`Deadline`](crate::deadline::Deadline)) ends: the last answer at once instead | [`no_retry`](Self::no_retry) |
-/// | breaker | per authority (at most 1,024), the verdict taken when the response body ends ([`verdict`](crate::verdict)), with [`Breaker::builder`]'s defaults: 50% failures over the last 10 s (at least 20 calls), or 10 in a row; open 200 ms, growing to 500 ms while probes fail; closes on 2 of 3 probes | [`no_breaker`](Self::no_breaker) |
+/// | breaker | per authority (at most 1,024), the verdict taken when the response body ends ([`verdict`](crate::verdict)), with [`Breaker::builder`](bulwark_breaker::Breaker::builder)'s defaults: 50% failures over the last 10 s (at least 20 calls), or 10 in a row; open 200 ms, growing to 500 ms while probes fail; closes on 2 of 3 probes | [`no_breaker`](Self::no_breaker) |
 /// | attempt timeout | half the total timeout (5 s; [`bulwark_stack::default_attempt_timeout`]), head and body | [`no_attempt_timeout`](Self::no_attempt_timeout) |
 /// | body idle limit | off (see [`body_idle_timeout`](Self::body_idle_timeout)) | |
 /// | bulkhead | 100 in flight, fail fast (as the generic stack's) | [`no_bulkhead`](Self::no_bulkhead) |
@@ -177,7 +143,7 @@ impl std::error::Error for StackError {}
 /// a zero limit, an invalid backoff or breaker.
 ///
 /// ```
-/// use bulwark_http::ClientStack;
+/// use bulwark::http::ClientStack;
 /// use std::time::Duration;
 ///
 /// let err = ClientStack::new()
@@ -188,71 +154,47 @@ impl std::error::Error for StackError {}
 /// assert_eq!(err.field(), "attempt_timeout");
 ///
 /// // A gRPC client: classify by grpc-status.
-/// let grpc = ClientStack::new().classifier(bulwark_http::GrpcClassifier::new()).build().unwrap();
+/// let grpc = ClientStack::new().classifier(bulwark::http::GrpcClassifier::new()).build().unwrap();
 /// # let _ = grpc;
 /// ```
 pub struct ClientStack<C = HttpClassifier> {
-    total_timeout: Option<Duration>,
-    attempt_timeout: Option<Duration>,
-    /// Whether `attempt_timeout` was set (otherwise it follows the total).
-    attempt_set: bool,
-    retry: bool,
-    max_attempts: u32,
-    backoff: Backoff,
-    budget: Option<RetryBudget>,
-    max_pushback: Duration,
-    replay: HttpReplay,
-    retry_listeners: Vec<std::sync::Arc<dyn bulwark_core::Listener<RetryEvent>>>,
-    breaker: Option<BreakerBuilder>,
+    /// The settings every client stack shares, their checks and their
+    /// registry wiring: `bulwark-stack`'s.
+    base: Base<C>,
     max_hosts: usize,
     host_idle: Duration,
-    bulkhead: Option<usize>,
     /// `None`: off; `Some(false)`: gRPC calls; `Some(true)`: every request.
     propagate: Option<bool>,
-    seed: Option<u64>,
     body_idle: Option<Duration>,
     cancelled: Option<Outcome>,
-    name: Option<Arc<str>>,
-    #[cfg(feature = "observe")]
-    registry: Option<bulwark_observe::Registry>,
-    classifier: C,
 }
+
+/// The generic stack the HTTP stack is built on: its classifier, the HTTP
+/// replay; the pushback and the per-host breakers are the HTTP stack's.
+type Base<C> = bulwark_stack::ClientStack<C, (), HttpReplay>;
 
 impl ClientStack {
     /// The defaults listed above.
     pub fn new() -> Self {
         ClientStack {
-            total_timeout: Some(Duration::from_secs(10)),
-            attempt_timeout: None,
-            attempt_set: false,
-            retry: true,
-            max_attempts: 3,
-            backoff: Backoff::exponential(Duration::from_millis(100), 2.0)
-                .with_jitter(Jitter::Full)
-                .with_max(Duration::from_secs(2)),
-            budget: None,
-            max_pushback: Duration::from_secs(30),
-            replay: HttpReplay::new(),
-            retry_listeners: Vec::new(),
-            breaker: Some(Self::default_breaker()),
+            base: bulwark_stack::ClientStack::new()
+                .retry(|r| {
+                    r.backoff(
+                        BackoffPolicy::exponential(Duration::from_millis(100), 2.0)
+                            .with_jitter(Jitter::Full)
+                            .with_max(Duration::from_secs(2)),
+                    )
+                })
+                .breaker(|b| b.name("http"))
+                .bulkhead(|b| b.name("http"))
+                .classifier(HttpClassifier::new())
+                .replay(HttpReplay::new()),
             max_hosts: 1024,
             host_idle: DEFAULT_HOST_IDLE,
-            bulkhead: Some(100),
             propagate: Some(false),
-            seed: None,
             body_idle: None,
             cancelled: None,
-            name: None,
-            #[cfg(feature = "observe")]
-            registry: None,
-            classifier: HttpClassifier::new(),
         }
-    }
-
-    /// The default breaker template: [`Breaker::builder`]'s defaults (the
-    /// same everywhere, each chosen in the simulator), named `http`.
-    pub fn default_breaker() -> BreakerBuilder {
-        Breaker::builder().name("http")
     }
 }
 
@@ -265,90 +207,106 @@ impl Default for ClientStack {
 impl<C> fmt::Debug for ClientStack<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientStack")
-            .field("total_timeout", &self.total_timeout)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .field("retry", &self.retry)
-            .field("max_attempts", &self.max_attempts)
-            .field("breaker", &self.breaker.is_some())
-            .field("bulkhead", &self.bulkhead)
+            .field("base", &self.base)
+            .field("max_hosts", &self.max_hosts)
+            .field("host_idle", &self.host_idle)
+            .field("propagate", &self.propagate)
+            .field("body_idle", &self.body_idle)
             .finish_non_exhaustive()
     }
 }
 
+/// # Settings
+///
+/// The same shape as `bulwark::stack::ClientStack`'s, and the same
+/// meaning for every method the two share: a part with one setting (a
+/// timeout) takes its value; a part with a builder (retry, breaker,
+/// bulkhead) takes a closure that edits this stack's default builder, so
+/// what you do not set keeps the stack's default; `no_PART()` turns a part
+/// off.
+///
+/// ```
+/// use bulwark::backoff::BackoffPolicy;
+/// use bulwark::http::ClientStack;
+/// use std::time::Duration;
+///
+/// let layer = ClientStack::new()
+///     .total_timeout(Duration::from_secs(2))
+///     .retry(|r| r.max_attempts(2).backoff(BackoffPolicy::constant(Duration::from_millis(50))))
+///     // Only the failure rate changes: window, minimum calls, open time
+///     // and the name stay the stack's.
+///     .breaker(|b| b.failure_rate(0.3))
+///     .bulkhead(|b| b.max_concurrent(16))
+///     .build()?;
+/// assert_eq!(layer.bulkhead().unwrap().limit(), 16);
+/// # Ok::<(), bulwark::error::ConfigError>(())
+/// ```
 impl<C> ClientStack<C> {
-    /// Bounds each call, retries included.
-    pub fn total_timeout(mut self, limit: Duration) -> Self {
-        self.total_timeout = Some(limit);
+    fn base(mut self, edit: impl FnOnce(Base<C>) -> Base<C>) -> Self {
+        self.base = edit(self.base);
         self
+    }
+
+    /// Bounds each call, retries and the response body included, and is
+    /// the deadline retry plans within (default 10 s).
+    pub fn total_timeout(self, limit: Duration) -> Self {
+        self.base(|b| b.total_timeout(limit))
     }
 
     /// No total timeout.
-    pub fn no_total_timeout(mut self) -> Self {
-        self.total_timeout = None;
-        self
+    pub fn no_total_timeout(self) -> Self {
+        self.base(|b| b.no_total_timeout())
     }
 
-    /// Bounds each attempt.
-    pub fn attempt_timeout(mut self, limit: Duration) -> Self {
-        self.attempt_timeout = Some(limit);
-        self.attempt_set = true;
-        self
+    /// Bounds each attempt, its response body included (default: half the
+    /// total timeout).
+    pub fn attempt_timeout(self, limit: Duration) -> Self {
+        self.base(|b| b.attempt_timeout(limit))
     }
 
     /// No attempt timeout.
-    pub fn no_attempt_timeout(mut self) -> Self {
-        self.attempt_timeout = None;
-        self.attempt_set = true;
-        self
+    pub fn no_attempt_timeout(self) -> Self {
+        self.base(|b| b.no_attempt_timeout())
     }
 
-    /// At most `n` attempts per call, the first included (`1`: no retry).
-    pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n;
-        self.retry = true;
-        self
-    }
-
-    /// The backoff between attempts.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// The retry budget (share one between stacks to bound them together).
-    pub fn retry_budget(mut self, budget: RetryBudget) -> Self {
-        self.budget = Some(budget);
-        self
-    }
-
-    /// Caps the server's pushback (`Retry-After`) honoured by retry.
-    pub fn max_pushback(mut self, max: Duration) -> Self {
-        self.max_pushback = max;
-        self
-    }
-
-    /// Which requests may be retried (default: idempotent ones).
-    pub fn replay(mut self, replay: HttpReplay) -> Self {
-        self.replay = replay;
-        self
-    }
-
-    /// Calls `listener` for every retry event.
-    pub fn on_retry_event(mut self, listener: impl bulwark_core::Listener<RetryEvent>) -> Self {
-        self.retry_listeners.push(std::sync::Arc::new(listener));
-        self
+    /// Edits the retry settings (attempts, backoff, budget, pushback cap,
+    /// listeners), starting from the stack's (see the table above). The
+    /// stack gives retry its classifier, the server's pushback
+    /// (`Retry-After`, capped by the retry's `max_pushback`), its replay,
+    /// seed and deadline. One attempt means no retry.
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    /// use bulwark::retry::RetryEvent;
+    ///
+    /// let layer = ClientStack::new()
+    ///     .retry(|r| r.max_attempts(2).on_event(|e: &RetryEvent| eprintln!("{e:?}")))
+    ///     .build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    pub fn retry(self, edit: impl FnOnce(RetryLayer) -> RetryLayer) -> Self {
+        self.base(|b| b.retry(edit))
     }
 
     /// No retry layer.
-    pub fn no_retry(mut self) -> Self {
-        self.retry = false;
-        self
+    pub fn no_retry(self) -> Self {
+        self.base(|b| b.no_retry())
     }
 
-    /// The template of each host's breaker (name, policies, listeners).
-    pub fn breaker(mut self, template: BreakerBuilder) -> Self {
-        self.breaker = Some(template);
-        self
+    /// Edits the template of each host's breaker, starting from the
+    /// stack's ([`Breaker::builder`](bulwark_breaker::Breaker::builder)'s defaults, named `http`): what `edit`
+    /// does not set keeps the stack's default.
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    ///
+    /// let layer = ClientStack::new().breaker(|b| b.consecutive_failures(3)).build()?;
+    /// # let _ = layer;
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    pub fn breaker(self, edit: impl FnOnce(BreakerBuilder) -> BreakerBuilder) -> Self {
+        self.base(|b| b.breaker(edit))
     }
 
     /// Keeps at most `n` per-host breakers (default 1,024).
@@ -372,21 +330,32 @@ impl<C> ClientStack<C> {
     }
 
     /// No breaker.
-    pub fn no_breaker(mut self) -> Self {
-        self.breaker = None;
-        self
+    pub fn no_breaker(self) -> Self {
+        self.base(|b| b.no_breaker())
     }
 
-    /// At most `n` calls in flight to the transport; more fail fast.
-    pub fn bulkhead(mut self, n: usize) -> Self {
-        self.bulkhead = Some(n);
-        self
+    /// Edits the bulkhead in front of the transport, starting from the
+    /// stack's: at most 100 calls in flight, fail fast, named `http`.
+    ///
+    /// ```
+    /// use bulwark::http::ClientStack;
+    ///
+    /// let layer = ClientStack::new().bulkhead(|b| b.max_concurrent(8)).build()?;
+    /// assert_eq!(layer.bulkhead().unwrap().limit(), 8);
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    pub fn bulkhead(self, edit: impl FnOnce(BulkheadBuilder) -> BulkheadBuilder) -> Self {
+        self.base(|b| b.bulkhead(edit))
     }
 
     /// No bulkhead.
-    pub fn no_bulkhead(mut self) -> Self {
-        self.bulkhead = None;
-        self
+    pub fn no_bulkhead(self) -> Self {
+        self.base(|b| b.no_bulkhead())
+    }
+
+    /// Which requests may be retried (default: idempotent ones).
+    pub fn replay(self, replay: HttpReplay) -> Self {
+        self.base(|b| b.replay(replay))
     }
 
     /// Writes `grpc-timeout` on every request, not only on gRPC calls
@@ -425,9 +394,8 @@ impl<C> ClientStack<C> {
 
     /// Seeds every random draw of the stack (retry jitter, the breakers'
     /// open-time jitter), for runs that repeat exactly.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
+    pub fn seed(self, seed: u64) -> Self {
+        self.base(|b| b.seed(seed))
     }
 
     /// Names the stack (default `http`): its per-host breakers (each
@@ -440,9 +408,8 @@ impl<C> ClientStack<C> {
     /// let layer = ClientStack::new().name("payments").build().unwrap();
     /// assert_eq!(layer.name(), "payments");
     /// ```
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
-        self
+    pub fn name(self, name: impl Into<Arc<str>>) -> Self {
+        self.base(|b| b.name(name))
     }
 
     /// Names the stack `name` and registers every part in `registry`
@@ -456,12 +423,15 @@ impl<C> ClientStack<C> {
     /// | total, attempt timeout | timeouts `NAME/total`, `NAME/attempt` | `bulwark_timeouts_total` |
     /// | bulkhead | bulkhead `NAME` | `bulwark_bulkhead_*` |
     ///
-    /// The registry makes each instance on first use and hands the same
-    /// one to every later build of a stack of that name, so rebuilding a
-    /// stack (after a configuration reload, say) keeps its breakers' state.
-    /// The registry's instance wins over this stack's settings for a
-    /// breaker template or bulkhead limit made earlier (change those live
-    /// with `Breaker::reconfigure` and `BulkheadHandle::set_limit`).
+    /// It is the generic stack's registration
+    /// (`bulwark::stack::ClientStack::registry`), with the breakers keyed
+    /// by authority: the registry makes each instance on first use and
+    /// hands the same one to every later build of a stack of that name, so
+    /// rebuilding a stack (after a configuration reload, say) keeps its
+    /// breakers' state. The registry's instance wins over this stack's
+    /// settings for a breaker template or bulkhead limit made earlier
+    /// (change those live with `Breaker::reconfigure` and
+    /// `BulkheadHandle::set_limit`).
     ///
     /// ```
     /// use bulwark::http::ClientStack;
@@ -475,10 +445,8 @@ impl<C> ClientStack<C> {
     /// ```
     #[cfg(feature = "observe")]
     #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
-    pub fn registry(mut self, registry: &bulwark_observe::Registry, name: &str) -> Self {
-        self.name = Some(name.into());
-        self.registry = Some(registry.clone());
-        self
+    pub fn registry(self, registry: &bulwark_observe::Registry, name: &str) -> Self {
+        self.base(|b| b.registry(registry, name))
     }
 
     /// The classifier shared by retry and the breaker (default
@@ -489,87 +457,13 @@ impl<C> ClientStack<C> {
     /// [`HeadClassifier`].
     pub fn classifier<C2>(self, classifier: C2) -> ClientStack<C2> {
         ClientStack {
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            attempt_set: self.attempt_set,
-            retry: self.retry,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff,
-            budget: self.budget,
-            max_pushback: self.max_pushback,
-            replay: self.replay,
-            retry_listeners: self.retry_listeners,
-            breaker: self.breaker,
+            base: self.base.classifier(classifier),
             max_hosts: self.max_hosts,
             host_idle: self.host_idle,
-            bulkhead: self.bulkhead,
             propagate: self.propagate,
-            seed: self.seed,
             body_idle: self.body_idle,
             cancelled: self.cancelled,
-            name: self.name,
-            #[cfg(feature = "observe")]
-            registry: self.registry,
-            classifier,
         }
-    }
-
-    /// The attempt timeout in force: as set, or half the total.
-    fn attempt(&self) -> Option<Duration> {
-        if self.attempt_set {
-            self.attempt_timeout
-        } else {
-            Some(bulwark_stack::default_attempt_timeout(self.total_timeout))
-        }
-    }
-
-    fn check(&self) -> Result<(), StackError> {
-        let zero = |d: Option<Duration>| d.is_some_and(|d| d.is_zero());
-        if zero(self.total_timeout) {
-            return Err(StackError::new("total_timeout", "must be more than zero"));
-        }
-        if zero(self.attempt_timeout) {
-            return Err(StackError::new("attempt_timeout", "must be more than zero"));
-        }
-        if zero(self.body_idle) {
-            return Err(StackError::new(
-                "body_idle_timeout",
-                "must be more than zero",
-            ));
-        }
-        if let (Some(total), Some(attempt), true) =
-            (self.total_timeout, self.attempt_timeout, self.attempt_set)
-        {
-            if self.retry && self.max_attempts > 1 && attempt >= total {
-                return Err(StackError::new(
-                    "attempt_timeout",
-                    format!(
-                        "{attempt:?} is not shorter than the total timeout {total:?}: a slow attempt would use all the time and no retry could run"
-                    ),
-                ));
-            }
-        }
-        if self.retry && self.max_attempts == 0 {
-            return Err(StackError::new("max_attempts", "must be at least 1"));
-        }
-        if self.retry {
-            self.backoff
-                .validate()
-                .map_err(|e| StackError::new("backoff", e.to_string()))?;
-        }
-        if self.bulkhead == Some(0) {
-            return Err(StackError::new("bulkhead", "must allow at least 1 call"));
-        }
-        if self.breaker.is_some() && self.max_hosts == 0 {
-            return Err(StackError::new("max_hosts", "must be at least 1"));
-        }
-        if self.breaker.is_some() && self.host_idle.is_zero() {
-            return Err(StackError::new(
-                "host_idle_timeout",
-                "must be more than zero",
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -651,9 +545,9 @@ impl ClientClassifier for GrpcClassifier {
 /// [`VerdictBody`](crate::verdict::VerdictBody)): write it for any body.
 ///
 /// ```
-/// use bulwark_core::{BoxError, Classify, Outcome};
-/// use bulwark_http::stack::HeadClassifier;
-/// use bulwark_http::ClientStack;
+/// use bulwark::http::stack::HeadClassifier;
+/// use bulwark::http::ClientStack;
+/// use bulwark::{BoxError, Classify, Outcome};
 ///
 /// /// Only 503 is a failure here.
 /// #[derive(Clone, Copy)]
@@ -711,120 +605,82 @@ impl<C: Clone> ClientClassifier for HeadClassifier<C> {
 }
 
 impl<C: ClientClassifier> ClientStack<C> {
-    /// Checks the configuration and builds the layer.
-    pub fn build(self) -> Result<ClientLayer<C>, StackError> {
-        self.check()?;
-        let name: Arc<str> = self.name.clone().unwrap_or_else(|| Arc::from("http"));
-        #[cfg(feature = "observe")]
-        let registry = self.registry.clone();
-        let breakers = match &self.breaker {
-            Some(template) => {
-                let template = match self.seed {
-                    Some(seed) => template.clone().seed(seed),
-                    None => template.clone(),
-                };
-                let template = match &self.name {
-                    Some(name) => template.name(name.clone()),
-                    None => template,
-                };
-                #[cfg(feature = "observe")]
-                let made = match &registry {
-                    Some(r) => r.keyed_breakers::<Authority>(
-                        &name,
-                        template,
-                        self.max_hosts,
-                        Some(DEFAULT_HOST_IDLE),
-                    ),
-                    None => template
-                        .keyed()
-                        .max_keys(self.max_hosts)
-                        .build::<Authority>(),
-                };
-                #[cfg(not(feature = "observe"))]
-                let made = template
-                    .keyed()
-                    .max_keys(self.max_hosts)
-                    .build::<Authority>();
-                Some(made.map_err(|e| StackError::new("breaker", e.to_string()))?)
-            }
+    /// Checks the configuration and builds the layer: the settings every
+    /// client stack shares are checked and wired by the generic stack
+    /// ([`bulwark_stack::ClientStack::into_parts`]), the rest here.
+    ///
+    /// # Errors
+    ///
+    /// What cannot work, naming the setting: those of the generic stack
+    /// (a zero timeout, an attempt timeout not shorter than the total
+    /// timeout while retrying, an invalid retry, breaker or bulkhead, each
+    /// naming its own layer and setting) and, of layer `client stack`, a
+    /// zero `body_idle_timeout`, `max_hosts` or `host_idle_timeout`.
+    pub fn build(self) -> Result<ClientLayer<C>, ConfigError> {
+        let invalid = |field, reason: &str| Err(ConfigError::new("client stack", field, reason));
+        if self.body_idle.is_some_and(|d| d.is_zero()) {
+            return invalid("body_idle_timeout", "must be longer than zero");
+        }
+        let parts = self.base.into_parts()?;
+        let breakers = match &parts.breaker {
             None => None,
+            Some(breaker) => {
+                if self.max_hosts == 0 {
+                    return invalid("max_hosts", "must be at least 1");
+                }
+                if self.host_idle.is_zero() {
+                    return invalid("host_idle_timeout", "must be longer than zero");
+                }
+                Some(breaker.keyed::<Authority>(self.max_hosts, self.host_idle)?)
+            }
         };
-        let retry = (self.retry && self.max_attempts > 1).then(|| {
-            let mut layer = RetryLayer::new()
-                .max_attempts(self.max_attempts)
-                .backoff(self.backoff)
-                .max_pushback(self.max_pushback)
-                .classifier(self.classifier.clone())
-                .pushback(ServerPushback::new().max(self.max_pushback))
-                .replay(self.replay)
-                .deadline_from(CarriedDeadline);
-            // The total timeout starts with retry's call: give retry the same
-            // limit, so that it does not schedule what the timeout would cut.
-            if let Some(total) = self.total_timeout {
-                layer = layer.deadline(total);
-            }
-            if let Some(budget) = self.budget.clone() {
-                layer = layer.budget(budget);
-            }
-            if let Some(seed) = self.seed {
-                layer = layer.seed(seed);
-            }
-            for l in &self.retry_listeners {
-                let l = l.clone();
-                layer = layer.on_event(move |e: &RetryEvent| l.on_event(e));
-            }
-            #[cfg(feature = "observe")]
-            if let Some(r) = &registry {
-                let budget = r.retry_budget(&name, layer.get_budget().clone());
-                layer = layer.budget(budget).on_event(r.retry_listener(&name));
-            }
-            layer
+        let name = parts.name.clone().unwrap_or_else(|| Arc::from("http"));
+        // The cap on the server's pushback, for retry and the breaker's
+        // open hint: the retry's, or its default without retry.
+        let max_pushback = parts.retry.as_ref().map_or_else(
+            || RetryLayer::new().get_max_pushback(),
+            |r| r.get_max_pushback(),
+        );
+        let retry = parts.retry.clone().map(|r| {
+            r.pushback(ServerPushback::new().max(max_pushback))
+                .deadline_from(CarriedDeadline)
         });
         let propagate = self.propagate.map(|always| {
             let layer = PropagateDeadlineLayer::new();
             let layer = if always { layer } else { layer.grpc_only() };
-            match self.attempt() {
+            match parts.attempt_timeout {
                 Some(attempt) => layer.max(attempt),
                 None => layer,
             }
         });
         let timeout = |layer: ResponseTimeoutLayer, _part: &str| {
             #[cfg(feature = "observe")]
-            let layer = match &registry {
-                Some(r) => layer.on_event(r.timeout_listener(&format!("{name}/{_part}"))),
-                None => layer,
-            };
+            if let Some(l) = parts.timeout_listener(_part) {
+                return layer.on_event(l);
+            }
             layer
         };
-        let bulkhead = self.bulkhead.map(|n| {
-            let builder = BulkheadLayer::builder().max_concurrent(n);
-            #[cfg(feature = "observe")]
-            if let Some(r) = &registry {
-                return r.bulkhead(&name, builder);
-            }
-            builder.name(name.clone()).build_shared()
-        });
         Ok(ClientLayer {
-            name: name.clone(),
-            total: timeout(ResponseTimeoutLayer::total(self.total_timeout), "total"),
-            deadline: self
+            name,
+            total: timeout(ResponseTimeoutLayer::total(parts.total_timeout), "total"),
+            deadline: parts
                 .total_timeout
                 .filter(|_| propagate.is_some())
                 .map(|total| DeadlineLayer::new(Some(total))),
             retry,
             propagate,
             guard: Identity::new(),
-            breaker: self.classifier.host_breaker(
+            breaker: parts.classifier.host_breaker(
                 breakers.clone(),
-                ServerOpenHint::new(self.max_pushback),
+                ServerOpenHint::new(max_pushback),
                 self.cancelled,
             ),
             breakers,
             attempt: timeout(
-                ResponseTimeoutLayer::attempt(self.attempt()).idle(self.body_idle),
+                ResponseTimeoutLayer::attempt(parts.attempt_timeout).idle(self.body_idle),
                 "attempt",
             ),
-            bulkhead,
+            bulkhead: parts.bulkhead,
         })
     }
 }
@@ -860,7 +716,7 @@ impl<C: ClientClassifier, G> ClientLayer<C, G> {
     /// ```
     /// use bulwark::http::ClientStack;
     ///
-    /// let layer = ClientStack::new().bulkhead(8).build().unwrap();
+    /// let layer = ClientStack::new().bulkhead(|b| b.max_concurrent(8)).build().unwrap();
     /// assert_eq!(layer.bulkhead().unwrap().limit(), 8);
     /// ```
     pub fn bulkhead(&self) -> Option<bulwark_bulkhead::BulkheadHandle> {
@@ -962,12 +818,12 @@ where
 /// | request timeout | 30 s, or the caller's `grpc-timeout` if shorter | [`no_timeout`](Self::no_timeout) |
 ///
 /// ```
-/// use bulwark_http::ServerStack;
+/// use bulwark::http::ServerStack;
 /// use http::StatusCode;
 /// use std::time::Duration;
 ///
 /// let layer = ServerStack::new()
-///     .bulkhead(100)
+///     .bulkhead(|b| b.max_concurrent(100))
 ///     .timeout(Duration::from_secs(5))
 ///     .shed_status(StatusCode::TOO_MANY_REQUESTS)
 ///     .build()
@@ -977,9 +833,9 @@ where
 /// ```
 #[derive(Debug, Clone)]
 pub struct ServerStack {
-    max_concurrent: Option<usize>,
-    adaptive: Option<AdaptiveLimit>,
-    max_wait: Duration,
+    bulkhead: BulkheadBuilder,
+    /// Whether the bulkhead is on.
+    shed: bool,
     timeout: Option<Duration>,
     deadline: ServerDeadline,
     mapping: ErrorMapping,
@@ -992,9 +848,8 @@ impl ServerStack {
     /// The defaults listed above.
     pub fn new() -> Self {
         ServerStack {
-            max_concurrent: Some(512),
-            adaptive: None,
-            max_wait: Duration::ZERO,
+            bulkhead: BulkheadLayer::builder().max_concurrent(512),
+            shed: true,
             timeout: Some(Duration::from_secs(30)),
             deadline: ServerDeadline::new(None),
             mapping: ErrorMapping::server(),
@@ -1042,23 +897,32 @@ impl ServerStack {
         self
     }
 
-    /// At most `n` requests in flight; more are shed (the same name as
-    /// [`ClientStack::bulkhead`]).
-    pub fn bulkhead(mut self, n: usize) -> Self {
-        self.max_concurrent = Some(n);
-        self
-    }
-
-    /// Moves the bulkhead's limit with `algorithm` instead of keeping it
-    /// fixed, between the algorithm's bounds and at most
-    /// [`bulkhead`](Self::bulkhead)'s `n` (512 by default) unless the
-    /// algorithm sets its own maximum (see
-    /// [`bulwark::bulkhead::adaptive`](bulwark_bulkhead::adaptive)).
+    /// Edits the bulkhead that sheds load, starting from the stack's: at
+    /// most 512 requests in flight, the rest shed at once. The same shape
+    /// as [`ClientStack::bulkhead`]: what `edit` does not set keeps the
+    /// stack's default.
     ///
-    /// Off by default, as chosen in `bulwark-sim` (`cargo run --example
-    /// simulate -- --servers`, callers without resilience of their own;
-    /// figures in the repository's `BENCHMARKS.md`), goodput during the
-    /// fault:
+    /// ```
+    /// use bulwark::http::ServerStack;
+    /// use std::time::Duration;
+    ///
+    /// // 100 in flight; a request over the limit waits up to 50 ms for a
+    /// // permit before it is shed.
+    /// let layer = ServerStack::new()
+    ///     .bulkhead(|b| b.max_concurrent(100).max_wait(Duration::from_millis(50)))
+    ///     .build()?;
+    /// assert_eq!(layer.bulkhead().unwrap().limit(), 100);
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    ///
+    /// The limit can also move with the load
+    /// ([`BulkheadBuilder::adaptive`], see
+    /// [`bulwark::bulkhead::adaptive`](bulwark_bulkhead::adaptive)), between
+    /// the algorithm's bounds and at most `max_concurrent` (512 unless set)
+    /// unless the algorithm sets its own maximum. It is off by default, as
+    /// chosen in `bulwark-sim` (`cargo run --example simulate -- --servers`,
+    /// callers without resilience of their own; figures in the
+    /// repository's `BENCHMARKS.md`), goodput during the fault:
     ///
     /// | scenario | no stack | fixed 512 (default) | `Gradient2::new(16)` |
     /// |---|---:|---:|---:|
@@ -1070,38 +934,30 @@ impl ServerStack {
     /// need, the fixed limit loses nothing and the adaptive one trades a few
     /// points for a much shorter queue. A handler whose capacity is far
     /// below 512 (a small worker pool, so that 512 queued calls wait longer
-    /// than callers do) needs a fixed limit that fits it, or this: the
-    /// `overload` example (3× load on 8 workers, answers within 1 s) serves
-    /// 2% with the default 512 and 91% with `Gradient2`.
+    /// than callers do) needs a fixed limit that fits it, or an adaptive
+    /// one: the `overload` example (3× load on 8 workers, answers within
+    /// 1 s) serves 2% with the default 512 and 91% with `Gradient2`.
     ///
     /// ```
     /// use bulwark::bulkhead::adaptive::Gradient2;
     /// use bulwark::http::ServerStack;
     ///
-    /// let layer = ServerStack::new().adaptive(Gradient2::new(16)).build().unwrap();
+    /// let layer = ServerStack::new()
+    ///     .bulkhead(|b| b.adaptive(Gradient2::new(16)))
+    ///     .build()?;
     /// // axum: Router::new().route(..).layer(layer)
     /// # drop(layer);
+    /// # Ok::<(), bulwark::error::ConfigError>(())
     /// ```
-    pub fn adaptive<A>(mut self, algorithm: A) -> Self
-    where
-        A: bulwark_bulkhead::adaptive::LimitAlgorithm + Clone + Sync,
-    {
-        self.adaptive = Some(AdaptiveLimit(Arc::new(move |b| {
-            b.adaptive(algorithm.clone())
-        })));
-        self
-    }
-
-    /// Lets a request over the limit wait up to `wait` for a permit before
-    /// it is shed (default: shed at once).
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.max_wait = wait;
+    pub fn bulkhead(mut self, edit: impl FnOnce(BulkheadBuilder) -> BulkheadBuilder) -> Self {
+        self.bulkhead = edit(self.bulkhead);
+        self.shed = true;
         self
     }
 
     /// No bulkhead.
     pub fn no_bulkhead(mut self) -> Self {
-        self.max_concurrent = None;
+        self.shed = false;
         self
     }
 
@@ -1145,27 +1001,25 @@ impl ServerStack {
     }
 
     /// Checks the configuration and builds the layer.
-    pub fn build(self) -> Result<ServerLayer, StackError> {
-        if self.max_concurrent == Some(0) {
-            return Err(StackError::new("bulkhead", "must allow at least 1 request"));
+    ///
+    /// # Errors
+    ///
+    /// An invalid bulkhead (layer `bulkhead`), or a zero `timeout` (layer
+    /// `server stack`).
+    pub fn build(self) -> Result<ServerLayer, ConfigError> {
+        if self.shed {
+            self.bulkhead.validate()?;
         }
         if self.timeout.is_some_and(|d| d.is_zero()) {
-            return Err(StackError::new("timeout", "must be more than zero"));
-        }
-        if self.adaptive.is_some() && self.max_concurrent.is_none() {
-            return Err(StackError::new(
-                "adaptive",
-                "moves the bulkhead's limit, but no_bulkhead() removed the bulkhead",
+            return Err(ConfigError::new(
+                "server stack",
+                "timeout",
+                "must be longer than zero",
             ));
         }
         let name: Arc<str> = self.name.clone().unwrap_or_else(|| Arc::from("server"));
-        let bulkhead = self.max_concurrent.map(|n| {
-            let mut builder = BulkheadLayer::builder()
-                .max_concurrent(n)
-                .max_wait(self.max_wait);
-            if let Some(AdaptiveLimit(adapt)) = &self.adaptive {
-                builder = adapt(builder);
-            }
+        let bulkhead = self.shed.then(|| {
+            let builder = self.bulkhead.clone();
             #[cfg(feature = "observe")]
             if let Some(r) = &self.registry {
                 return r.serving_bulkhead(&name, builder);
@@ -1192,22 +1046,6 @@ impl ServerStack {
 impl Default for ServerStack {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// [`ServerStack::adaptive`]'s algorithm, applied to the bulkhead's builder.
-#[derive(Clone)]
-struct AdaptiveLimit(
-    Arc<
-        dyn Fn(bulwark_bulkhead::BulkheadBuilder) -> bulwark_bulkhead::BulkheadBuilder
-            + Send
-            + Sync,
-    >,
-);
-
-impl fmt::Debug for AdaptiveLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdaptiveLimit")
     }
 }
 
@@ -1320,8 +1158,10 @@ mod tests {
             .classifier(GrpcClassifier::new())
             .replay(HttpReplay::new().retry_all())
             .no_breaker()
-            .max_attempts(3)
-            .backoff(Backoff::constant(Duration::from_millis(100)))
+            .retry(|r| {
+                r.max_attempts(3)
+                    .backoff(BackoffPolicy::constant(Duration::from_millis(100)))
+            })
     }
 
     #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -1474,29 +1314,32 @@ mod tests {
             .no_retry()
             .build()
             .is_ok());
+        // Each part's error names its own layer and setting.
+        let layer_field = |e: ConfigError| (e.layer(), e.field());
+        let e = ClientStack::new().retry(|r| r.max_attempts(0)).build();
         assert_eq!(
-            ClientStack::new()
-                .max_attempts(0)
-                .build()
-                .unwrap_err()
-                .field(),
-            "max_attempts"
+            e.map_err(layer_field).unwrap_err(),
+            ("retry", "max_attempts")
         );
+        let e = ClientStack::new().bulkhead(|b| b.max_concurrent(0)).build();
         assert_eq!(
-            ClientStack::new().bulkhead(0).build().unwrap_err().field(),
-            "bulkhead"
+            e.map_err(layer_field).unwrap_err(),
+            ("bulkhead", "max_concurrent")
         );
+        let e = ClientStack::new().breaker(|b| b.failure_rate(2.0)).build();
         assert_eq!(
-            ClientStack::new()
-                .breaker(Breaker::builder().failure_rate(2.0))
-                .build()
-                .unwrap_err()
-                .field(),
-            "breaker"
+            e.map_err(layer_field).unwrap_err(),
+            ("circuit breaker", "failure_rate")
         );
+        let e = ClientStack::new().max_hosts(0).build();
         assert_eq!(
-            ServerStack::new().bulkhead(0).build().unwrap_err().field(),
-            "bulkhead"
+            e.map_err(layer_field).unwrap_err(),
+            ("client stack", "max_hosts")
+        );
+        let e = ServerStack::new().bulkhead(|b| b.max_concurrent(0)).build();
+        assert_eq!(
+            e.map_err(layer_field).unwrap_err(),
+            ("bulkhead", "max_concurrent")
         );
     }
 }

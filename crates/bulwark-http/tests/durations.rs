@@ -10,7 +10,7 @@
 use bulwark_breaker::{Breaker, CircuitBreakerLayer, State};
 use bulwark_bulkhead::error::{BulkheadFull, BulkheadFullReason};
 use bulwark_bulkhead::BulkheadLayer;
-use bulwark_core::backoff::{Backoff, Jitter};
+use bulwark_core::backoff::{BackoffPolicy, Jitter};
 use bulwark_core::error::{find, CircuitOpen};
 use bulwark_core::BoxError;
 use bulwark_http::deadline::{
@@ -218,11 +218,11 @@ async fn breaker_hold_open_for(d: Duration) {
 
 async fn breaker_open_backoff(d: Duration) {
     let backoffs = [
-        Backoff::exponential(d, 2.0).with_max(Duration::MAX),
-        Backoff::exponential(Duration::from_millis(1), 1e300).with_max(d),
-        Backoff::linear(d, d).with_jitter(Jitter::Equal),
-        Backoff::constant(d).with_jitter(Jitter::Full),
-        Backoff::exponential(d, 3.0).with_jitter(Jitter::Decorrelated),
+        BackoffPolicy::exponential(d, 2.0).with_max(Duration::MAX),
+        BackoffPolicy::exponential(Duration::from_millis(1), 1e300).with_max(d),
+        BackoffPolicy::linear(d, d).with_jitter(Jitter::Equal),
+        BackoffPolicy::constant(d).with_jitter(Jitter::Full),
+        BackoffPolicy::exponential(d, 3.0).with_jitter(Jitter::Decorrelated),
     ];
     for backoff in backoffs {
         let Ok(breaker) = Breaker::builder()
@@ -305,11 +305,11 @@ async fn keyed_breaker_idle(d: Duration) {
 
 async fn retry_backoff(d: Duration) {
     let backoffs = [
-        Backoff::constant(d),
-        Backoff::linear(d, d),
-        Backoff::exponential(d, 2.0).with_max(d),
-        Backoff::exponential(d, 2.0).with_jitter(Jitter::Full),
-        Backoff::exponential(d, 2.0).with_jitter(Jitter::Decorrelated),
+        BackoffPolicy::constant(d),
+        BackoffPolicy::linear(d, d),
+        BackoffPolicy::exponential(d, 2.0).with_max(d),
+        BackoffPolicy::exponential(d, 2.0).with_jitter(Jitter::Full),
+        BackoffPolicy::exponential(d, 2.0).with_jitter(Jitter::Decorrelated),
     ];
     for backoff in backoffs {
         let start = Instant::now();
@@ -349,7 +349,7 @@ async fn retry_pushback_and_deadline(d: Duration) {
     let svc = RetryLayer::new()
         .max_attempts(3)
         .budget(RetryBudget::unlimited())
-        .backoff(Backoff::constant(Duration::from_millis(5)))
+        .backoff(BackoffPolicy::constant(Duration::from_millis(5)))
         .deadline(d)
         .layer(fails_once());
     match within_a_day(svc.oneshot(5)).await {
@@ -375,7 +375,7 @@ async fn retry_budget_window(d: Duration) {
         Ok(budget) => {
             let svc = RetryLayer::new()
                 .max_attempts(2)
-                .backoff(Backoff::constant(Duration::from_millis(1)))
+                .backoff(BackoffPolicy::constant(Duration::from_millis(1)))
                 .budget(budget)
                 .layer(fails_once());
             // A short window may hold no retry at all: then the first
@@ -447,18 +447,20 @@ async fn client_stack(d: Duration) {
                 .attempt_timeout(d)
                 .no_retry(),
         ),
-        (&["max_pushback"], ClientStack::new().max_pushback(d)),
         (
-            &["backoff"],
-            ClientStack::new().backoff(Backoff::constant(d)),
+            &["max_pushback"],
+            ClientStack::new().retry(|r| r.max_pushback(d)),
         ),
         (
-            &["breaker"],
-            ClientStack::new().breaker(
-                ClientStack::default_breaker()
-                    .open_for(d)
-                    .slow_calls(d.max(Duration::from_nanos(1)), 1.0),
-            ),
+            &["backoff"],
+            ClientStack::new().retry(|r| r.backoff(BackoffPolicy::constant(d))),
+        ),
+        (
+            &["open_duration", "slow_call_duration"],
+            ClientStack::new().breaker(|b| {
+                b.open_for(d)
+                    .slow_calls(d.max(Duration::from_nanos(1)), 1.0)
+            }),
         ),
     ];
     for (fields, stack) in stacks {
@@ -486,7 +488,10 @@ async fn client_stack(d: Duration) {
 
 async fn server_stack(d: Duration) {
     let stacks = [
-        ("max_wait", ServerStack::new().bulkhead(1).max_wait(d)),
+        (
+            "max_wait",
+            ServerStack::new().bulkhead(|b| b.max_concurrent(1).max_wait(d)),
+        ),
         ("timeout", ServerStack::new().timeout(d)),
     ];
     for (field, stack) in stacks {

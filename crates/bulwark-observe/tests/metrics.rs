@@ -3,7 +3,7 @@
 
 use bulwark_breaker::{Breaker, CircuitBreakerLayer, State};
 use bulwark_bulkhead::BulkheadLayer;
-use bulwark_core::backoff::Backoff;
+use bulwark_core::backoff::BackoffPolicy;
 use bulwark_core::BoxError;
 use bulwark_fallback::FallbackLayer;
 use bulwark_observe::metrics::{FallbackMetrics, MetricsLayer, RetryMetrics, TimeoutMetrics};
@@ -253,7 +253,7 @@ async fn retries_give_ups_and_budget_denials() {
             .layer(
                 RetryLayer::new()
                     .max_attempts(3)
-                    .backoff(Backoff::constant(Duration::from_millis(10)))
+                    .backoff(BackoffPolicy::constant(Duration::from_millis(10)))
                     .budget(RetryBudget::unlimited())
                     .on_event(RetryMetrics::new("search")),
             )

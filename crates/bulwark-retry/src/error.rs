@@ -27,7 +27,7 @@
 //! use bulwark_core::BoxError;
 //! use bulwark_retry::error::RetryRejected;
 //! use bulwark_retry::RetryLayer;
-//! use bulwark_core::backoff::Backoff;
+//! use bulwark_core::backoff::BackoffPolicy;
 //! use std::sync::atomic::{AtomicU32, Ordering};
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -50,7 +50,7 @@
 //!         Err::<(), _>(err)
 //!     }
 //! });
-//! let svc = RetryLayer::new().backoff(Backoff::constant(Duration::from_millis(10))).layer(inner);
+//! let svc = RetryLayer::new().backoff(BackoffPolicy::constant(Duration::from_millis(10))).layer(inner);
 //! let err = svc.oneshot(()).await.unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),

@@ -5,7 +5,7 @@ use crate::event::RetryEvent;
 use crate::policy::{RequestIf, RetryOn};
 use crate::replay::CloneReplay;
 use crate::service::{Retry, Shared};
-use bulwark_core::backoff::{Backoff, Jitter, Random};
+use bulwark_core::backoff::{BackoffPolicy, Jitter, Random};
 use bulwark_core::error::ConfigError;
 use bulwark_core::event::{Listener, Listeners};
 use bulwark_core::DefaultClassifier;
@@ -18,7 +18,7 @@ use tower_layer::Layer;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Config {
     pub(crate) max_attempts: u32,
-    pub(crate) backoff: Backoff,
+    pub(crate) backoff: BackoffPolicy,
     pub(crate) retry_on: RetryOn,
     pub(crate) max_pushback: Duration,
     pub(crate) deadline: Option<Duration>,
@@ -71,7 +71,7 @@ pub const DEFAULT_MIN_TIME_LEFT: Duration = Duration::from_millis(5);
 ///
 /// ```
 /// use bulwark_retry::RetryLayer;
-/// use bulwark_core::backoff::{Backoff, Jitter};
+/// use bulwark_core::backoff::{BackoffPolicy, Jitter};
 /// use std::time::Duration;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
@@ -81,7 +81,7 @@ pub const DEFAULT_MIN_TIME_LEFT: Duration = Duration::from_millis(5);
 ///     .layer(
 ///         RetryLayer::new()
 ///             .max_attempts(4)
-///             .backoff(Backoff::exponential(Duration::from_millis(50), 2.0).with_jitter(Jitter::Equal))
+///             .backoff(BackoffPolicy::exponential(Duration::from_millis(50), 2.0).with_jitter(Jitter::Equal))
 ///             .deadline(Duration::from_secs(2)),
 ///     )
 ///     .service(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n * 2) }));
@@ -128,7 +128,7 @@ impl RetryLayer {
         RetryLayer {
             config: Config {
                 max_attempts: 3,
-                backoff: Backoff::exponential(Duration::from_millis(100), 2.0)
+                backoff: BackoffPolicy::exponential(Duration::from_millis(100), 2.0)
                     .with_jitter(Jitter::Full)
                     .with_max(Duration::from_secs(10)),
                 retry_on: RetryOn::default(),
@@ -163,11 +163,11 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
         self
     }
 
-    /// The delays between attempts (see [`Backoff`]). A backoff that
-    /// [`Backoff::validate`] rejects is reported by
-    /// [`validate`](Self::validate) and used as `Backoff` sanitises it (a
+    /// The delays between attempts (see [`BackoffPolicy`]). A backoff that
+    /// [`BackoffPolicy::validate`] rejects is reported by
+    /// [`validate`](Self::validate) and used as `BackoffPolicy` sanitises it (a
     /// factor below 1 acts as 1; the cap wins over the initial delay).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
+    pub fn backoff(mut self, backoff: BackoffPolicy) -> Self {
         self.config.backoff = backoff;
         self
     }
@@ -194,7 +194,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
         self.config
             .backoff
             .validate()
-            .map_err(|e| ConfigError::new("retry", "backoff", e.to_string()))
+            .map_err(|e| ConfigError::new("retry", "backoff", e.reason()))
     }
 
     /// Which outcomes are retried (by default failures and throttled
@@ -232,7 +232,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// Arithmetic saturates: `Duration::MAX` means no limit.
     ///
     /// ```
-    /// use bulwark_core::backoff::Backoff;
+    /// use bulwark_core::backoff::BackoffPolicy;
     /// use bulwark_core::clock::Instant;
     /// use bulwark_retry::RetryLayer;
     /// use std::time::Duration;
@@ -242,7 +242,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// # async fn main() {
     /// let down = service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) });
     /// let svc = RetryLayer::new()
-    ///     .backoff(Backoff::constant(Duration::from_secs(3)))
+    ///     .backoff(BackoffPolicy::constant(Duration::from_secs(3)))
     ///     .deadline(Duration::from_secs(2))
     ///     .layer(down);
     /// let start = Instant::now();
@@ -345,7 +345,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// before it are not made, and the last result is returned at once.
     ///
     /// ```
-    /// use bulwark_core::backoff::Backoff;
+    /// use bulwark_core::backoff::BackoffPolicy;
     /// use bulwark_core::clock::Instant;
     /// use bulwark_retry::RetryLayer;
     /// use std::time::Duration;
@@ -359,7 +359,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     ///
     /// let down = service_fn(|_: Job| async { Err::<(), _>(std::io::Error::other("down")) });
     /// let svc = RetryLayer::new()
-    ///     .backoff(Backoff::constant(Duration::from_millis(500)))
+    ///     .backoff(BackoffPolicy::constant(Duration::from_millis(500)))
     ///     .deadline_from(|job: &Job| Some(job.due))
     ///     .layer(down);
     /// let start = Instant::now();
@@ -472,6 +472,18 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// The budget this layer's services draw on.
     pub fn get_budget(&self) -> &RetryBudget {
         &self.budget
+    }
+
+    /// The most attempts per call, the original included
+    /// ([`max_attempts`](Self::max_attempts)).
+    pub fn get_max_attempts(&self) -> u32 {
+        self.config.max_attempts
+    }
+
+    /// The longest delay a server's pushback may impose
+    /// ([`max_pushback`](Self::max_pushback)).
+    pub fn get_max_pushback(&self) -> Duration {
+        self.config.max_pushback
     }
 }
 

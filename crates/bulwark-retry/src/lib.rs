@@ -3,7 +3,7 @@
 //! [`RetryLayer`] retries calls whose outcome is worth another attempt:
 //!
 //! - **backoff** between attempts, constant, linear or exponential, with none,
-//!   full, equal or decorrelated jitter and a cap ([`Backoff`]); jitter is drawn
+//!   full, equal or decorrelated jitter and a cap ([`BackoffPolicy`]); jitter is drawn
 //!   independently for every call, and can be seeded for exact tests;
 //! - **which outcomes retry** is decided by the classifier shared with the
 //!   other Bulwark layers ([`Classify`](bulwark_core::Classify)) and a
@@ -60,7 +60,7 @@
 //! # }
 //! ```
 //!
-//! [`Backoff`]: bulwark_core::backoff::Backoff
+//! [`BackoffPolicy`]: bulwark_core::backoff::BackoffPolicy
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -76,7 +76,7 @@ pub mod replay;
 mod service;
 
 pub use budget::RetryBudget;
-pub use bulwark_core::backoff::{Backoff, Jitter};
+pub use bulwark_core::backoff::{BackoffPolicy, Jitter};
 pub use event::{GiveUpReason, RetryEvent};
 pub use hedge::{Hedge, HedgeLayer};
 

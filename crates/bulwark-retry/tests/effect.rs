@@ -5,7 +5,7 @@
 
 mod common;
 
-use bulwark_core::backoff::Backoff;
+use bulwark_core::backoff::BackoffPolicy;
 use bulwark_core::clock::Instant;
 use bulwark_core::error::{find, is_rejection, BulkheadFull, CircuitOpen};
 use bulwark_core::{BoxError, Outcome};
@@ -62,7 +62,7 @@ async fn an_abandoned_retry_costs_the_budget_nothing() {
     let budget = RetryBudget::ratio(0.0, 1, Duration::from_secs(10)).unwrap();
     let mock = Mock::failing();
     let svc = RetryLayer::new()
-        .backoff(Backoff::constant(Duration::from_secs(1)))
+        .backoff(BackoffPolicy::constant(Duration::from_secs(1)))
         .budget(budget.clone())
         .layer(mock.clone());
     // The caller gives up during the backoff: the retry is never sent...
@@ -87,13 +87,13 @@ async fn a_budget_emptied_during_the_backoff_ends_the_call_with_its_last_answer(
     let mock = Mock::new(|n, _| (Duration::ZERO, Ok(if n == 1 { 503 } else { 500 })));
     let fast = RetryLayer::new()
         .classifier(by_status)
-        .backoff(Backoff::constant(ms(100)))
+        .backoff(BackoffPolicy::constant(ms(100)))
         .budget(budget.clone())
         .on_event(fast_listener)
         .layer(mock.clone());
     let slow = RetryLayer::new()
         .classifier(by_status)
-        .backoff(Backoff::constant(ms(200)))
+        .backoff(BackoffPolicy::constant(ms(200)))
         .budget(budget.clone())
         .on_event(slow_listener)
         .layer(mock.clone());
@@ -138,7 +138,7 @@ async fn an_empty_budget_gives_up_without_waiting_for_the_backoff() {
     let budget = RetryBudget::ratio(0.0, 0, Duration::from_secs(10)).unwrap();
     let (events, listener) = recorder();
     let svc = RetryLayer::new()
-        .backoff(Backoff::constant(Duration::from_secs(5)))
+        .backoff(BackoffPolicy::constant(Duration::from_secs(5)))
         .budget(budget)
         .on_event(listener)
         .layer(Mock::failing());
@@ -212,7 +212,7 @@ async fn huge_delays_and_deadlines_saturate() {
     // A deadline of Duration::MAX is no limit: the retries run.
     let mock = Mock::failing();
     let svc = RetryLayer::new()
-        .backoff(Backoff::constant(ms(10)))
+        .backoff(BackoffPolicy::constant(ms(10)))
         .deadline(Duration::MAX)
         .min_time_left(Duration::MAX)
         .deadline_from(|_: &u32| None)
@@ -236,7 +236,7 @@ async fn the_deadline_a_request_carries_is_known_without_repeating_it() {
     let mock = Mock::failing();
     let svc = RetryLayer::new()
         .max_attempts(10)
-        .backoff(Backoff::constant(ms(100)))
+        .backoff(BackoffPolicy::constant(ms(100)))
         .deadline(Duration::from_secs(60))
         .deadline_from(|budget_ms: &u32| Some(Instant::now() + ms(u64::from(*budget_ms))))
         .on_event(listener)
@@ -276,7 +276,7 @@ async fn readiness_is_not_awaited_past_the_deadline() {
     let (events, listener) = recorder();
     let budget = RetryBudget::ratio(0.0, 1, Duration::from_secs(10)).unwrap();
     let svc = RetryLayer::new()
-        .backoff(Backoff::constant(ms(100)))
+        .backoff(BackoffPolicy::constant(ms(100)))
         .deadline(Duration::from_secs(1))
         .budget(budget.clone())
         .on_event(listener)
@@ -302,7 +302,7 @@ async fn retry_request_if_decides_before_any_copy_is_made() {
     let (events, listener) = recorder();
     let mock = Mock::failing();
     let svc = RetryLayer::new()
-        .backoff(Backoff::constant(ms(1)))
+        .backoff(BackoffPolicy::constant(ms(1)))
         .retry_request_if(|req: &u32| req.is_multiple_of(2))
         .replay(move |r: &u32| {
             counter.fetch_add(1, Ordering::SeqCst);
@@ -332,7 +332,7 @@ async fn retry_if_sees_the_request_and_the_result() {
     let mock = Mock::new(|n, _| (Duration::ZERO, Ok(if n % 2 == 0 { 503 } else { 500 })));
     let svc = RetryLayer::new()
         .classifier(by_status)
-        .backoff(Backoff::constant(ms(1)))
+        .backoff(BackoffPolicy::constant(ms(1)))
         .retry_if(|req: &u32, result: &Result<u16, BoxError>| {
             matches!(result, Ok(503)) || *req == 7
         })
@@ -364,7 +364,7 @@ async fn a_rejection_after_upstream_errors_carries_the_last_of_them() {
     let (events, listener) = recorder();
     let svc = RetryLayer::new()
         .max_attempts(5)
-        .backoff(Backoff::constant(ms(10)))
+        .backoff(BackoffPolicy::constant(ms(10)))
         .on_event(listener)
         .layer(svc);
     let err = svc.oneshot(1).await.unwrap_err();
@@ -403,7 +403,7 @@ async fn a_rejection_after_an_upstream_response_returns_that_response() {
     });
     let svc = RetryLayer::new()
         .classifier(by_status)
-        .backoff(Backoff::constant(ms(10)))
+        .backoff(BackoffPolicy::constant(ms(10)))
         .layer(svc);
     assert_eq!(svc.oneshot(1).await.unwrap(), 503);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -418,7 +418,7 @@ async fn retried_rejections_keep_the_last_upstream_answer() {
     });
     let svc = RetryLayer::new()
         .retry_on([Outcome::Failure, Outcome::Rejected])
-        .backoff(Backoff::constant(ms(10)))
+        .backoff(BackoffPolicy::constant(ms(10)))
         .layer(svc);
     let err = svc.oneshot(1).await.unwrap_err();
     assert_eq!(
@@ -436,7 +436,7 @@ async fn retried_rejections_keep_the_last_upstream_answer() {
     let (events, listener) = recorder();
     let svc = RetryLayer::new()
         .retry_on([Outcome::Failure, Outcome::Rejected])
-        .backoff(Backoff::constant(ms(10)))
+        .backoff(BackoffPolicy::constant(ms(10)))
         .budget(budget.clone())
         .on_event(listener)
         .layer(svc);

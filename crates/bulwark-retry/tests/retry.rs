@@ -2,7 +2,7 @@
 
 mod common;
 
-use bulwark_core::backoff::{Backoff, Jitter, Random};
+use bulwark_core::backoff::{BackoffPolicy, Jitter, Random};
 use bulwark_core::clock::Instant;
 use bulwark_core::error::CircuitOpen;
 use bulwark_core::{BoxError, Outcome};
@@ -32,9 +32,9 @@ fn gaps(times: &[Instant]) -> Vec<Duration> {
 #[tokio::test(start_paused = true)]
 async fn exact_delays_for_every_backoff_kind_and_jitter() {
     let kinds = [
-        Backoff::constant(ms(50)),
-        Backoff::linear(ms(100), ms(50)),
-        Backoff::exponential(ms(100), 2.0),
+        BackoffPolicy::constant(ms(50)),
+        BackoffPolicy::linear(ms(100), ms(50)),
+        BackoffPolicy::exponential(ms(100), 2.0),
     ];
     let jitters = [
         Jitter::None,
@@ -71,7 +71,7 @@ async fn exact_delays_for_every_backoff_kind_and_jitter() {
             if jitter == Jitter::None {
                 let literal: Vec<Duration> = match kind.initial().as_millis() {
                     50 => vec![ms(50); 4],
-                    _ if kind == Backoff::linear(ms(100), ms(50)) => {
+                    _ if kind == BackoffPolicy::linear(ms(100), ms(50)) => {
                         vec![ms(100), ms(150), ms(200), ms(250)]
                     }
                     _ => vec![ms(100), ms(200), ms(300), ms(300)],
@@ -84,7 +84,7 @@ async fn exact_delays_for_every_backoff_kind_and_jitter() {
 
 #[tokio::test(start_paused = true)]
 async fn every_call_gets_its_own_jitter() {
-    let backoff = Backoff::exponential(ms(100), 2.0).with_jitter(Jitter::Full);
+    let backoff = BackoffPolicy::exponential(ms(100), 2.0).with_jitter(Jitter::Full);
     let (events, listener) = recorder();
     let mut svc = RetryLayer::new()
         .max_attempts(4)
@@ -110,7 +110,7 @@ async fn exhausted_attempts_return_the_last_outcome_as_it_was() {
     let (events, listener) = recorder();
     let svc = RetryLayer::new()
         .classifier(by_status)
-        .backoff(Backoff::constant(ms(10)))
+        .backoff(BackoffPolicy::constant(ms(10)))
         .on_event(listener)
         .layer(mock.clone());
     // A 503 stays a response.
@@ -134,7 +134,7 @@ async fn success_after_retries_is_reported() {
     let (events, listener) = recorder();
     let svc = RetryLayer::new()
         .classifier(by_status)
-        .backoff(Backoff::constant(ms(1)))
+        .backoff(BackoffPolicy::constant(ms(1)))
         .on_event(listener)
         .layer(mock.clone());
     assert_eq!(svc.oneshot(1).await.unwrap(), 200);
@@ -180,7 +180,7 @@ async fn inner_service_is_polled_ready_before_every_attempt() {
     });
     let mut svc = RetryLayer::new()
         .max_attempts(4)
-        .backoff(Backoff::constant(ms(5)))
+        .backoff(BackoffPolicy::constant(ms(5)))
         .layer(mock.clone());
     let answer = svc.ready().await.unwrap().call(1).await.unwrap();
     assert_eq!(answer, 200);
@@ -207,7 +207,7 @@ async fn requests_without_a_copy_are_not_retried_and_say_so() {
     // A hook that cannot replay odd requests.
     let svc = RetryLayer::new()
         .replay(|r: &NotClone| r.0.is_multiple_of(2).then_some(NotClone(r.0)))
-        .backoff(Backoff::constant(ms(1)))
+        .backoff(BackoffPolicy::constant(ms(1)))
         .on_event(listener)
         .layer(upstream);
     assert!(svc.clone().oneshot(NotClone(1)).await.is_err());
@@ -244,7 +244,7 @@ async fn requests_are_copied_only_when_another_attempt_is_possible() {
     assert_eq!(copies.load(Ordering::SeqCst), 0);
     // Three attempts need two copies: none for the last attempt.
     let svc = RetryLayer::new()
-        .backoff(Backoff::constant(ms(1)))
+        .backoff(BackoffPolicy::constant(ms(1)))
         .replay(hook)
         .layer(Mock::failing());
     assert!(svc.oneshot(1).await.is_err());
@@ -313,7 +313,7 @@ async fn no_retry_is_started_that_would_end_after_the_deadline() {
     let (events, listener) = recorder();
     let svc = RetryLayer::new()
         .max_attempts(10)
-        .backoff(Backoff::constant(ms(300)))
+        .backoff(BackoffPolicy::constant(ms(300)))
         .deadline(Duration::from_secs(1))
         .on_event(listener)
         .layer(mock.clone());
@@ -337,7 +337,7 @@ async fn a_retry_must_leave_min_time_left_before_the_deadline() {
         let mock = Mock::new(|_, _| (ms(100), Err(MockError("slow failure"))));
         let mut layer = RetryLayer::new()
             .max_attempts(10)
-            .backoff(Backoff::constant(ms(backoff)))
+            .backoff(BackoffPolicy::constant(ms(backoff)))
             .deadline(ms(1000));
         if let Some(min) = min_left {
             layer = layer.min_time_left(min);
@@ -369,7 +369,7 @@ async fn budget_bounds_attempts_exactly() {
     let (events, listener) = recorder();
     let mut svc = RetryLayer::new()
         .max_attempts(10)
-        .backoff(Backoff::constant(Duration::ZERO))
+        .backoff(BackoffPolicy::constant(Duration::ZERO))
         .budget(budget)
         .on_event(listener)
         .layer(mock.clone());
@@ -437,7 +437,7 @@ async fn clones_and_layers_share_one_budget() {
     let budget = RetryBudget::ratio(0.0, 3, Duration::from_secs(3)).unwrap(); // 3 retries
     let layer = RetryLayer::new()
         .max_attempts(10)
-        .backoff(Backoff::constant(Duration::ZERO))
+        .backoff(BackoffPolicy::constant(Duration::ZERO))
         .budget(budget.clone());
     let mock = Mock::failing();
     let a = layer.layer(mock.clone());
@@ -462,7 +462,7 @@ async fn grpc_token_bucket_throttles_retries() {
     let (events, listener) = recorder();
     let svc = RetryLayer::new()
         .max_attempts(5)
-        .backoff(Backoff::constant(ms(1)))
+        .backoff(BackoffPolicy::constant(ms(1)))
         .budget(RetryBudget::token_bucket(4, 0.5).unwrap())
         .on_event(listener)
         .layer(mock.clone());
@@ -504,7 +504,7 @@ async fn a_dead_service_error_from_poll_ready_is_returned() {
         }
     }
     let svc = RetryLayer::new()
-        .backoff(Backoff::constant(ms(1)))
+        .backoff(BackoffPolicy::constant(ms(1)))
         .layer(DiesAfterFirstCall(false));
     let err = svc.oneshot(1).await.unwrap_err();
     assert_eq!(err.to_string(), "dead");
@@ -514,7 +514,7 @@ mod jitter_bounds {
     use super::*;
     use proptest::prelude::*;
 
-    fn delays_through_the_layer(backoff: Backoff, seed: u64, attempts: u32) -> Vec<Duration> {
+    fn delays_through_the_layer(backoff: BackoffPolicy, seed: u64, attempts: u32) -> Vec<Duration> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .start_paused(true)
@@ -547,7 +547,7 @@ mod jitter_bounds {
         ) {
             let initial = ms(initial);
             let max = ms(max).max(initial);
-            let base = Backoff::exponential(initial, factor).with_max(max);
+            let base = BackoffPolicy::exponential(initial, factor).with_max(max);
             for jitter in [Jitter::None, Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
                 let b = base.with_jitter(jitter);
                 let delays = delays_through_the_layer(b, seed, attempts);

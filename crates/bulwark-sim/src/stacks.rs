@@ -218,11 +218,10 @@ fn recommended(name: &'static str, adaptive: bool) -> Stack {
             .seed(ctx.seed())
             .breaker_per_key(|req: &SimRequest| req.host, 1024);
         if adaptive {
-            stack = stack.bulkhead(
-                bulwark_bulkhead::BulkheadLayer::builder()
-                    .max_concurrent(100)
-                    .adaptive(bulwark_bulkhead::adaptive::Gradient2::default()),
-            );
+            stack = stack.bulkhead(|b| {
+                b.max_concurrent(100)
+                    .adaptive(bulwark_bulkhead::adaptive::Gradient2::default())
+            });
         }
         let layer = stack.build().expect("the stack is valid");
         if let (false, Some(breakers)) = (adaptive, layer.breaker()) {
@@ -259,7 +258,7 @@ pub fn server_adaptive() -> Stack {
         "server stack, adaptive",
         |upstream, _: &mut StackContext| {
             let layer = bulwark_http::ServerStack::new()
-                .adaptive(bulwark_bulkhead::adaptive::Gradient2::new(16))
+                .bulkhead(|b| b.adaptive(bulwark_bulkhead::adaptive::Gradient2::new(16)))
                 .build()
                 .expect("a valid server stack");
             ServiceBuilder::new().layer(layer).service(upstream)

@@ -1,8 +1,8 @@
 //! [`ClientStack`]: the recommended client stack for any tower service.
 
 use crate::optional::{Optional, OptionalLayer};
-use bulwark_breaker::keyed::KeyedCircuitBreakerLayer;
-use bulwark_breaker::{BreakerBuilder, CircuitBreakerLayer};
+use bulwark_breaker::keyed::{KeyedBreakers, KeyedCircuitBreakerLayer};
+use bulwark_breaker::{Breaker, BreakerBuilder, CircuitBreakerLayer};
 use bulwark_bulkhead::{Bulkhead, BulkheadBuilder, BulkheadLayer};
 use bulwark_core::error::ConfigError;
 use bulwark_core::DefaultClassifier;
@@ -53,43 +53,16 @@ pub trait MakeBreaker<C> {
     /// The layer made.
     type Layer: Clone;
 
-    /// Makes it from the stack's validated template and classifier.
-    fn make(&self, template: BreakerBuilder, classifier: C) -> Result<Self::Layer, ConfigError>;
-
-    /// Makes it as [`make`](Self::make) does, from `registry`'s instance
-    /// named `name` (made from `template` on first use), so that health
-    /// and metrics see it (feature `observe`). The default makes an
-    /// instance of its own.
-    #[cfg(feature = "observe")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
-    fn make_in(
-        &self,
-        registry: &bulwark_observe::Registry,
-        name: &str,
-        template: BreakerBuilder,
-        classifier: C,
-    ) -> Result<Self::Layer, ConfigError> {
-        let _ = (registry, name);
-        self.make(template, classifier)
-    }
+    /// Makes it from the stack's breakers (its template, and the registry
+    /// they come from, if any) and classifier.
+    fn make(&self, breakers: &BreakerParts, classifier: C) -> Result<Self::Layer, ConfigError>;
 }
 
 impl<C: Clone> MakeBreaker<C> for OneBreaker {
     type Layer = CircuitBreakerLayer<C>;
 
-    fn make(&self, template: BreakerBuilder, classifier: C) -> Result<Self::Layer, ConfigError> {
-        Ok(CircuitBreakerLayer::new(template.build()?).classifier(classifier))
-    }
-
-    #[cfg(feature = "observe")]
-    fn make_in(
-        &self,
-        registry: &bulwark_observe::Registry,
-        name: &str,
-        template: BreakerBuilder,
-        classifier: C,
-    ) -> Result<Self::Layer, ConfigError> {
-        Ok(CircuitBreakerLayer::new(registry.breaker(name, template)?).classifier(classifier))
+    fn make(&self, breakers: &BreakerParts, classifier: C) -> Result<Self::Layer, ConfigError> {
+        Ok(CircuitBreakerLayer::new(breakers.one()?).classifier(classifier))
     }
 }
 
@@ -99,23 +72,47 @@ where
 {
     type Layer = KeyedCircuitBreakerLayer<K, F, C>;
 
-    fn make(&self, template: BreakerBuilder, classifier: C) -> Result<Self::Layer, ConfigError> {
-        let breakers = template.keyed().max_keys(self.max_keys).build()?;
+    fn make(&self, breakers: &BreakerParts, classifier: C) -> Result<Self::Layer, ConfigError> {
+        // The keyed breakers' own default idle timeout.
+        let breakers = breakers.keyed(self.max_keys, Duration::from_secs(600))?;
         Ok(KeyedCircuitBreakerLayer::new(breakers, self.key.clone()).classifier(classifier))
     }
+}
 
-    #[cfg(feature = "observe")]
-    fn make_in(
-        &self,
-        registry: &bulwark_observe::Registry,
-        name: &str,
-        template: BreakerBuilder,
-        classifier: C,
-    ) -> Result<Self::Layer, ConfigError> {
-        // The keyed breakers' own default idle timeout.
-        let idle = Some(Duration::from_secs(600));
-        let breakers = registry.keyed_breakers::<K>(name, template, self.max_keys, idle)?;
-        Ok(KeyedCircuitBreakerLayer::new(breakers, self.key.clone()).classifier(classifier))
+/// A part of a stack: its settings, kept when the part is turned off, so
+/// that turning it on again starts from them.
+#[derive(Debug, Clone)]
+struct Part<T> {
+    settings: T,
+    on: bool,
+}
+
+impl<T> Part<T> {
+    fn on(settings: T) -> Self {
+        Part { settings, on: true }
+    }
+
+    fn off(settings: T) -> Self {
+        Part {
+            settings,
+            on: false,
+        }
+    }
+
+    fn edit(self, edit: impl FnOnce(T) -> T) -> Self {
+        Part::on(edit(self.settings))
+    }
+
+    fn turned_off(self) -> Self {
+        Part::off(self.settings)
+    }
+
+    fn get(self) -> Option<T> {
+        self.on.then_some(self.settings)
+    }
+
+    fn as_ref(&self) -> Option<&T> {
+        self.on.then_some(&self.settings)
     }
 }
 
@@ -132,8 +129,8 @@ where
 /// (see the [crate docs](crate) for the table and the reasons).
 ///
 /// ```
-/// use bulwark_stack::ClientStack;
-/// use bulwark_core::{BoxError, Outcome};
+/// use bulwark::stack::ClientStack;
+/// use bulwark::{BoxError, Outcome};
 /// use std::time::Duration;
 /// use tower::{ServiceBuilder, ServiceExt};
 ///
@@ -161,11 +158,11 @@ pub struct ClientStack<C = DefaultClassifier, P = (), R = CloneReplay, M = OneBr
     name: Option<Arc<str>>,
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Option<Duration>>,
-    retry: Option<RetryLayer>,
-    throttle: Option<AdaptiveThrottleBuilder>,
-    breaker: Option<BreakerBuilder>,
+    retry: Part<RetryLayer>,
+    throttle: Part<AdaptiveThrottleBuilder>,
+    breaker: Part<BreakerBuilder>,
     mode: M,
-    bulkhead: Option<BulkheadBuilder>,
+    bulkhead: Part<BulkheadBuilder>,
     classifier: C,
     pushback: P,
     replay: R,
@@ -181,11 +178,11 @@ impl ClientStack {
             name: None,
             total_timeout: Some(crate::defaults::TOTAL_TIMEOUT),
             attempt_timeout: None,
-            retry: Some(crate::defaults::retry()),
-            throttle: crate::defaults::throttle(),
-            breaker: Some(crate::defaults::breaker()),
+            retry: Part::on(crate::defaults::retry()),
+            throttle: Part::off(crate::defaults::throttle()),
+            breaker: Part::on(crate::defaults::breaker()),
             mode: OneBreaker,
-            bulkhead: Some(crate::defaults::bulkhead()),
+            bulkhead: Part::on(crate::defaults::bulkhead()),
             classifier: DefaultClassifier,
             pushback: (),
             replay: CloneReplay,
@@ -202,6 +199,30 @@ impl Default for ClientStack {
     }
 }
 
+/// # Settings
+///
+/// One shape for every part, here and in `bulwark-http`'s stacks: a part
+/// with one setting (a timeout) takes its value; a part with a builder
+/// (retry, breaker, bulkhead, adaptive throttle) takes a closure that
+/// edits the stack's default builder, so what you do not set keeps the
+/// stack's default; `no_PART()` turns a part off, and setting it again
+/// turns it back on from the settings it had.
+///
+/// ```
+/// use bulwark::stack::ClientStack;
+/// use std::time::Duration;
+///
+/// let layer = ClientStack::new()
+///     .total_timeout(Duration::from_secs(2))
+///     .retry(|r| r.max_attempts(2))
+///     // Only the failure rate changes: the window, the minimum number of
+///     // calls and the open duration stay the stack's.
+///     .breaker(|b| b.failure_rate(0.3))
+///     .bulkhead(|b| b.max_concurrent(16))
+///     .build()?;
+/// assert_eq!(layer.bulkhead().unwrap().limit(), 16);
+/// # Ok::<(), bulwark::error::ConfigError>(())
+/// ```
 impl<C, P, R, M> ClientStack<C, P, R, M> {
     /// Names the stack: its breaker (or breakers, `name/key`) and bulkhead
     /// carry the name in events, errors and metrics.
@@ -219,8 +240,10 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     ///
     /// The registry makes each instance on first use and gives the same one
     /// to every later build under that name: stacks rebuilt (after a reload)
-    /// keep their breaker's state, and with a registry the bulkhead is
-    /// shared by every service the layer makes.
+    /// keep their breaker's state. The registry's instance wins over this
+    /// stack's settings for a breaker template or bulkhead limit made
+    /// earlier (change those live with `Breaker::reconfigure` and
+    /// `BulkheadHandle::set_limit`).
     ///
     /// ```
     /// use bulwark::observe::Registry;
@@ -268,62 +291,109 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
         self
     }
 
-    /// Retry settings (attempts, backoff, budget, pushback cap): start from
-    /// [`RetryLayer::new`]. The stack gives it its classifier, pushback,
-    /// replay, seed and deadline.
-    pub fn retry(mut self, retry: RetryLayer) -> Self {
-        self.retry = Some(retry);
+    /// Edits the retry settings (attempts, backoff, budget, pushback cap,
+    /// listeners), starting from the stack's: [`RetryLayer::new`]'s (3
+    /// attempts, budget 20%). The stack gives retry its classifier,
+    /// pushback, replay, seed and deadline. One attempt means no retry.
+    ///
+    /// ```
+    /// use bulwark::backoff::BackoffPolicy;
+    /// use bulwark::stack::ClientStack;
+    /// use std::time::Duration;
+    ///
+    /// let stack = ClientStack::new()
+    ///     .retry(|r| r.max_attempts(5).backoff(BackoffPolicy::constant(Duration::from_millis(50))));
+    /// # let _ = stack.build()?;
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    pub fn retry(mut self, edit: impl FnOnce(RetryLayer) -> RetryLayer) -> Self {
+        self.retry = self.retry.edit(edit);
         self
     }
 
     /// No retry.
     pub fn no_retry(mut self) -> Self {
-        self.retry = None;
+        self.retry = self.retry.turned_off();
         self
     }
 
-    /// Client-side adaptive throttling (see `bulwark-throttle`) between
-    /// retry and the breaker: sheds a share of attempts locally as the
-    /// upstream's accept rate falls. The stack gives it its name, seed and
-    /// classifier.
-    pub fn adaptive_throttle(mut self, throttle: AdaptiveThrottleBuilder) -> Self {
-        self.throttle = Some(throttle);
+    /// Turns on client-side adaptive throttling (see `bulwark-throttle`)
+    /// between retry and the breaker, with the settings `edit` makes from
+    /// [`AdaptiveThrottleLayer::builder`]'s (off by default): it sheds a
+    /// share of attempts locally as the upstream's accept rate falls. The
+    /// stack gives it its name, seed and classifier.
+    ///
+    /// ```
+    /// use bulwark::stack::ClientStack;
+    ///
+    /// let layer = ClientStack::new().adaptive_throttle(|t| t).build()?;
+    /// assert!(layer.throttle().is_some());
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    pub fn adaptive_throttle(
+        mut self,
+        edit: impl FnOnce(AdaptiveThrottleBuilder) -> AdaptiveThrottleBuilder,
+    ) -> Self {
+        self.throttle = self.throttle.edit(edit);
         self
     }
 
     /// No adaptive throttling.
     pub fn no_adaptive_throttle(mut self) -> Self {
-        self.throttle = None;
+        self.throttle = self.throttle.turned_off();
         self
     }
 
-    /// The breaker's template: start from [`Breaker::builder`](bulwark_breaker::Breaker::builder), which has
-    /// the same defaults as the stack. The stack gives it its name and seed.
-    pub fn breaker(mut self, breaker: BreakerBuilder) -> Self {
-        self.breaker = Some(breaker);
+    /// Edits the breaker's template, starting from the stack's:
+    /// [`Breaker::builder`](bulwark_breaker::Breaker::builder)'s defaults,
+    /// each chosen in the simulator. What `edit` does not set keeps the
+    /// stack's default. The stack gives it its name and seed.
+    ///
+    /// ```
+    /// use bulwark::stack::ClientStack;
+    ///
+    /// // Trips at 30% failures; window, minimum calls, open time: the stack's.
+    /// let stack = ClientStack::new().breaker(|b| b.failure_rate(0.3));
+    /// # let _ = stack.build()?;
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    pub fn breaker(mut self, edit: impl FnOnce(BreakerBuilder) -> BreakerBuilder) -> Self {
+        self.breaker = self.breaker.edit(edit);
         self
     }
 
     /// No breaker.
     pub fn no_breaker(mut self) -> Self {
-        self.breaker = None;
+        self.breaker = self.breaker.turned_off();
         self
     }
 
-    /// The bulkhead (default: at most 100 calls in flight, fail fast; in
-    /// `bulwark-sim`'s `black-hole` it fills within half a second at 200
-    /// requests/s, so callers are refused locally instead of waiting out
-    /// their deadlines, and in `overload` it keeps 49.6% of twice the
-    /// upstream's capacity, the ceiling being 50%; the adaptive limits lost
-    /// there and collapsed in `brownout`).
-    pub fn bulkhead(mut self, bulkhead: BulkheadBuilder) -> Self {
-        self.bulkhead = Some(bulkhead);
+    /// Edits the bulkhead, starting from the stack's: at most 100 calls in
+    /// flight, fail fast. In `bulwark-sim`'s `black-hole` it fills within
+    /// half a second at 200 requests/s, so callers are refused locally
+    /// instead of waiting out their deadlines, and in `overload` it keeps
+    /// 49.6% of twice the upstream's capacity, the ceiling being 50%; the
+    /// adaptive limits lost there and collapsed in `brownout`. Every
+    /// service the layer makes shares it.
+    ///
+    /// ```
+    /// use bulwark::stack::ClientStack;
+    /// use std::time::Duration;
+    ///
+    /// let layer = ClientStack::new()
+    ///     .bulkhead(|b| b.max_concurrent(8).max_wait(Duration::from_millis(20)))
+    ///     .build()?;
+    /// assert_eq!(layer.bulkhead().unwrap().limit(), 8);
+    /// # Ok::<(), bulwark::error::ConfigError>(())
+    /// ```
+    pub fn bulkhead(mut self, edit: impl FnOnce(BulkheadBuilder) -> BulkheadBuilder) -> Self {
+        self.bulkhead = self.bulkhead.edit(edit);
         self
     }
 
     /// No bulkhead.
     pub fn no_bulkhead(mut self) -> Self {
-        self.bulkhead = None;
+        self.bulkhead = self.bulkhead.turned_off();
         self
     }
 
@@ -356,7 +426,7 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     /// most `max_keys` of them, so one bad key does not cut off the others.
     ///
     /// ```
-    /// use bulwark_stack::ClientStack;
+    /// use bulwark::stack::ClientStack;
     ///
     /// // Requests are (host, path) pairs here.
     /// let stack = ClientStack::new()
@@ -415,16 +485,26 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     }
 }
 
-impl<C, P, R, M> ClientStack<C, P, R, M>
-where
-    C: Clone,
-    M: MakeBreaker<C>,
-{
-    /// Validates the settings and builds the layer. Refuses what cannot
-    /// work, naming the setting: a zero timeout, an attempt timeout not
-    /// shorter than the total timeout (retry could never run), an invalid
-    /// retry, breaker or bulkhead.
-    pub fn build(self) -> Result<ClientLayer<C, P, R, M::Layer>, ConfigError> {
+impl<C: Clone, P, R, M> ClientStack<C, P, R, M> {
+    /// Validates the settings and wires every part the same way for every
+    /// stack built on this one (`bulwark-http`'s `ClientStack` is): the
+    /// stack's name, seed and classifier given to each part, the total
+    /// timeout as retry's deadline, and, with a
+    /// [`registry`](Self::registry), each part the registry's instance.
+    /// [`build`](Self::build) puts the parts in their order; a stack with
+    /// layer types of its own (HTTP's, which also bound the response
+    /// body) puts them in the same order.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), except for the breaker's settings: they
+    /// are checked when [`BreakerParts`] makes the breakers.
+    pub fn into_parts(self) -> Result<ClientParts<C, P, R>, ConfigError> {
+        self.split().map(|(parts, _)| parts)
+    }
+
+    /// The parts, and the breaker mode for [`build`](Self::build).
+    fn split(self) -> Result<(ClientParts<C, P, R>, M), ConfigError> {
         let invalid = |field, reason: String| Err(ConfigError::new("client stack", field, reason));
         let attempt = self.attempt_limit();
         if self.total_timeout.is_some_and(|t| t.is_zero()) {
@@ -433,10 +513,16 @@ where
         if attempt.is_some_and(|t| t.is_zero()) {
             return invalid("attempt_timeout", "must be longer than zero".into());
         }
-        let attempt_set = self.attempt_timeout.is_some();
-        if let (Some(total), Some(attempt), Some(_), true) =
-            (self.total_timeout, attempt, &self.retry, attempt_set)
-        {
+        let retries = self
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.get_max_attempts() > 1);
+        if let (Some(total), Some(attempt), true, true) = (
+            self.total_timeout,
+            attempt,
+            retries,
+            self.attempt_timeout.is_some(),
+        ) {
             if attempt >= total {
                 return invalid(
                     "attempt_timeout",
@@ -446,66 +532,67 @@ where
                 );
             }
         }
-        let retry = match self.retry {
+        #[cfg(feature = "observe")]
+        let registry = match (&self.registry, &self.name) {
+            (Some(r), Some(name)) => Some((r.clone(), name.clone())),
+            _ => None,
+        };
+        let retry = match self.retry.get() {
             None => None,
             Some(retry) => {
                 retry.validate()?;
-                let retry = retry
-                    .classifier(self.classifier.clone())
-                    .pushback(self.pushback)
-                    .replay(self.replay);
-                let retry = match self.seed {
-                    Some(seed) => retry.seed(seed),
-                    None => retry,
-                };
-                #[cfg(feature = "observe")]
-                let retry = match (&self.registry, &self.name) {
-                    (Some(r), Some(name)) => {
-                        let budget = r.retry_budget(name, retry.get_budget().clone());
-                        retry.budget(budget).on_event(r.retry_listener(name))
+                (retry.get_max_attempts() > 1).then(|| {
+                    let retry = retry
+                        .classifier(self.classifier.clone())
+                        .pushback(self.pushback)
+                        .replay(self.replay);
+                    let retry = match self.seed {
+                        Some(seed) => retry.seed(seed),
+                        None => retry,
+                    };
+                    #[cfg(feature = "observe")]
+                    let retry = match &registry {
+                        Some((r, name)) => {
+                            let budget = r.retry_budget(name, retry.get_budget().clone());
+                            retry.budget(budget).on_event(r.retry_listener(name))
+                        }
+                        None => retry,
+                    };
+                    match self.total_timeout {
+                        Some(total) => retry.deadline(total),
+                        None => retry,
                     }
-                    _ => retry,
-                };
-                Some(match self.total_timeout {
-                    Some(total) => retry.deadline(total),
-                    None => retry,
                 })
             }
         };
-        let breaker = match self.breaker {
-            None => None,
-            Some(mut template) => {
-                if let Some(name) = &self.name {
-                    template = template.name(name.clone());
-                }
-                if let Some(seed) = self.seed {
-                    template = template.seed(seed);
-                }
+        let breaker = self.breaker.get().map(|mut template| {
+            if let Some(name) = &self.name {
+                template = template.name(name.clone());
+            }
+            if let Some(seed) = self.seed {
+                template = template.seed(seed);
+            }
+            BreakerParts {
+                template,
                 #[cfg(feature = "observe")]
-                if let (Some(r), Some(name)) = (&self.registry, &self.name) {
-                    Some(
-                        self.mode
-                            .make_in(r, name, template, self.classifier.clone())?,
-                    )
-                } else {
-                    Some(self.mode.make(template, self.classifier.clone())?)
-                }
+                registry: registry.clone(),
+            }
+        });
+        let bulkhead = match self.bulkhead.get() {
+            None => None,
+            Some(b) => {
+                b.validate()?;
+                #[cfg(feature = "observe")]
+                let made = match &registry {
+                    Some((r, name)) => r.bulkhead(name, b),
+                    None => named(b, &self.name).build_shared(),
+                };
                 #[cfg(not(feature = "observe"))]
-                Some(self.mode.make(template, self.classifier.clone())?)
+                let made = named(b, &self.name).build_shared();
+                Some(made)
             }
         };
-        let bulkhead = self.bulkhead.map(|b| {
-            #[cfg(feature = "observe")]
-            if let (Some(r), Some(name)) = (&self.registry, &self.name) {
-                return r.bulkhead(name, b).classifier(self.classifier.clone());
-            }
-            let b = match &self.name {
-                Some(name) => b.name(name.clone()),
-                None => b,
-            };
-            b.classifier(self.classifier.clone()).build()
-        });
-        let throttle = match self.throttle {
+        let throttle = match self.throttle.get() {
             None => None,
             Some(mut t) => {
                 if let Some(name) = &self.name {
@@ -517,22 +604,174 @@ where
                 Some(t.build()?.classifier(self.classifier.clone()))
             }
         };
+        let parts = ClientParts {
+            classifier: self.classifier,
+            name: self.name,
+            total_timeout: self.total_timeout,
+            attempt_timeout: attempt,
+            retry,
+            throttle,
+            breaker,
+            bulkhead,
+            #[cfg(feature = "observe")]
+            registry,
+        };
+        Ok((parts, self.mode))
+    }
+}
+
+/// The bulkhead builder named `name`, if the stack has one.
+fn named(b: BulkheadBuilder, name: &Option<Arc<str>>) -> BulkheadBuilder {
+    match name {
+        Some(name) => b.name(name.clone()),
+        None => b,
+    }
+}
+
+impl<C, P, R, M> ClientStack<C, P, R, M>
+where
+    C: Clone,
+    M: MakeBreaker<C>,
+{
+    /// Validates the settings and builds the layer. Refuses what cannot
+    /// work, naming the setting: a zero timeout, an attempt timeout not
+    /// shorter than the total timeout (retry could never run), an invalid
+    /// retry, breaker or bulkhead (their errors name their own layer and
+    /// setting, e.g. `circuit breaker`, `failure_rate`).
+    pub fn build(self) -> Result<ClientLayer<C, P, R, M::Layer>, ConfigError> {
+        let (parts, mode) = self.split()?;
+        let classifier = parts.classifier.clone();
+        let breaker = match &parts.breaker {
+            Some(b) => Some(mode.make(b, classifier.clone())?),
+            None => None,
+        };
         let timeout = |limit: Duration, _part: &str| {
             let layer = TimeoutLayer::new(limit);
             #[cfg(feature = "observe")]
-            if let (Some(r), Some(name)) = (&self.registry, &self.name) {
-                return layer.on_event(r.timeout_listener(&format!("{name}/{_part}")));
+            if let Some(l) = parts.timeout_listener(_part) {
+                return layer.on_event(l);
             }
             layer
         };
         Ok(ClientLayer {
-            total: self.total_timeout.map(|t| timeout(t, "total")),
-            retry,
-            throttle,
+            total: parts.total_timeout.map(|t| timeout(t, "total")),
+            attempt: parts.attempt_timeout.map(|t| timeout(t, "attempt")),
+            retry: parts.retry,
+            throttle: parts.throttle,
             breaker,
-            attempt: attempt.map(|t| timeout(t, "attempt")),
-            bulkhead,
+            bulkhead: parts.bulkhead.map(|b| b.classifier(classifier)),
         })
+    }
+}
+
+/// The parts of a [`ClientStack`], validated and wired, from
+/// [`ClientStack::into_parts`]: for stacks that put their own layer types
+/// in the stack's order (`bulwark-http`'s `ClientStack` is one), so that
+/// the settings, their checks and the registry wiring exist once.
+#[non_exhaustive]
+pub struct ClientParts<C, P, R> {
+    /// The classifier every part judges by.
+    pub classifier: C,
+    /// The stack's name, if it has one.
+    pub name: Option<Arc<str>>,
+    /// The total timeout's limit, `None` without one.
+    pub total_timeout: Option<Duration>,
+    /// The attempt timeout's limit in force (as set, or
+    /// [`default_attempt_timeout`](crate::default_attempt_timeout)), `None`
+    /// without one.
+    pub attempt_timeout: Option<Duration>,
+    /// Retry, with the stack's classifier, pushback, replay, seed and the
+    /// total timeout as its deadline (and with a registry, the registry's
+    /// budget and listener); `None` without retry or with one attempt.
+    pub retry: Option<RetryLayer<C, P, R>>,
+    /// The adaptive throttle, named, seeded and classified; `None` without
+    /// one.
+    pub throttle: Option<AdaptiveThrottleLayer<C>>,
+    /// Where the breakers come from; `None` without a breaker.
+    pub breaker: Option<BreakerParts>,
+    /// The bulkhead, named, shared by every service it makes (with a
+    /// registry, the registry's); `None` without one.
+    pub bulkhead: Option<BulkheadLayer>,
+    #[cfg(feature = "observe")]
+    registry: Option<(bulwark_observe::Registry, Arc<str>)>,
+}
+
+impl<C, P, R> ClientParts<C, P, R> {
+    /// The registry's listener for the timeout `part` (`total`,
+    /// `attempt`): it is registered as the timeout `NAME/PART`. `None`
+    /// without a registry.
+    #[cfg(feature = "observe")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "observe")))]
+    pub fn timeout_listener(&self, part: &str) -> Option<bulwark_observe::TimeoutListener> {
+        self.registry
+            .as_ref()
+            .map(|(r, name)| r.timeout_listener(&format!("{name}/{part}")))
+    }
+}
+
+impl<C, P, R> fmt::Debug for ClientParts<C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientParts")
+            .field("name", &self.name)
+            .field("total_timeout", &self.total_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("retry", &self.retry)
+            .field("throttle", &self.throttle.is_some())
+            .field("breaker", &self.breaker)
+            .field("bulkhead", &self.bulkhead.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The breaker part of a stack: the template (named and seeded by the
+/// stack) and where its instances come from: made here, or, with a
+/// registry, the registry's instances of the stack's name.
+#[derive(Debug)]
+pub struct BreakerParts {
+    template: BreakerBuilder,
+    #[cfg(feature = "observe")]
+    registry: Option<(bulwark_observe::Registry, Arc<str>)>,
+}
+
+impl BreakerParts {
+    /// The template every breaker is made from.
+    pub fn template(&self) -> &BreakerBuilder {
+        &self.template
+    }
+
+    /// One breaker (the registry's breaker `NAME`, with a registry).
+    ///
+    /// # Errors
+    ///
+    /// The template's settings, refused.
+    pub fn one(&self) -> Result<Breaker, ConfigError> {
+        #[cfg(feature = "observe")]
+        if let Some((r, name)) = &self.registry {
+            return r.breaker(name, self.template.clone());
+        }
+        self.template.clone().build()
+    }
+
+    /// One breaker per key, at most `max_keys`, each dropped once unused
+    /// for `idle` (the registry's keyed breakers `NAME`, with a registry).
+    ///
+    /// # Errors
+    ///
+    /// The template's settings or `max_keys`, refused.
+    pub fn keyed<K>(&self, max_keys: usize, idle: Duration) -> Result<KeyedBreakers<K>, ConfigError>
+    where
+        K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
+    {
+        #[cfg(feature = "observe")]
+        if let Some((r, name)) = &self.registry {
+            return r.keyed_breakers::<K>(name, self.template.clone(), max_keys, Some(idle));
+        }
+        self.template
+            .clone()
+            .keyed()
+            .max_keys(max_keys)
+            .idle_timeout(idle)
+            .build()
     }
 }
 
@@ -542,11 +781,11 @@ impl<C, P, R, M: fmt::Debug> fmt::Debug for ClientStack<C, P, R, M> {
             .field("name", &self.name)
             .field("total_timeout", &self.total_timeout)
             .field("attempt_timeout", &self.attempt_limit())
-            .field("retry", &self.retry)
-            .field("throttle", &self.throttle)
-            .field("breaker", &self.breaker)
+            .field("retry", &self.retry.as_ref())
+            .field("throttle", &self.throttle.as_ref())
+            .field("breaker", &self.breaker.as_ref())
             .field("mode", &self.mode)
-            .field("bulkhead", &self.bulkhead)
+            .field("bulkhead", &self.bulkhead.as_ref())
             .field("classifier", &std::any::type_name::<C>())
             .finish()
     }

@@ -21,7 +21,7 @@ pub(crate) fn bulkhead() -> BulkheadBuilder {
     BulkheadLayer::builder().max_concurrent(100)
 }
 
-pub(crate) fn throttle() -> Option<AdaptiveThrottleBuilder> {
-    let _ = AdaptiveThrottleLayer::builder;
-    None
+/// The adaptive throttle's settings when turned on (it is off by default).
+pub(crate) fn throttle() -> AdaptiveThrottleBuilder {
+    AdaptiveThrottleLayer::builder()
 }

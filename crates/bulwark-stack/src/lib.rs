@@ -34,8 +34,8 @@
 //! order.
 //!
 //! ```
-//! use bulwark_stack::ClientStack;
-//! use bulwark_core::BoxError;
+//! use bulwark::stack::ClientStack;
+//! use bulwark::BoxError;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -70,8 +70,8 @@ pub mod optional;
 /// use std::time::Duration;
 ///
 /// let total = Duration::from_secs(2);
-/// assert_eq!(bulwark_stack::default_attempt_timeout(Some(total)), Duration::from_secs(1));
-/// assert_eq!(bulwark_stack::default_attempt_timeout(None), Duration::from_secs(5));
+/// assert_eq!(bulwark::stack::default_attempt_timeout(Some(total)), Duration::from_secs(1));
+/// assert_eq!(bulwark::stack::default_attempt_timeout(None), Duration::from_secs(5));
 /// ```
 pub fn default_attempt_timeout(total: Option<std::time::Duration>) -> std::time::Duration {
     use std::time::Duration;
@@ -81,6 +81,6 @@ pub fn default_attempt_timeout(total: Option<std::time::Duration>) -> std::time:
 }
 
 pub use client::{
-    ClientLayer, ClientService, ClientStack, KeyedBy, MakeBreaker, OneBreaker, StackAttempt,
-    StackBreaker, StackBulkhead, StackRetry, StackThrottle,
+    BreakerParts, ClientLayer, ClientParts, ClientService, ClientStack, KeyedBy, MakeBreaker,
+    OneBreaker, StackAttempt, StackBreaker, StackBulkhead, StackRetry, StackThrottle,
 };

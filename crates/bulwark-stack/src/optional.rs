@@ -7,8 +7,8 @@
 //! changing the stack's type.
 //!
 //! ```
-//! use bulwark_stack::optional::OptionalLayer;
-//! use bulwark_timeout::TimeoutLayer;
+//! use bulwark::stack::optional::OptionalLayer;
+//! use bulwark::timeout::TimeoutLayer;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!

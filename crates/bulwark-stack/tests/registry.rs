@@ -2,10 +2,9 @@
 //! health under the stack's name, and a rebuilt stack keeps the state.
 #![cfg(feature = "observe")]
 
-use bulwark_breaker::{Breaker, State};
+use bulwark_breaker::State;
 use bulwark_core::{BoxError, Outcome};
 use bulwark_observe::Registry;
-use bulwark_retry::RetryLayer;
 use bulwark_stack::ClientStack;
 use std::time::Duration;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
@@ -24,12 +23,8 @@ async fn every_part_shows_in_health_and_survives_a_rebuild() {
     let build = || {
         ClientStack::new()
             .classifier(classify)
-            .retry(RetryLayer::new().max_attempts(3))
-            .breaker(
-                Breaker::builder()
-                    .without_failure_rate()
-                    .consecutive_failures(3),
-            )
+            .retry(|r| r.max_attempts(3))
+            .breaker(|b| b.without_failure_rate().consecutive_failures(3))
             .total_timeout(Duration::from_secs(2))
             .attempt_timeout(Duration::from_millis(100))
             .breaker_per_key(|req: &(u32, bool)| req.0, 16)

@@ -1,11 +1,10 @@
 //! The generic client stack: order, shared classifier, deadline, keys,
 //! validation. All in paused time.
 
-use bulwark_breaker::{Breaker, State};
+use bulwark_breaker::State;
 use bulwark_core::error::{find, CircuitOpen};
 use bulwark_core::{BoxError, Outcome};
 use bulwark_retry::policy::PushbackHint;
-use bulwark_retry::RetryLayer;
 use bulwark_stack::ClientStack;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -55,13 +54,12 @@ async fn the_breaker_sees_every_attempt_and_retry_does_not_retry_its_refusals() 
     let calls = Arc::new(AtomicU32::new(0));
     let stack = ClientStack::new()
         .classifier(classify)
-        .retry(RetryLayer::new().max_attempts(3))
-        .breaker(
-            Breaker::builder()
-                .without_failure_rate()
+        .retry(|r| r.max_attempts(3))
+        .breaker(|b| {
+            b.without_failure_rate()
                 .consecutive_failures(2)
-                .open_for(Duration::from_secs(10)),
-        )
+                .open_for(Duration::from_secs(10))
+        })
         .seed(1)
         .build()
         .unwrap();
@@ -87,11 +85,7 @@ async fn a_hung_attempt_is_a_failure_the_breaker_counts_and_the_total_timeout_bo
     let stack = ClientStack::new()
         .classifier(classify)
         .total_timeout(Duration::from_secs(2))
-        .breaker(
-            Breaker::builder()
-                .without_failure_rate()
-                .consecutive_failures(1),
-        )
+        .breaker(|b| b.without_failure_rate().consecutive_failures(1))
         .seed(1)
         .build()
         .unwrap();
@@ -145,11 +139,7 @@ async fn one_bad_key_does_not_cut_off_the_others() {
     let stack = ClientStack::new()
         .classifier(classify)
         .no_retry()
-        .breaker(
-            Breaker::builder()
-                .without_failure_rate()
-                .consecutive_failures(3),
-        )
+        .breaker(|b| b.without_failure_rate().consecutive_failures(3))
         .breaker_per_key(|req: &Req| req.0, 16)
         .build()
         .unwrap();
@@ -181,12 +171,12 @@ fn what_cannot_work_is_refused_naming_the_setting() {
         .unwrap_err();
     assert_eq!(err.field(), "total_timeout");
     let err = ClientStack::new()
-        .retry(RetryLayer::new().max_attempts(0))
+        .retry(|r| r.max_attempts(0))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "max_attempts");
     let err = ClientStack::new()
-        .breaker(Breaker::builder().failure_rate(2.0))
+        .breaker(|b| b.failure_rate(2.0))
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "failure_rate");

@@ -164,7 +164,7 @@ pub use builder::ResilienceBuilderExt;
 /// The names most programs need: `use bulwark::prelude::*;`.
 pub mod prelude {
     pub use crate::builder::ResilienceBuilderExt;
-    pub use bulwark_core::backoff::{Backoff, Jitter};
+    pub use bulwark_core::backoff::{BackoffPolicy, Jitter};
     pub use bulwark_core::error::{
         find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
     };
