@@ -37,6 +37,15 @@
 //! | `config-reload` | `config::reload` | the reload loop: file watch and SIGHUP |
 //! | `fleet`    | `fleet`       | rate limits, breakers and retry budgets shared by every instance through Redis (not in `full`) |
 //!
+//! `bulwark::http` takes the name of the `http` crate, so it carries that
+//! crate's names too: after `use bulwark::http;`, `http::Request`,
+//! `http::StatusCode`, `http::header::CONTENT_TYPE`, `http::request::Parts`
+//! and the rest are the `http` crate's (1.x) types, and Bulwark's are beside
+//! them (`http::ClientStack`). Write either `use bulwark::http;` or
+//! `use bulwark::http::{ClientStack, ServerStack};` with `http` from your
+//! own `Cargo.toml`: both name the same types (see the crate docs of
+//! `bulwark::http`, "Importing").
+//!
 //! `sim`, the virtual-time fault simulator that shows what a stack does while
 //! its upstream fails (and a chaos layer for game days), is a tool rather
 //! than a runtime part, so `full` leaves it out.
@@ -148,10 +157,12 @@ pub use bulwark_throttle as throttle;
 
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+#[doc(inline)]
 pub use bulwark_ratelimit as ratelimit;
 
 #[cfg(feature = "fleet")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fleet")))]
+#[doc(inline)]
 pub use bulwark_fleet as fleet;
 
 mod builder;
