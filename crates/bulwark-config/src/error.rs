@@ -7,7 +7,7 @@ use std::fmt;
 /// default: they return this.
 ///
 /// ```
-/// use bulwark_config::ResilienceConfig;
+/// use bulwark::config::ResilienceConfig;
 ///
 /// let err = ResilienceConfig::from_toml_str("[breaker.payments]\nfailure_rate = 1.5").unwrap_err();
 /// assert_eq!(err.path(), "breaker.payments.failure_rate");

@@ -11,7 +11,7 @@
 //! tests.
 //!
 //! ```
-//! use bulwark_core::backoff::{Backoff, Jitter, Random};
+//! use bulwark::backoff::{Backoff, Jitter, Random};
 //! use std::time::Duration;
 //!
 //! let backoff = Backoff::exponential(Duration::from_millis(100), 2.0)
