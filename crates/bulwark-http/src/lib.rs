@@ -37,15 +37,16 @@
 //!
 //! Through the facade this crate is `bulwark::http`, the name of the `http`
 //! crate that every HTTP program also uses. `use bulwark::http;` hides that
-//! crate in its scope, so this module carries the `http` crate's names: its
-//! types ([`Request`], [`Response`], [`StatusCode`], [`Method`], [`Uri`],
-//! [`HeaderMap`], ...) and modules ([`header`], [`request`], [`uri`], ...)
-//! are re-exported here, and the two modules whose names ours take,
-//! [`response`] and [`status`], carry `http`'s items of the same names
-//! (`http::response::{Builder, Parts}`,
-//! `http::status::{StatusCode, InvalidStatusCode}`). So both styles work,
-//! and `http::…` means the same types in either (those of http 1.x, the
-//! version Bulwark is built on):
+//! crate in its scope, so this module carries the `http` crate's names
+//! (re-exported): every type of `http`'s root (`Request`, `Response`,
+//! `StatusCode`, `Method`, `Uri`, `Version`, `HeaderMap`, `HeaderName`,
+//! `HeaderValue`, `Extensions`, `Error`, `Result`) and its modules
+//! `header`, `method`, `request`, `uri` and `version`; the two modules whose
+//! names ours take, [`response`] and [`status`], carry `http`'s items of the
+//! same names (`http::response::{Builder, Parts}`,
+//! `http::status::{StatusCode, InvalidStatusCode}`). Nothing of Bulwark's has
+//! a name of `http`'s root. So both styles work, and `http::…` means the same
+//! types in either (those of http 1.x, the version Bulwark is built on):
 //!
 //! ```
 //! use bulwark::http; // Bulwark's HTTP module, and the `http` crate's names
@@ -164,7 +165,8 @@ pub use stack::{ClientStack, ServerStack, StackError};
 // The `http` crate's names (see "Importing" above): `use bulwark::http;`
 // hides the `http` crate in that scope, so its paths must keep working
 // through this one. `response` and `status` are ours and carry `http`'s
-// items of the same modules.
+// items of the same modules. (The facade inlines this crate, so its pages
+// list these types too; rustdoc drops `no_inline` and `hidden` there.)
 #[doc(no_inline)]
 pub use http::{
     header, method, request, uri, version, Error, Extensions, HeaderMap, HeaderName, HeaderValue,
