@@ -59,6 +59,26 @@ async fn http_clients_and_grpc() -> Result<(), BoxError> {
     Ok(())
 }
 
+/// "Importing `bulwark::http` next to the `http` crate": runs, too.
+#[rustfmt::skip] // kept as in the README
+#[test]
+fn importing_bulwark_http() -> Result<(), BoxError> {
+    // README begin
+    // Compiled and run in CI by tests/tests/readme_snippets.rs.
+    use bulwark::http; // Bulwark's HTTP module, with the `http` crate's names
+    use bulwark::http::ClientStack;
+
+    let layer = ClientStack::new().build()?;
+    let req = http::Request::post("http://api.local/orders")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(String::from("{}"))?;
+    assert_eq!(req.method(), http::Method::POST);
+    assert_eq!(http::StatusCode::from_u16(503)?, http::StatusCode::SERVICE_UNAVAILABLE);
+    // README end
+    drop(layer);
+    Ok(())
+}
+
 /// "Operating it": an axum server with both probes and Prometheus.
 #[rustfmt::skip] // kept as in the README
 #[allow(unused_variables)]

@@ -38,7 +38,7 @@ mod reconfigure;
 ///   [`metrics_only`](Breaker::metrics_only), [`reset`](Breaker::reset).
 ///
 /// ```
-/// use bulwark_breaker::{Breaker, CallError, State};
+/// use bulwark::breaker::{Breaker, CallError, State};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -700,7 +700,7 @@ impl Breaker {
     /// success and `Err` as a failure.
     ///
     /// ```
-    /// use bulwark_breaker::Breaker;
+    /// use bulwark::breaker::Breaker;
     ///
     /// let breaker = Breaker::builder().build().unwrap();
     /// let parsed = breaker.call_sync(|| "42".parse::<u32>());
@@ -729,7 +729,7 @@ impl Breaker {
     /// callers should cap what a server may ask.
     ///
     /// ```
-    /// use bulwark_breaker::{Breaker, State};
+    /// use bulwark::breaker::{Breaker, State};
     /// use std::time::Duration;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

@@ -62,7 +62,7 @@ pub(crate) struct Config {
 /// only once 20 new calls have been seen.
 ///
 /// ```
-/// use bulwark_breaker::Breaker;
+/// use bulwark::breaker::Breaker;
 /// use std::time::Duration;
 ///
 /// let breaker = Breaker::builder()

@@ -2,7 +2,7 @@
 //!
 //! The tower layer returns [`BoxError`](bulwark_core::BoxError); an open
 //! breaker's rejection in it is a [`CircuitOpen`]. Find it anywhere in the
-//! chain with [`bulwark_core::error::find`].
+//! chain with [`bulwark::error::find`](bulwark_core::error::find).
 
 use std::error::Error;
 use std::fmt;

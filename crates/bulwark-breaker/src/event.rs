@@ -10,6 +10,27 @@ use std::time::Duration;
 /// Events are built only when a listener is registered. The same facts go to
 /// `tracing` under the target `bulwark::breaker`: transitions at `INFO` (into
 /// open: `WARN`), rejections at `DEBUG`.
+///
+/// ```
+/// use bulwark::breaker::{Breaker, BreakerEvent, BreakerEventKind, State};
+/// use std::sync::{Arc, Mutex};
+///
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let log = seen.clone();
+/// let breaker = Breaker::builder()
+///     .name("inventory")
+///     .consecutive_failures(1)
+///     .on_event(move |event: &BreakerEvent| match &event.kind {
+///         BreakerEventKind::StateChanged(t) => log.lock().unwrap().push((t.from, t.to)),
+///         BreakerEventKind::Rejected { .. } => {}
+///         _ => {}
+///     })
+///     .build()?;
+///
+/// let _ = breaker.call_sync(|| Err::<(), _>("connection refused"));
+/// assert_eq!(*seen.lock().unwrap(), [(State::Closed, State::Open)]);
+/// # Ok::<(), bulwark::BoxError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct BreakerEvent {
     /// The breaker's name, if it has one.

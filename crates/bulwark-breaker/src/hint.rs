@@ -11,8 +11,8 @@
 //! [keyed breakers](crate::keyed); any `Fn(&Req) -> K` is one.
 //!
 //! ```
-//! use bulwark_breaker::{Breaker, CircuitBreakerLayer, State};
-//! use bulwark_core::{BoxError, Outcome};
+//! use bulwark::breaker::{Breaker, CircuitBreakerLayer, State};
+//! use bulwark::{BoxError, Outcome};
 //! use std::time::Duration;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!

@@ -17,9 +17,9 @@
 //! key as at 1,000; the figures are in the repository's `BENCHMARKS.md`).
 //!
 //! ```
-//! use bulwark_breaker::keyed::KeyedCircuitBreakerLayer;
-//! use bulwark_breaker::Breaker;
-//! use bulwark_core::BoxError;
+//! use bulwark::breaker::keyed::KeyedCircuitBreakerLayer;
+//! use bulwark::breaker::Breaker;
+//! use bulwark::BoxError;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!

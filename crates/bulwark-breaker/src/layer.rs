@@ -12,8 +12,8 @@ use tower_layer::Layer;
 /// (default: every `Err` except Bulwark's own local rejections).
 ///
 /// ```
-/// use bulwark_breaker::{Breaker, CircuitBreakerLayer};
-/// use bulwark_core::{BoxError, Outcome};
+/// use bulwark::breaker::{Breaker, CircuitBreakerLayer};
+/// use bulwark::{BoxError, Outcome};
 /// use tower::{ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]

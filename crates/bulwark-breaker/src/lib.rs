@@ -37,8 +37,8 @@
 //! # Example
 //!
 //! ```
-//! use bulwark_breaker::{Breaker, CircuitBreakerLayer, State};
-//! use bulwark_core::{error::{find, CircuitOpen}, BoxError};
+//! use bulwark::breaker::{Breaker, CircuitBreakerLayer, State};
+//! use bulwark::{error::{find, CircuitOpen}, BoxError};
 //! use std::time::Duration;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!

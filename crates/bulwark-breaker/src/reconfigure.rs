@@ -30,7 +30,7 @@ impl Breaker {
     /// breaker for those. On error nothing is changed.
     ///
     /// ```
-    /// use bulwark_breaker::{Breaker, State};
+    /// use bulwark::breaker::{Breaker, State};
     ///
     /// let breaker = Breaker::builder().consecutive_failures(5).build().unwrap();
     /// breaker.call_sync(|| Err::<(), _>("boom")).unwrap_err();

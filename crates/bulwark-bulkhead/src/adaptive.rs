@@ -105,8 +105,8 @@
 //! stack in `examples/tune_stack.rs`).
 //!
 //! ```
-//! use bulwark_bulkhead::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, SampleKind};
-//! use bulwark_bulkhead::BulkheadLayer;
+//! use bulwark::bulkhead::adaptive::{Aimd, Gradient2, LimitAlgorithm, Sample, SampleKind};
+//! use bulwark::bulkhead::BulkheadLayer;
 //! use std::time::Duration;
 //!
 //! let mut aimd = Aimd::new(10).min_limit(2).max_limit(50);
@@ -145,7 +145,7 @@ pub enum SampleKind {
 /// What one call told the adaptive limit.
 ///
 /// ```
-/// use bulwark_bulkhead::adaptive::{Sample, SampleKind};
+/// use bulwark::bulkhead::adaptive::{Sample, SampleKind};
 /// use std::time::Duration;
 ///
 /// let s = Sample::new(Duration::from_millis(20), 8, SampleKind::Dropped);
@@ -198,7 +198,7 @@ impl Sample {
 /// under a short lock, and publishes the returned limit.
 ///
 /// ```
-/// use bulwark_bulkhead::adaptive::{LimitAlgorithm, Sample, SampleKind};
+/// use bulwark::bulkhead::adaptive::{LimitAlgorithm, Sample, SampleKind};
 ///
 /// /// Halves the limit on every drop, never grows it.
 /// #[derive(Clone)]
@@ -216,7 +216,7 @@ impl Sample {
 ///     }
 /// }
 ///
-/// let layer = bulwark_bulkhead::BulkheadLayer::builder().adaptive(HalveOnDrop(32)).build();
+/// let layer = bulwark::bulkhead::BulkheadLayer::builder().adaptive(HalveOnDrop(32)).build();
 /// # let _ = layer;
 /// ```
 pub trait LimitAlgorithm: Send + 'static {
@@ -514,7 +514,7 @@ impl Baseline {
 /// Latency-based limit after TCP Vegas (see the [module docs](self)).
 ///
 /// ```
-/// use bulwark_bulkhead::adaptive::Vegas;
+/// use bulwark::bulkhead::adaptive::Vegas;
 ///
 /// let vegas = Vegas::new(20).min_limit(4).max_limit(200).baseline_samples(100_000);
 /// # let _ = vegas;
@@ -714,7 +714,7 @@ const WARMUP: usize = 10;
 /// overload, with 1.25 and 3000 at 1.7×, for the same goodput.
 ///
 /// ```
-/// use bulwark_bulkhead::adaptive::Gradient2;
+/// use bulwark::bulkhead::adaptive::Gradient2;
 ///
 /// // The defaults, spelled out.
 /// let g = Gradient2::new(20)

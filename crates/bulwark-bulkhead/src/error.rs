@@ -5,9 +5,9 @@
 //! so that callers can name `bulkhead::error::BulkheadFull`.
 //!
 //! ```
-//! use bulwark_bulkhead::error::{BulkheadFull, BulkheadFullReason};
-//! use bulwark_core::error::find;
-//! use bulwark_core::BoxError;
+//! use bulwark::bulkhead::error::{BulkheadFull, BulkheadFullReason};
+//! use bulwark::error::find;
+//! use bulwark::BoxError;
 //!
 //! let err: BoxError = Box::new(BulkheadFull::queue_full());
 //! let full = find::<BulkheadFull>(&*err).unwrap();

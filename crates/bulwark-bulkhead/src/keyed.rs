@@ -12,7 +12,7 @@
 //! admitted: the per-key limit holds at every instant.
 //!
 //! ```
-//! use bulwark_bulkhead::BulkheadLayer;
+//! use bulwark::bulkhead::BulkheadLayer;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]

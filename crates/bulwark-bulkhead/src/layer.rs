@@ -76,7 +76,7 @@ impl fmt::Debug for Config {
 /// database).
 ///
 /// ```
-/// use bulwark_bulkhead::BulkheadLayer;
+/// use bulwark::bulkhead::BulkheadLayer;
 /// use std::time::Duration;
 ///
 /// // At most 10 in flight; fail at once when full.
@@ -147,8 +147,8 @@ impl<C> BulkheadLayer<C> {
     /// its one limit.
     ///
     /// ```
-    /// use bulwark_bulkhead::{adaptive::Gradient2, BulkheadLayer};
-    /// use bulwark_core::{BoxError, Outcome};
+    /// use bulwark::bulkhead::{adaptive::Gradient2, BulkheadLayer};
+    /// use bulwark::{BoxError, Outcome};
     ///
     /// // HTTP-like: a 429 is not congestion, a 5xx is.
     /// let layer = BulkheadLayer::builder()
@@ -216,7 +216,7 @@ impl<S, C: Clone> Layer<S> for BulkheadLayer<C> {
 /// Builds a [`BulkheadLayer`] (or a [`KeyedBulkheadLayer`]).
 ///
 /// ```
-/// use bulwark_bulkhead::{adaptive::Vegas, BulkheadEvent, BulkheadLayer};
+/// use bulwark::bulkhead::{adaptive::Vegas, BulkheadEvent, BulkheadLayer};
 ///
 /// let layer = BulkheadLayer::builder()
 ///     .name("search")
@@ -238,7 +238,7 @@ impl<C> BulkheadBuilder<C> {
     /// goes, unless the algorithm's own `max_limit` was set.
     ///
     /// ```
-    /// use bulwark_bulkhead::{adaptive::Gradient2, BulkheadLayer};
+    /// use bulwark::bulkhead::{adaptive::Gradient2, BulkheadLayer};
     ///
     /// let layer = BulkheadLayer::builder()
     ///     .max_concurrent(100) // the adaptive maximum
@@ -322,8 +322,8 @@ impl<C> BulkheadBuilder<C> {
     /// [`adaptive`](crate::adaptive)). [`DefaultClassifier`] by default.
     ///
     /// ```
-    /// use bulwark_bulkhead::{adaptive::Gradient2, BulkheadLayer};
-    /// use bulwark_core::{BoxError, Outcome};
+    /// use bulwark::bulkhead::{adaptive::Gradient2, BulkheadLayer};
+    /// use bulwark::{BoxError, Outcome};
     ///
     /// let layer = BulkheadLayer::builder()
     ///     .adaptive(Gradient2::default())

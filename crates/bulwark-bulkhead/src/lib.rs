@@ -7,8 +7,8 @@
 //! [`BulkheadFull`] instead of piling up.
 //!
 //! ```
-//! use bulwark_bulkhead::{error::{BulkheadFull, BulkheadFullReason}, BulkheadLayer};
-//! use bulwark_core::error::find;
+//! use bulwark::bulkhead::{error::{BulkheadFull, BulkheadFullReason}, BulkheadLayer};
+//! use bulwark::error::find;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -397,7 +397,7 @@ impl BulkheadHandle {
     /// A limit of 0, or an adaptive bulkhead (its algorithm owns the limit).
     ///
     /// ```
-    /// use bulwark_bulkhead::BulkheadLayer;
+    /// use bulwark::bulkhead::BulkheadLayer;
     ///
     /// let layer = BulkheadLayer::builder().max_concurrent(10).build_shared();
     /// let handle = layer.handle().unwrap();

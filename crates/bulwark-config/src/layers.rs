@@ -24,7 +24,7 @@ fn rate_ok(r: f64) -> bool {
 /// values are refused, naming the setting.
 ///
 /// ```
-/// use bulwark_config::ResilienceConfig;
+/// use bulwark::config::ResilienceConfig;
 ///
 /// let err = ResilienceConfig::from_toml_str("[timeout.p]\ntotal = \"18446744073709551615s\"").unwrap_err();
 /// assert_eq!(err.path(), "timeout.p.total");

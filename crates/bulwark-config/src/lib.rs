@@ -21,9 +21,9 @@
 //!   ([`ResilienceConfig::apply`]).
 //!
 //! ```no_run
-//! use bulwark_config::ResilienceConfig;
-//! use bulwark_core::BoxError;
-//! use bulwark_observe::Registry;
+//! use bulwark::config::ResilienceConfig;
+//! use bulwark::BoxError;
+//! use bulwark::observe::Registry;
 //! use tower::ServiceBuilder;
 //!
 //! # async fn run() -> Result<(), BoxError> {

@@ -62,7 +62,7 @@ pub struct Defaults {
 /// lower case (letters, digits, `_`, `-`).
 ///
 /// ```
-/// use bulwark_config::ResilienceConfig;
+/// use bulwark::config::ResilienceConfig;
 /// use std::time::Duration;
 ///
 /// let config = ResilienceConfig::from_toml_str(r#"
@@ -75,7 +75,7 @@ pub struct Defaults {
 /// assert_eq!(config.breaker("payments").open_for, Duration::from_secs(10));
 /// // An instance with no section of its own gets the defaults.
 /// assert_eq!(config.breaker("search").failure_rate, 0.5);
-/// # Ok::<(), bulwark_config::LoadError>(())
+/// # Ok::<(), bulwark::config::LoadError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResilienceConfig {
@@ -244,14 +244,14 @@ impl ResilienceConfig {
 /// `Loader::new().file(path).env().load()`.
 ///
 /// ```
-/// use bulwark_config::Loader;
+/// use bulwark::config::Loader;
 ///
 /// let config = Loader::new()
 ///     .toml("[bulkhead.db]\nmax_concurrent = 8")
 ///     .toml("[bulkhead.db]\nmax_concurrent = 16") // a later source wins
 ///     .load()?;
 /// assert_eq!(config.bulkhead("db").max_concurrent, 16);
-/// # Ok::<(), bulwark_config::LoadError>(())
+/// # Ok::<(), bulwark::config::LoadError>(())
 /// ```
 #[derive(Debug, Default)]
 pub struct Loader {

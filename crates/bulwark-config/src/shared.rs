@@ -230,7 +230,7 @@ impl ResilienceConfig {
     /// ```
     /// use bulwark::config::ResilienceConfig;
     /// use bulwark::observe::Registry;
-    /// use bulwark_core::BoxError;
+    /// use bulwark::BoxError;
     /// use tower::{ServiceBuilder, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -247,7 +247,7 @@ impl ResilienceConfig {
     /// assert_eq!(provider.clone().oneshot(1).await?, 1);
     /// assert_eq!(provider.clone().oneshot(2).await?, 2);
     /// let refused = provider.oneshot(3).await.unwrap_err();
-    /// assert!(bulwark_core::error::find::<bulwark_core::error::RateLimited>(&*refused).is_some());
+    /// assert!(bulwark::error::find::<bulwark::error::RateLimited>(&*refused).is_some());
     /// # Ok(())
     /// # }
     /// ```

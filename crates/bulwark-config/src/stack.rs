@@ -18,7 +18,7 @@ use tower_service::Service;
 
 impl ResilienceConfig {
     /// The recommended client stack of upstream `name`
-    /// ([`bulwark_stack::ClientStack`]), configured from `[timeout.NAME]`,
+    /// ([`bulwark::stack::ClientStack`](bulwark_stack::ClientStack)), configured from `[timeout.NAME]`,
     /// `[retry.NAME]` (with its budget), `[breaker.NAME]` and
     /// `[bulkhead.NAME]`, each falling back to its defaults; a timeout the
     /// configuration does not set keeps the stack's own default. Give it
@@ -30,8 +30,8 @@ impl ResilienceConfig {
     /// `config.client_stack("payments")?.registry(&registry, "payments")`.
     ///
     /// ```
-    /// use bulwark_config::ResilienceConfig;
-    /// use bulwark_core::BoxError;
+    /// use bulwark::config::ResilienceConfig;
+    /// use bulwark::BoxError;
     /// use tower::{ServiceBuilder, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -144,9 +144,9 @@ impl ResilienceConfig {
     /// a tokio runtime.
     ///
     /// ```
-    /// use bulwark_config::ResilienceConfig;
-    /// use bulwark_core::BoxError;
-    /// use bulwark_observe::Registry;
+    /// use bulwark::config::ResilienceConfig;
+    /// use bulwark::BoxError;
+    /// use bulwark::observe::Registry;
     /// use tower::{ServiceBuilder, ServiceExt};
     ///
     /// # #[tokio::main(flavor = "current_thread")]

@@ -13,7 +13,7 @@
 //! tests.
 //!
 //! ```
-//! use bulwark_core::backoff::{BackoffPolicy, Jitter, Random};
+//! use bulwark::backoff::{BackoffPolicy, Jitter, Random};
 //! use std::time::Duration;
 //!
 //! let backoff = BackoffPolicy::exponential(Duration::from_millis(100), 2.0)
@@ -137,7 +137,7 @@ impl BackoffPolicy {
     /// that takes a backoff reports it as its own setting.
     ///
     /// ```
-    /// use bulwark_core::backoff::BackoffPolicy;
+    /// use bulwark::backoff::BackoffPolicy;
     /// use std::time::Duration;
     ///
     /// let err = BackoffPolicy::exponential(Duration::from_millis(100), 0.5).validate().unwrap_err();

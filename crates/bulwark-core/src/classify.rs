@@ -13,7 +13,7 @@
 //! # Example
 //!
 //! ```
-//! use bulwark_core::{BoxError, Classify, Outcome};
+//! use bulwark::{BoxError, Classify, Outcome};
 //!
 //! /// HTTP-like: 5xx fails, 429 asks for less load, the rest succeeds.
 //! fn by_status(result: &Result<u16, BoxError>) -> Outcome {
@@ -117,8 +117,8 @@ where
 /// Bulwark's own local rejections, which are [`Outcome::Rejected`].
 ///
 /// ```
-/// use bulwark_core::{BoxError, Classify, DefaultClassifier, Outcome};
-/// use bulwark_core::error::BulkheadFull;
+/// use bulwark::{BoxError, Classify, DefaultClassifier, Outcome};
+/// use bulwark::error::BulkheadFull;
 ///
 /// let rejected: Result<(), BoxError> = Err(BulkheadFull::at_capacity().into());
 /// assert_eq!(DefaultClassifier.classify(&rejected), Outcome::Rejected);

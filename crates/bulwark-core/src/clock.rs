@@ -13,7 +13,7 @@
 //! [`FAR_FUTURE`] is taken to mean "never" and capped there instead.
 //!
 //! ```
-//! use bulwark_core::clock::{Instant, TimeBase};
+//! use bulwark::clock::{Instant, TimeBase};
 //! use std::time::Duration;
 //!
 //! let base = TimeBase::new();
@@ -84,7 +84,7 @@ pub const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// [`Duration::MAX`]) is capped at [`FAR_FUTURE`], i.e. "never".
 ///
 /// ```
-/// use bulwark_core::clock::{saturating_add, Instant, FAR_FUTURE};
+/// use bulwark::clock::{saturating_add, Instant, FAR_FUTURE};
 /// use std::time::Duration;
 ///
 /// let now = Instant::now();

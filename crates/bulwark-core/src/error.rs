@@ -7,8 +7,8 @@
 //! out may have wrapped it.
 //!
 //! ```
-//! use bulwark_core::error::{find, is_caused_by, CircuitOpen};
-//! use bulwark_core::BoxError;
+//! use bulwark::error::{find, is_caused_by, CircuitOpen};
+//! use bulwark::BoxError;
 //! use std::time::Duration;
 //!
 //! let err: BoxError = Box::new(CircuitOpen::new(Some(Duration::from_secs(5))));
@@ -80,7 +80,7 @@ pub fn is_rejection(error: &(dyn Error + 'static)) -> bool {
 /// loader) reports bad settings the same way for every layer.
 ///
 /// ```
-/// use bulwark_core::error::ConfigError;
+/// use bulwark::error::ConfigError;
 ///
 /// let e = ConfigError::new("retry", "max_attempts", "must be at least 1, got 0");
 /// assert_eq!(e.to_string(), "invalid retry configuration: `max_attempts` must be at least 1, got 0");
@@ -285,7 +285,7 @@ impl Error for BulkheadFull {}
 /// breaker does not count and retry does not retry.
 ///
 /// ```
-/// use bulwark_core::error::{is_rejection, ThrottledLocally};
+/// use bulwark::error::{is_rejection, ThrottledLocally};
 ///
 /// let shed = ThrottledLocally::new(0.25);
 /// assert_eq!(shed.probability(), 0.25);
@@ -357,7 +357,7 @@ impl Error for ThrottledLocally {}
 /// breaker does not count it and retry does not retry it.
 ///
 /// ```
-/// use bulwark_core::error::{is_rejection, RateLimited};
+/// use bulwark::error::{is_rejection, RateLimited};
 /// use std::time::Duration;
 ///
 /// let limited = RateLimited::new(Duration::from_millis(250)).with_name("payments".into());

@@ -10,7 +10,7 @@
 //! no subscriber is interested.
 //!
 //! ```
-//! use bulwark_core::event::Listeners;
+//! use bulwark::event::Listeners;
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //! use std::sync::Arc;
 //!

@@ -24,7 +24,7 @@
 //! needed.
 //!
 //! ```
-//! use bulwark_core::{classify::{Classify, DefaultClassifier, Outcome}, BoxError};
+//! use bulwark::{classify::{Classify, DefaultClassifier, Outcome}, BoxError};
 //!
 //! let ok: Result<u16, BoxError> = Ok(200);
 //! assert_eq!(DefaultClassifier.classify(&ok), Outcome::Success);

@@ -6,9 +6,9 @@
 //! fallback) and the fallback's own error.
 //!
 //! ```
-//! use bulwark_fallback::error::FallbackFailed;
-//! use bulwark_core::error::find;
-//! use bulwark_core::BoxError;
+//! use bulwark::fallback::error::FallbackFailed;
+//! use bulwark::error::find;
+//! use bulwark::BoxError;
 //!
 //! let err: BoxError = Box::new(FallbackFailed::new("primary down".into(), "backup down".into()));
 //! let failed = find::<FallbackFailed>(&*err).unwrap();

@@ -19,8 +19,8 @@ use tower_layer::Layer;
 /// it to chosen error types.
 ///
 /// ```
-/// use bulwark_fallback::FallbackLayer;
-/// use bulwark_core::error::CircuitOpen;
+/// use bulwark::fallback::FallbackLayer;
+/// use bulwark::error::CircuitOpen;
 ///
 /// // An empty list when the breaker is open; other errors pass through.
 /// let layer = FallbackLayer::value(Vec::<String>::new()).on_error::<CircuitOpen>();
@@ -75,6 +75,21 @@ impl<F> FallbackLayer<FromFn<F>> {
     /// Falls back to what `f` makes of the error:
     /// `Fn(&BoxError) -> Result<Res, BoxError>`. An `Err` from `f` is the
     /// fallback's own failure.
+    ///
+    /// ```
+    /// use bulwark::fallback::FallbackLayer;
+    /// use bulwark::BoxError;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(FallbackLayer::from_fn(|e: &BoxError| Ok(format!("cached page ({e})"))))
+    ///     .service_fn(|_: ()| async { Err::<String, BoxError>("upstream down".into()) });
+    /// assert_eq!(svc.oneshot(()).await?, "cached page (upstream down)");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn from_fn(f: F) -> Self {
         Self::with_source(FromFn(f))
     }
@@ -83,6 +98,22 @@ impl<F> FallbackLayer<FromFn<F>> {
 impl<S> FallbackLayer<Backup<S>> {
     /// Falls back to calling `backup` with a copy of the request (the
     /// request type must be `Clone`; it is cloned before every primary call).
+    ///
+    /// ```
+    /// use bulwark::fallback::FallbackLayer;
+    /// use bulwark::BoxError;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let replica = service_fn(|id: u32| async move { Ok::<_, BoxError>(format!("replica: {id}")) });
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(FallbackLayer::service(replica))
+    ///     .service_fn(|_: u32| async { Err::<String, BoxError>("primary down".into()) });
+    /// assert_eq!(svc.oneshot(7).await?, "replica: 7");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub const fn service(backup: S) -> Self {
         Self::with_source(Backup(backup))
     }
@@ -93,6 +124,35 @@ impl<K, F, Res> FallbackLayer<Stale<K, F, Res>> {
     /// request's key (`key: Fn(&Req) -> K`), if it is at most `max_age` old;
     /// remembers at most `max_keys` keys. Every service the layer wraps
     /// shares the memory.
+    ///
+    /// ```
+    /// use bulwark::fallback::FallbackLayer;
+    /// use bulwark::BoxError;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let down = Arc::new(AtomicBool::new(false));
+    /// let upstream = down.clone();
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(FallbackLayer::stale_if_error(|user: &u32| *user, Duration::from_secs(60), 10_000))
+    ///     .service_fn(move |user: u32| {
+    ///         let down = upstream.load(Ordering::Relaxed);
+    ///         async move {
+    ///             if down { Err::<String, BoxError>("upstream down".into()) } else { Ok(format!("profile {user}")) }
+    ///         }
+    ///     });
+    /// assert_eq!(svc.clone().oneshot(1).await?, "profile 1");
+    /// down.store(true, Ordering::Relaxed);
+    /// // The last good answer for user 1, at most 60 s old; nothing for user 2.
+    /// assert_eq!(svc.clone().oneshot(1).await?, "profile 1");
+    /// assert!(svc.oneshot(2).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stale_if_error(key: F, max_age: Duration, max_keys: usize) -> Self {
         Self::with_source(Stale::new(key, max_age, max_keys))
     }

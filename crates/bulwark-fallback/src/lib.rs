@@ -14,9 +14,9 @@
 //! anywhere in the error's `source()` chain.
 //!
 //! ```
-//! use bulwark_fallback::FallbackLayer;
-//! use bulwark_core::error::CircuitOpen;
-//! use bulwark_core::BoxError;
+//! use bulwark::fallback::FallbackLayer;
+//! use bulwark::error::CircuitOpen;
+//! use bulwark::BoxError;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -2,9 +2,9 @@
 //! types found anywhere in the error's `source()` chain.
 //!
 //! ```
-//! use bulwark_fallback::trigger::{Classified, OnError, Trigger};
-//! use bulwark_core::error::CircuitOpen;
-//! use bulwark_core::{BoxError, DefaultClassifier};
+//! use bulwark::fallback::trigger::{Classified, OnError, Trigger};
+//! use bulwark::error::CircuitOpen;
+//! use bulwark::{BoxError, DefaultClassifier};
 //!
 //! let open: Result<(), BoxError> = Err(Box::new(CircuitOpen::new(None)));
 //! let other: Result<(), BoxError> = Err("boom".into());

@@ -27,7 +27,7 @@
 //! each attempt and holds the previous answer through the backoff.
 //!
 //! ```
-//! use bulwark_http::body::ReplayBody;
+//! use bulwark::http::body::ReplayBody;
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
 //!

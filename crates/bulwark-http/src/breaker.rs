@@ -9,13 +9,13 @@
 //! back.
 //!
 //! ```
-//! use bulwark_breaker::Breaker;
-//! use bulwark_http::breaker::host_breaker_layer;
-//! use bulwark_http::HttpClassifier;
+//! use bulwark::breaker::Breaker;
+//! use bulwark::http::breaker::host_breaker_layer;
+//! use bulwark::http::HttpClassifier;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! # async fn main() -> Result<(), bulwark::BoxError> {
 //! let breakers = Breaker::builder().consecutive_failures(5).keyed().max_keys(100).build()?;
 //! let svc = ServiceBuilder::new()
 //!     .layer(host_breaker_layer(breakers.clone(), HttpClassifier::new()))

@@ -37,8 +37,8 @@
 //! [`HttpClassifier::ignore_shed_marker`] turns the marker off.
 //!
 //! ```
-//! use bulwark_core::{BoxError, Classify, Outcome};
-//! use bulwark_http::classify::HttpClassifier;
+//! use bulwark::{BoxError, Classify, Outcome};
+//! use bulwark::http::classify::HttpClassifier;
 //! use http::{Response, StatusCode};
 //!
 //! let c = HttpClassifier::new().failure(StatusCode::NOT_IMPLEMENTED.as_u16()..=501);
@@ -122,8 +122,8 @@ impl StatusSet {
 /// is throttled (see the [module docs](self)).
 ///
 /// ```
-/// use bulwark_core::{BoxError, Classify, Outcome};
-/// use bulwark_http::classify::HttpClassifier;
+/// use bulwark::{BoxError, Classify, Outcome};
+/// use bulwark::http::classify::HttpClassifier;
 ///
 /// // 503 only asks for less load here; 404 counts as a failure.
 /// let c = HttpClassifier::new().throttled(503..=503).failure(404..=404);
@@ -182,8 +182,8 @@ impl HttpClassifier {
     /// be a failure is throttled).
     ///
     /// ```
-    /// use bulwark_core::{BoxError, Classify, Outcome};
-    /// use bulwark_http::classify::{HttpClassifier, SHED_HEADER};
+    /// use bulwark::{BoxError, Classify, Outcome};
+    /// use bulwark::http::classify::{HttpClassifier, SHED_HEADER};
     ///
     /// let shed = Ok::<_, BoxError>(
     ///     http::Response::builder().status(503).header(SHED_HEADER, "1").body(()).unwrap(),
@@ -304,8 +304,8 @@ const ALL_CODES: [GrpcCode; 17] = [
 /// is ignored.
 ///
 /// ```
-/// use bulwark_core::{BoxError, Classify, Outcome};
-/// use bulwark_http::classify::{GrpcClassifier, GrpcCode};
+/// use bulwark::{BoxError, Classify, Outcome};
+/// use bulwark::http::classify::{GrpcClassifier, GrpcCode};
 ///
 /// let c = GrpcClassifier::new();
 /// let res = |code: &str| Ok::<_, BoxError>(
@@ -419,8 +419,8 @@ impl GrpcClassifier {
     /// tower-http treats as success and so do we).
     ///
     /// ```
-    /// use bulwark_core::Outcome;
-    /// use bulwark_http::classify::GrpcClassifier;
+    /// use bulwark::Outcome;
+    /// use bulwark::http::classify::GrpcClassifier;
     ///
     /// let mut trailers = http::HeaderMap::new();
     /// trailers.insert("grpc-status", "14".parse().unwrap());
@@ -455,7 +455,7 @@ impl GrpcClassifier {
     /// for the trailers instead.
     ///
     /// ```
-    /// use bulwark_http::GrpcClassifier;
+    /// use bulwark::http::GrpcClassifier;
     ///
     /// let c = GrpcClassifier::new();
     /// let streaming = http::Response::new(());
@@ -525,8 +525,8 @@ impl GrpcClassifier {
 /// ([`VerdictBody`](crate::verdict::VerdictBody)).
 ///
 /// ```
-/// use bulwark_core::Outcome;
-/// use bulwark_http::GrpcClassifier;
+/// use bulwark::Outcome;
+/// use bulwark::http::GrpcClassifier;
 ///
 /// let mut trailers = http::HeaderMap::new();
 /// trailers.insert("grpc-status", "14".parse().unwrap());

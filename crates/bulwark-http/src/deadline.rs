@@ -9,8 +9,8 @@
 //! nobody waits for.
 //!
 //! ```
-//! use bulwark_http::deadline::{format_grpc_timeout, parse_grpc_timeout, ServerDeadline};
-//! use bulwark_timeout::TimeoutPolicy;
+//! use bulwark::http::deadline::{format_grpc_timeout, parse_grpc_timeout, ServerDeadline};
+//! use bulwark::timeout::TimeoutPolicy;
 //! use std::time::Duration;
 //!
 //! assert_eq!(parse_grpc_timeout(b"1500m"), Some(Duration::from_millis(1500)));
@@ -29,7 +29,7 @@
 //! so each attempt carries what is left at its own start.
 //!
 //! ```
-//! use bulwark_http::deadline::{Deadline, DeadlineLayer, PropagateDeadlineLayer};
+//! use bulwark::http::deadline::{Deadline, DeadlineLayer, PropagateDeadlineLayer};
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -257,8 +257,8 @@ impl DeadlineRequest for reqwest::Request {
 /// [`ClientStack`](crate::ClientStack) uses it.
 ///
 /// ```
-/// use bulwark_http::deadline::{CarriedDeadline, Deadline};
-/// use bulwark_retry::policy::RequestDeadline;
+/// use bulwark::http::deadline::{CarriedDeadline, Deadline};
+/// use bulwark::retry::policy::RequestDeadline;
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -366,7 +366,7 @@ where
 /// the [module docs](self). Requests without a deadline pass unchanged.
 ///
 /// ```
-/// use bulwark_http::deadline::{Deadline, PropagateDeadlineLayer};
+/// use bulwark::http::deadline::{Deadline, PropagateDeadlineLayer};
 /// use std::time::Duration;
 /// use tower::{ServiceBuilder, ServiceExt};
 ///

@@ -30,7 +30,7 @@
 //!   [`classify`](crate::classify)).
 //!
 //! ```
-//! use bulwark_http::grpc::GrpcClientStack;
+//! use bulwark::http::grpc::GrpcClientStack;
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -54,7 +54,7 @@
 //! breaker stays closed), a timeout `DEADLINE_EXCEEDED`.
 //!
 //! ```
-//! use bulwark_http::grpc::GrpcServerStack;
+//! use bulwark::http::grpc::GrpcServerStack;
 //! use std::time::Duration;
 //!
 //! let layer = GrpcServerStack::new()
@@ -163,9 +163,9 @@ impl GrpcClientStack {
     /// breaker, bulkhead, classifier codes, listeners.
     ///
     /// ```
-    /// use bulwark::http::classify::GrpcCode;
     /// use bulwark::http::grpc::GrpcClientStack;
     /// use bulwark::http::GrpcClassifier;
+    /// use bulwark::http::classify::GrpcCode;
     /// use std::time::Duration;
     ///
     /// let layer = GrpcClientStack::new("inventory")
@@ -196,7 +196,7 @@ impl GrpcClientStack {
     /// Checks the configuration and builds the layer.
     ///
     /// ```
-    /// use bulwark_http::grpc::GrpcClientStack;
+    /// use bulwark::http::grpc::GrpcClientStack;
     ///
     /// let err = GrpcClientStack::new("not a host").build().unwrap_err();
     /// assert_eq!(err.field(), "origin");
@@ -253,7 +253,7 @@ impl GrpcClientLayer {
     /// each.
     ///
     /// ```
-    /// use bulwark_http::grpc::GrpcClientStack;
+    /// use bulwark::http::grpc::GrpcClientStack;
     ///
     /// let layer = GrpcClientStack::new("a.internal:50051").build().unwrap();
     /// let b = layer.for_origin("b.internal:50051".parse().unwrap());
@@ -482,9 +482,9 @@ impl GrpcServerStack {
 /// `RESOURCE_EXHAUSTED` with `grpc-retry-pushback-ms`.
 ///
 /// ```
-/// use bulwark_core::error::BulkheadFull;
-/// use bulwark_http::grpc::GrpcErrors;
-/// use bulwark_http::response::ErrorToResponse;
+/// use bulwark::error::BulkheadFull;
+/// use bulwark::http::grpc::GrpcErrors;
+/// use bulwark::http::response::ErrorToResponse;
 ///
 /// let res: http::Response<tonic::body::Body> = GrpcErrors::new().to_response(BulkheadFull::at_capacity().into());
 /// assert_eq!(res.headers()["grpc-status"], "8");

@@ -34,6 +34,42 @@
 //! - [`origin`]: the upstream of a request whose URI has none, for the
 //!   per-host breakers.
 //!
+//! # Importing
+//!
+//! Through the facade this crate is `bulwark::http`, the name of the `http`
+//! crate that every HTTP program also uses. `use bulwark::http;` hides that
+//! crate in its scope, so this module carries the `http` crate's names
+//! (re-exported): every type of `http`'s root (`Request`, `Response`,
+//! `StatusCode`, `Method`, `Uri`, `Version`, `HeaderMap`, `HeaderName`,
+//! `HeaderValue`, `Extensions`, `Error`, `Result`) and its modules
+//! `header`, `method`, `request`, `uri` and `version`; the two modules whose
+//! names ours take, [`response`] and [`status`], carry `http`'s items of the
+//! same names (`http::response::{Builder, Parts}`,
+//! `http::status::{StatusCode, InvalidStatusCode}`). Nothing of Bulwark's has
+//! a name of `http`'s root. So both styles work, and `http::…` means the same
+//! types in either (those of http 1.x, the version Bulwark is built on):
+//!
+//! ```
+//! use bulwark::http; // Bulwark's HTTP module, and the `http` crate's names
+//! use bulwark::http::ClientStack;
+//!
+//! let req = http::Request::builder()
+//!     .method(http::Method::POST)
+//!     .uri("http://api.local/orders")
+//!     .header(http::header::CONTENT_TYPE, "application/json")
+//!     .body(String::new())?;
+//! let res = http::Response::builder().status(http::StatusCode::CREATED).body(())?;
+//! let (parts, ()): (http::response::Parts, ()) = res.into_parts();
+//! assert_eq!(parts.status, http::status::StatusCode::CREATED);
+//! assert_eq!(req.method(), http::Method::POST);
+//! let _layer = ClientStack::new().build()?;
+//! # Ok::<(), bulwark::BoxError>(())
+//! ```
+//!
+//! You can still depend on `http` yourself and write `use http::…`
+//! elsewhere: it is the same crate (check `cargo tree -d -i http` if the
+//! compiler says two `Request` types differ).
+//!
 //! # Supported versions
 //!
 //! The integrations are implemented for these releases (the workspace's
@@ -65,13 +101,13 @@
 //! # Example: a client stack
 //!
 //! ```
-//! use bulwark_http::ClientStack;
+//! use bulwark::http::ClientStack;
 //! use http_body_util::BodyExt;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! # async fn main() -> Result<(), bulwark::BoxError> {
 //! let layer = ClientStack::new()
 //!     .total_timeout(Duration::from_secs(5))
 //!     .attempt_timeout(Duration::from_secs(1))
@@ -114,6 +150,11 @@ pub mod stack;
 #[cfg(feature = "tonic")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod status;
+// Without `tonic`, `status` is the `http` crate's, so that `http::status::*`
+// works after `use bulwark::http;` either way.
+#[cfg(not(feature = "tonic"))]
+#[doc(no_inline)]
+pub use http::status;
 pub mod verdict;
 
 pub use classify::{GrpcClassifier, HttpClassifier};
@@ -121,3 +162,14 @@ pub use pushback::ServerPushback;
 pub use replay::HttpReplay;
 pub use response::{ErrorMapping, MapErrorsLayer, SHED_HEADER};
 pub use stack::{ClientStack, ServerStack};
+
+// The `http` crate's names (see "Importing" above): `use bulwark::http;`
+// hides the `http` crate in that scope, so its paths must keep working
+// through this one. `response` and `status` are ours and carry `http`'s
+// items of the same modules. (The facade inlines this crate, so its pages
+// list these types too; rustdoc drops `no_inline` and `hidden` there.)
+#[doc(no_inline)]
+pub use http::{
+    header, method, request, uri, version, Error, Extensions, HeaderMap, HeaderName, HeaderValue,
+    Method, Request, Response, Result, StatusCode, Uri, Version,
+};

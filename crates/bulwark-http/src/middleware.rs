@@ -8,8 +8,8 @@
 //! and the bulkhead, exactly as the stack around a `reqwest::Client` does.
 //!
 //! ```
-//! use bulwark_http::middleware::BulwarkMiddleware;
-//! use bulwark_http::ClientStack;
+//! use bulwark::http::middleware::BulwarkMiddleware;
+//! use bulwark::http::ClientStack;
 //! use std::time::Duration;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,7 +32,7 @@
 //! - Bulwark's errors come back as
 //!   [`reqwest_middleware::Error::Middleware`] holding a [`StackFailed`],
 //!   whose source is the Bulwark error ([`CircuitOpen`], [`BulkheadFull`],
-//!   [`Elapsed`]): find it with [`bulwark_core::error::find`] on the
+//!   [`Elapsed`]): find it with [`bulwark::error::find`](bulwark_core::error::find) on the
 //!   `reqwest_middleware::Error`; reqwest's own errors come back as
 //!   [`reqwest_middleware::Error::Reqwest`].
 //!
@@ -156,12 +156,12 @@ fn to_middleware_error(error: BoxError) -> reqwest_middleware::Error {
 }
 
 /// A Bulwark error inside [`reqwest_middleware::Error::Middleware`]: its
-/// `source()` is the error itself, so [`bulwark_core::error::find`] on the
+/// `source()` is the error itself, so [`bulwark::error::find`](bulwark_core::error::find) on the
 /// `reqwest_middleware::Error` reaches it.
 ///
 /// ```
-/// use bulwark_core::error::{find, CircuitOpen};
-/// use bulwark_http::middleware::StackFailed;
+/// use bulwark::error::{find, CircuitOpen};
+/// use bulwark::http::middleware::StackFailed;
 ///
 /// let err = reqwest_middleware::Error::Middleware(anyhow::Error::new(StackFailed::new(
 ///     CircuitOpen::new(None).into(),

@@ -4,15 +4,15 @@
 //! take requests without one: above a tonic `Channel`, a generated client
 //! sends `/pkg.Service/Method` and the channel adds the authority below the
 //! stack. Such requests carry an [`Origin`] in their extensions instead (the
-//! gRPC client preset, `bulwark_http::grpc::GrpcClientStack` with the
+//! gRPC client preset, `bulwark::http::grpc::GrpcClientStack` with the
 //! `tonic` feature, inserts its own), and the breakers key on it; without
 //! one, on the `Host` header. A request with none of the three is keyed
 //! `unknown`, shared by all such requests, and Bulwark logs a warning the
 //! first time that happens.
 //!
 //! ```
-//! use bulwark_http::origin::Origin;
-//! use bulwark_http::parts::RequestParts;
+//! use bulwark::http::origin::Origin;
+//! use bulwark::http::parts::RequestParts;
 //!
 //! let mut req = http::Request::post("/grpc.health.v1.Health/Check").body(()).unwrap();
 //! req.extensions_mut().insert("payments.internal:50051".parse::<Origin>().unwrap());

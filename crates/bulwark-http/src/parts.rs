@@ -8,7 +8,7 @@
 //! everything else.
 //!
 //! ```
-//! use bulwark_http::parts::{RequestParts, ResponseParts};
+//! use bulwark::http::parts::{RequestParts, ResponseParts};
 //!
 //! let req = http::Request::get("http://api.example:8080/users").body(()).unwrap();
 //! assert_eq!(req.authority_key().as_str(), "api.example:8080");
@@ -192,7 +192,7 @@ pub trait WrapBody {
 /// reqwest's own `timeout`; its verdict is taken at the head).
 ///
 /// ```
-/// use bulwark_http::parts::{ResponseBody, WrapBody};
+/// use bulwark::http::parts::{ResponseBody, WrapBody};
 ///
 /// /// Puts the body in a `Vec` of one.
 /// struct InVec;

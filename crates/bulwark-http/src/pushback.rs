@@ -12,8 +12,8 @@
 //! at least as long as the server asked.
 //!
 //! ```
-//! use bulwark_http::pushback::{parse_grpc_retry_pushback, parse_retry_after};
-//! use bulwark_retry::PushbackHint;
+//! use bulwark::http::pushback::{parse_grpc_retry_pushback, parse_retry_after};
+//! use bulwark::retry::PushbackHint;
 //! use std::time::{Duration, SystemTime};
 //!
 //! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
@@ -104,9 +104,9 @@ pub fn pushback_from_headers(headers: &HeaderMap, max: Duration) -> PushbackHint
 /// pushback in a `tonic::Status`'s metadata.
 ///
 /// ```
-/// use bulwark_core::BoxError;
-/// use bulwark_http::pushback::ServerPushback;
-/// use bulwark_retry::{Pushback, PushbackHint};
+/// use bulwark::BoxError;
+/// use bulwark::http::pushback::ServerPushback;
+/// use bulwark::retry::{Pushback, PushbackHint};
 /// use std::time::Duration;
 ///
 /// let p = ServerPushback::new().max(Duration::from_secs(10));

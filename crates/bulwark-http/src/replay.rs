@@ -11,8 +11,8 @@
 //! every method.
 //!
 //! ```
-//! use bulwark_http::replay::HttpReplay;
-//! use bulwark_retry::Replay;
+//! use bulwark::http::replay::HttpReplay;
+//! use bulwark::retry::Replay;
 //!
 //! let get = http::Request::get("http://a/").body(String::new()).unwrap();
 //! let post = http::Request::post("http://a/").body(String::from("{}")).unwrap();

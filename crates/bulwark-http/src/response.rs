@@ -45,8 +45,8 @@
 //! trying again.
 //!
 //! ```
-//! use bulwark_core::{error::CircuitOpen, BoxError};
-//! use bulwark_http::response::ErrorMapping;
+//! use bulwark::{error::CircuitOpen, BoxError};
+//! use bulwark::http::response::ErrorMapping;
 //! use http::StatusCode;
 //! use std::time::Duration;
 //!
@@ -56,7 +56,7 @@
 //! assert_eq!(res.headers()["retry-after"], "2"); // rounded up
 //!
 //! let shed = ErrorMapping::server().bulkhead_status(StatusCode::TOO_MANY_REQUESTS);
-//! let full: BoxError = bulwark_core::error::BulkheadFull::at_capacity().into();
+//! let full: BoxError = bulwark::error::BulkheadFull::at_capacity().into();
 //! assert_eq!(shed.status(&*full), StatusCode::TOO_MANY_REQUESTS);
 //! ```
 //!
@@ -82,6 +82,11 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
+
+// `http::response::{Builder, Parts}`, so that they keep their paths after
+// `use bulwark::http;` (this module takes the name of `http`'s).
+#[doc(no_inline)]
+pub use http::response::{Builder, Parts};
 
 /// The header marking an answer as shed: `bulwark-shed: 1` on every answer
 /// an [`ErrorMapping`] makes of a full bulkhead ([`BulkheadFull`]).
@@ -170,8 +175,8 @@ impl ErrorMapping {
     /// the limiter's `Retry-After`).
     ///
     /// ```
-    /// use bulwark_core::{error::RateLimited, BoxError};
-    /// use bulwark_http::response::ErrorMapping;
+    /// use bulwark::{error::RateLimited, BoxError};
+    /// use bulwark::http::response::ErrorMapping;
     /// use std::time::Duration;
     ///
     /// let limited: BoxError = RateLimited::new(Duration::from_millis(300)).into();
@@ -189,8 +194,8 @@ impl ErrorMapping {
     /// soon as calls complete; it only keeps clients from retrying at once.
     ///
     /// ```
-    /// use bulwark_core::{error::BulkheadFull, BoxError};
-    /// use bulwark_http::response::{ErrorMapping, SHED_HEADER};
+    /// use bulwark::{error::BulkheadFull, BoxError};
+    /// use bulwark::http::response::{ErrorMapping, SHED_HEADER};
     /// use std::time::Duration;
     ///
     /// let full: BoxError = BulkheadFull::at_capacity().into();
@@ -344,8 +349,8 @@ where
 /// wrapped service never fails.
 ///
 /// ```
-/// use bulwark_core::{error::BulkheadFull, BoxError};
-/// use bulwark_http::response::{ErrorMapping, MapErrorsLayer};
+/// use bulwark::{error::BulkheadFull, BoxError};
+/// use bulwark::http::response::{ErrorMapping, MapErrorsLayer};
 /// use tower::{ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]

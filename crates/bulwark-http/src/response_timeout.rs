@@ -25,8 +25,8 @@
 //! [`find`](bulwark_core::error::find):
 //!
 //! ```
-//! use bulwark_core::error::find;
-//! use bulwark_http::response_timeout::{Phase, ResponseElapsed, ResponseTimeoutLayer, Scope};
+//! use bulwark::error::find;
+//! use bulwark::http::response_timeout::{Phase, ResponseElapsed, ResponseTimeoutLayer, Scope};
 //! use http_body_util::BodyExt;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
@@ -41,7 +41,7 @@
 //! # }
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! # async fn main() -> Result<(), bulwark::BoxError> {
 //! let svc = ServiceBuilder::new()
 //!     .layer(ResponseTimeoutLayer::total(Some(Duration::from_secs(2))))
 //!     .service_fn(|_req: http::Request<()>| async {
@@ -141,13 +141,13 @@ impl fmt::Display for Phase {
 /// [`Elapsed`] (see the [module docs](self)).
 ///
 /// ```
-/// use bulwark_core::error::find;
-/// use bulwark_http::response_timeout::{Phase, ResponseElapsed, Scope};
+/// use bulwark::error::find;
+/// use bulwark::http::response_timeout::{Phase, ResponseElapsed, Scope};
 /// use std::time::Duration;
 ///
 /// let e = ResponseElapsed::new(Scope::Attempt, Phase::Idle, Duration::from_millis(200));
 /// assert_eq!(e.to_string(), "response body stalled: no frame for 200ms (attempt idle limit)");
-/// assert!(find::<bulwark_timeout::Elapsed>(&e).is_some());
+/// assert!(find::<bulwark::timeout::Elapsed>(&e).is_some());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseElapsed {

@@ -14,8 +14,8 @@
 //! | a transport error (anything else) | `UNAVAILABLE` |
 //!
 //! ```
-//! use bulwark_core::{error::CircuitOpen, BoxError};
-//! use bulwark_http::status::to_status;
+//! use bulwark::{error::CircuitOpen, BoxError};
+//! use bulwark::http::status::to_status;
 //! use std::time::Duration;
 //!
 //! let open: BoxError = CircuitOpen::new(Some(Duration::from_millis(250))).into();
@@ -36,6 +36,11 @@ use bulwark_core::error::{
 use bulwark_core::BoxError;
 use bulwark_timeout::Elapsed;
 use tonic::{Code, Status};
+
+// `http::status::{StatusCode, InvalidStatusCode}`, so that they keep their
+// paths after `use bulwark::http;` (this module takes the name of `http`'s).
+#[doc(no_inline)]
+pub use http::status::{InvalidStatusCode, StatusCode};
 
 /// The `tonic::Status` for `error`; see the [module docs](self).
 pub fn to_status(error: BoxError) -> Status {
@@ -92,8 +97,8 @@ pub fn to_status(error: BoxError) -> Status {
 /// `RESOURCE_EXHAUSTED` instead ([`to_status`]).
 ///
 /// ```
-/// use bulwark_core::error::BulkheadFull;
-/// use bulwark_http::status::to_client_status;
+/// use bulwark::error::BulkheadFull;
+/// use bulwark::http::status::to_client_status;
 ///
 /// let status = to_client_status(BulkheadFull::at_capacity().into());
 /// assert_eq!(status.code(), tonic::Code::Unavailable);
@@ -127,7 +132,7 @@ pub fn to_client_status(error: BoxError) -> Status {
 /// Answers a gRPC call that failed with a Bulwark error: the code (and
 /// pushback) of [`to_status`] as a trailers-only HTTP response. Use it with
 /// [`MapErrorsLayer`](crate::MapErrorsLayer) in front of a tonic server:
-/// `MapErrorsLayer::new(bulwark_http::status::grpc_error_response)`.
+/// `MapErrorsLayer::new(bulwark::http::status::grpc_error_response)`.
 ///
 /// The message is generic (`unavailable`, `deadline exceeded`, ...): an
 /// error's own message names dependencies and causes that callers outside

@@ -26,8 +26,8 @@
 //! use it.
 //!
 //! ```
-//! use bulwark_core::Outcome;
-//! use bulwark_http::verdict::{HttpEnd, VerdictBody, VerdictSink};
+//! use bulwark::Outcome;
+//! use bulwark::http::verdict::{HttpEnd, VerdictBody, VerdictSink};
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
 //! use std::sync::{Arc, Mutex};
@@ -101,9 +101,9 @@ impl JudgeEnd for GrpcEnd {
 /// A classifier that may leave its verdict to the end of the body.
 ///
 /// ```
-/// use bulwark_core::{BoxError, Outcome};
-/// use bulwark_http::verdict::ClassifyBody;
-/// use bulwark_http::{GrpcClassifier, HttpClassifier};
+/// use bulwark::{BoxError, Outcome};
+/// use bulwark::http::verdict::ClassifyBody;
+/// use bulwark::http::{GrpcClassifier, HttpClassifier};
 ///
 /// let res = |s: u16| Ok::<_, BoxError>(http::Response::builder().status(s).body(()).unwrap());
 /// // A 5xx is a failure whatever its body; a 2xx waits for its body's end.

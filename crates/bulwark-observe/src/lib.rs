@@ -16,10 +16,10 @@
 //!   JSON, with optional admin routes.
 //!
 //! ```
-//! use bulwark_breaker::{Breaker, CircuitBreakerLayer};
-//! use bulwark_bulkhead::BulkheadLayer;
-//! use bulwark_core::BoxError;
-//! use bulwark_observe::{Registry, Status};
+//! use bulwark::breaker::{Breaker, CircuitBreakerLayer};
+//! use bulwark::bulkhead::BulkheadLayer;
+//! use bulwark::BoxError;
+//! use bulwark::observe::{Registry, Status};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -58,10 +58,10 @@
 //! | `bulwark_fallback_failures_total` | counter | `name` | [`FallbackMetrics`] |
 //!
 //! ```
-//! use bulwark_breaker::Breaker;
-//! use bulwark_observe::metrics::{BreakerMetrics, MetricsLayer};
-//! use bulwark_breaker::CircuitBreakerLayer;
-//! use bulwark_core::BoxError;
+//! use bulwark::breaker::Breaker;
+//! use bulwark::observe::metrics::{BreakerMetrics, MetricsLayer};
+//! use bulwark::breaker::CircuitBreakerLayer;
+//! use bulwark::BoxError;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -685,8 +685,8 @@ impl CallMetrics {
 /// the breaker's rejections (`outcome="rejected"`).
 ///
 /// ```
-/// use bulwark_core::BoxError;
-/// use bulwark_observe::metrics::MetricsLayer;
+/// use bulwark::BoxError;
+/// use bulwark::observe::metrics::MetricsLayer;
 /// use tower::{ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -46,8 +46,8 @@ use std::time::Duration;
 /// handles.
 ///
 /// ```
-/// use bulwark_breaker::{Breaker, CircuitBreakerLayer, State};
-/// use bulwark_observe::Registry;
+/// use bulwark::breaker::{Breaker, CircuitBreakerLayer, State};
+/// use bulwark::observe::Registry;
 ///
 /// let registry = Registry::new();
 /// let payments = registry.breaker("payments", Breaker::builder().consecutive_failures(3))?;

@@ -12,8 +12,8 @@ use tower_layer::Layer;
 /// [`max_wait`](Self::max_wait) lets it wait in `poll_ready` for its turn.
 ///
 /// ```
-/// use bulwark_ratelimit::{RateLimitLayer, RateLimiter};
-/// use bulwark_core::error::{find, RateLimited};
+/// use bulwark::ratelimit::{RateLimitLayer, RateLimiter};
+/// use bulwark::error::{find, RateLimited};
 /// use std::time::Duration;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
@@ -22,7 +22,7 @@ use tower_layer::Layer;
 /// let limiter = RateLimiter::new(1, Duration::from_secs(1)).unwrap();
 /// let mut svc = ServiceBuilder::new()
 ///     .layer(RateLimitLayer::new(limiter))
-///     .service_fn(|x: u32| async move { Ok::<_, bulwark_core::BoxError>(x) });
+///     .service_fn(|x: u32| async move { Ok::<_, bulwark::BoxError>(x) });
 /// assert_eq!(svc.ready().await.unwrap().call(1).await.unwrap(), 1);
 /// let err = svc.ready().await.unwrap().call(2).await.unwrap_err();
 /// assert_eq!(find::<RateLimited>(&*err).unwrap().retry_after(), Duration::from_secs(1));
@@ -71,7 +71,7 @@ impl<S, L: Clone> Layer<S> for RateLimitLayer<L> {
 /// request's key (a tenant, a user, a host).
 ///
 /// ```
-/// use bulwark_ratelimit::{KeyedRateLimitLayer, RateLimiter};
+/// use bulwark::ratelimit::{KeyedRateLimitLayer, RateLimiter};
 /// use std::time::Duration;
 /// use tower::{Service, ServiceBuilder, ServiceExt};
 ///
@@ -80,7 +80,7 @@ impl<S, L: Clone> Layer<S> for RateLimitLayer<L> {
 /// let per_user = RateLimiter::builder().limit(1, Duration::from_secs(1)).build_keyed().unwrap();
 /// let mut svc = ServiceBuilder::new()
 ///     .layer(KeyedRateLimitLayer::new(per_user, |(user, _): &(u32, u64)| *user))
-///     .service_fn(|(_, n): (u32, u64)| async move { Ok::<_, bulwark_core::BoxError>(n * 2) });
+///     .service_fn(|(_, n): (u32, u64)| async move { Ok::<_, bulwark::BoxError>(n * 2) });
 /// assert!(svc.ready().await.unwrap().call((1, 10)).await.is_ok());
 /// assert!(svc.ready().await.unwrap().call((1, 11)).await.is_err());
 /// assert!(svc.ready().await.unwrap().call((2, 12)).await.is_ok());

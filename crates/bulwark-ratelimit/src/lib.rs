@@ -12,8 +12,8 @@
 //! ([`RateLimitLayer::max_wait`]).
 //!
 //! ```
-//! use bulwark_core::error::{find, RateLimited};
-//! use bulwark_ratelimit::{RateLimitLayer, RateLimiter};
+//! use bulwark::error::{find, RateLimited};
+//! use bulwark::ratelimit::{RateLimitLayer, RateLimiter};
 //! use std::time::Duration;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
@@ -28,7 +28,7 @@
 //!     .unwrap();
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(RateLimitLayer::new(limiter))
-//!     .service_fn(|x: u32| async move { Ok::<_, bulwark_core::BoxError>(x) });
+//!     .service_fn(|x: u32| async move { Ok::<_, bulwark::BoxError>(x) });
 //!
 //! for i in 0..10 {
 //!     svc.ready().await.unwrap().call(i).await.unwrap();

@@ -27,7 +27,7 @@ use std::time::Duration;
 /// long): it runs on every call.
 ///
 /// ```
-/// use bulwark_ratelimit::{Admit, RateLimiter};
+/// use bulwark::ratelimit::{Admit, RateLimiter};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -55,7 +55,7 @@ impl<A: Admit + ?Sized> Admit for Arc<A> {
 /// of [`Admit`], implemented by [`KeyedRateLimiter`].
 ///
 /// ```
-/// use bulwark_ratelimit::{AdmitKey, RateLimiter};
+/// use bulwark::ratelimit::{AdmitKey, RateLimiter};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -111,7 +111,7 @@ impl Clock for TokioClock {
 /// of length `T`, at most `burst + T·permits/per` calls are admitted.
 ///
 /// ```
-/// use bulwark_ratelimit::Rate;
+/// use bulwark::ratelimit::Rate;
 /// use std::time::Duration;
 ///
 /// let rate = Rate::new(100, Duration::from_secs(1)).unwrap().burst(10).unwrap();
@@ -329,7 +329,7 @@ impl RateLimiterBuilder {
 /// no lock, no allocation.
 ///
 /// ```
-/// use bulwark_ratelimit::RateLimiter;
+/// use bulwark::ratelimit::RateLimiter;
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -453,7 +453,7 @@ impl fmt::Debug for RateLimiter {
 /// [`max_keys`](RateLimiterBuilder::max_keys).
 ///
 /// ```
-/// use bulwark_ratelimit::{AdmitKey, RateLimiter};
+/// use bulwark::ratelimit::{AdmitKey, RateLimiter};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

@@ -24,8 +24,8 @@
 //! then abandoned (its caller gave up during the backoff) costs nothing.
 //!
 //! ```
-//! use bulwark_core::Outcome;
-//! use bulwark_retry::budget::RetryBudget;
+//! use bulwark::Outcome;
+//! use bulwark::retry::budget::RetryBudget;
 //! use std::time::Duration;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -128,8 +128,8 @@ impl RetryBudget {
     /// `ratio` is kept to the nearest millionth.
     ///
     /// ```
-    /// use bulwark_core::Outcome;
-    /// use bulwark_retry::budget::RetryBudget;
+    /// use bulwark::Outcome;
+    /// use bulwark::retry::budget::RetryBudget;
     /// use std::time::Duration;
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// Every method is on the request path: answer from memory, without I/O.
 ///
 /// ```
-/// use bulwark_retry::budget::{BudgetPolicy, RetryBudget};
+/// use bulwark::retry::budget::{BudgetPolicy, RetryBudget};
 /// use std::sync::atomic::{AtomicU64, Ordering};
 ///
 /// /// At most one retry per ten requests, ever.

@@ -23,11 +23,11 @@
 //! [`RetryRejected::last_error`].
 //!
 //! ```
-//! use bulwark_core::error::{find, is_rejection, CircuitOpen};
-//! use bulwark_core::BoxError;
-//! use bulwark_retry::error::RetryRejected;
-//! use bulwark_retry::RetryLayer;
-//! use bulwark_core::backoff::BackoffPolicy;
+//! use bulwark::error::{find, is_rejection, CircuitOpen};
+//! use bulwark::BoxError;
+//! use bulwark::retry::error::RetryRejected;
+//! use bulwark::retry::RetryLayer;
+//! use bulwark::backoff::BackoffPolicy;
 //! use std::sync::atomic::{AtomicU32, Ordering};
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -89,8 +89,8 @@ impl RetryRejected {
     /// error from an earlier attempt.
     ///
     /// ```
-    /// use bulwark_core::error::{is_rejection, BulkheadFull};
-    /// use bulwark_retry::error::RetryRejected;
+    /// use bulwark::error::{is_rejection, BulkheadFull};
+    /// use bulwark::retry::error::RetryRejected;
     ///
     /// let e = RetryRejected::new(3, Box::new(BulkheadFull::at_capacity()), "timed out".into());
     /// assert_eq!(e.attempts(), 3);
@@ -150,8 +150,8 @@ impl Error for RetryRejected {
 /// that the rejection is found by walking the chain.
 ///
 /// ```
-/// use bulwark_core::error::{find, CircuitOpen};
-/// use bulwark_retry::error::{LastUpstreamError, RetryRejected};
+/// use bulwark::error::{find, CircuitOpen};
+/// use bulwark::retry::error::{LastUpstreamError, RetryRejected};
 /// use std::error::Error;
 ///
 /// let e = RetryRejected::new(2, Box::new(CircuitOpen::new(None)), "reset".into());

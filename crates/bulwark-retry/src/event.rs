@@ -6,8 +6,8 @@
 //! (target `bulwark_retry`) at `debug` level.
 //!
 //! ```
-//! use bulwark_retry::event::{GiveUpReason, RetryEvent};
-//! use bulwark_retry::RetryLayer;
+//! use bulwark::retry::event::{GiveUpReason, RetryEvent};
+//! use bulwark::retry::RetryLayer;
 //! use std::sync::{Arc, Mutex};
 //!
 //! let seen = Arc::new(Mutex::new(Vec::new()));

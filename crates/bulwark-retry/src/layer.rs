@@ -70,13 +70,13 @@ pub const DEFAULT_MIN_TIME_LEFT: Duration = Duration::from_millis(5);
 /// ```
 ///
 /// ```
-/// use bulwark_retry::RetryLayer;
-/// use bulwark_core::backoff::{BackoffPolicy, Jitter};
+/// use bulwark::retry::RetryLayer;
+/// use bulwark::backoff::{BackoffPolicy, Jitter};
 /// use std::time::Duration;
 /// use tower::{service_fn, ServiceBuilder, ServiceExt};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() -> Result<(), bulwark_core::BoxError> {
+/// # async fn main() -> Result<(), bulwark::BoxError> {
 /// let svc = ServiceBuilder::new()
 ///     .layer(
 ///         RetryLayer::new()
@@ -93,7 +93,7 @@ pub const DEFAULT_MIN_TIME_LEFT: Duration = Duration::from_millis(5);
 /// A timeout placed *outside* retry bounds the whole call, retries included:
 ///
 /// ```
-/// # use bulwark_retry::RetryLayer;
+/// # use bulwark::retry::RetryLayer;
 /// # use tower::{service_fn, ServiceBuilder, ServiceExt};
 /// # use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -178,7 +178,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// input, such as a configuration file, into a typed error.
     ///
     /// ```
-    /// use bulwark_retry::RetryLayer;
+    /// use bulwark::retry::RetryLayer;
     ///
     /// let err = RetryLayer::new().max_attempts(0).validate().unwrap_err();
     /// assert_eq!(err.field(), "max_attempts");
@@ -232,9 +232,9 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// Arithmetic saturates: `Duration::MAX` means no limit.
     ///
     /// ```
-    /// use bulwark_core::backoff::BackoffPolicy;
-    /// use bulwark_core::clock::Instant;
-    /// use bulwark_retry::RetryLayer;
+    /// use bulwark::backoff::BackoffPolicy;
+    /// use bulwark::clock::Instant;
+    /// use bulwark::retry::RetryLayer;
     /// use std::time::Duration;
     /// use tower::{service_fn, Layer, ServiceExt};
     ///
@@ -265,7 +265,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// is always made. No effect without a deadline.
     ///
     /// ```
-    /// use bulwark_retry::RetryLayer;
+    /// use bulwark::retry::RetryLayer;
     /// use std::time::Duration;
     ///
     /// let layer = RetryLayer::new()
@@ -345,9 +345,9 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// before it are not made, and the last result is returned at once.
     ///
     /// ```
-    /// use bulwark_core::backoff::BackoffPolicy;
-    /// use bulwark_core::clock::Instant;
-    /// use bulwark_retry::RetryLayer;
+    /// use bulwark::backoff::BackoffPolicy;
+    /// use bulwark::clock::Instant;
+    /// use bulwark::retry::RetryLayer;
     /// use std::time::Duration;
     /// use tower::{service_fn, Layer, ServiceExt};
     ///
@@ -395,8 +395,8 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// copied.
     ///
     /// ```
-    /// use bulwark_core::BoxError;
-    /// use bulwark_retry::RetryLayer;
+    /// use bulwark::BoxError;
+    /// use bulwark::retry::RetryLayer;
     /// use std::sync::atomic::{AtomicU32, Ordering};
     /// use std::sync::Arc;
     /// use tower::{service_fn, Layer, ServiceExt};
@@ -440,7 +440,7 @@ impl<C, P, R, D, I> RetryLayer<C, P, R, D, I> {
     /// idempotent requests" is one line:
     ///
     /// ```
-    /// use bulwark_retry::RetryLayer;
+    /// use bulwark::retry::RetryLayer;
     /// use std::sync::atomic::{AtomicU32, Ordering};
     /// use std::sync::Arc;
     /// use tower::{service_fn, Layer, ServiceExt};

@@ -36,13 +36,13 @@
 //! # Example
 //!
 //! ```
-//! use bulwark_retry::RetryLayer;
+//! use bulwark::retry::RetryLayer;
 //! use std::sync::atomic::{AtomicU32, Ordering};
 //! use std::sync::Arc;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! # async fn main() -> Result<(), bulwark::BoxError> {
 //! // An upstream that fails twice, then answers.
 //! let calls = Arc::new(AtomicU32::new(0));
 //! let counter = calls.clone();

@@ -11,8 +11,8 @@
 //! `Retry-After`) or forbid further attempts.
 //!
 //! ```
-//! use bulwark_core::{BoxError, Outcome};
-//! use bulwark_retry::policy::{Pushback, PushbackHint, RetryOn};
+//! use bulwark::{BoxError, Outcome};
+//! use bulwark::retry::policy::{Pushback, PushbackHint, RetryOn};
 //! use std::time::Duration;
 //!
 //! assert!(RetryOn::default().contains(Outcome::Failure));
@@ -183,8 +183,8 @@ where
 /// [`RequestIf`] (question 1).
 ///
 /// ```
-/// use bulwark_core::BoxError;
-/// use bulwark_retry::policy::{RequestIf, RetryIf};
+/// use bulwark::BoxError;
+/// use bulwark::retry::policy::{RequestIf, RetryIf};
 ///
 /// // Question 1: only reads are retried, decided before the call.
 /// let reads = RequestIf::new(|method: &&str| *method == "GET");
@@ -235,7 +235,7 @@ where
 /// a request it refuses is sent once, and never copied.
 ///
 /// ```
-/// use bulwark_retry::policy::{RequestIf, RetryIf};
+/// use bulwark::retry::policy::{RequestIf, RetryIf};
 ///
 /// let even = RequestIf::new(|n: &u32| n % 2 == 0);
 /// assert!(RetryIf::<u32, ()>::may_retry(&even, &2));
@@ -281,8 +281,8 @@ where
 /// implements it for the `Deadline` kept in a request's extensions.
 ///
 /// ```
-/// use bulwark_core::clock::Instant;
-/// use bulwark_retry::policy::RequestDeadline;
+/// use bulwark::clock::Instant;
+/// use bulwark::retry::policy::RequestDeadline;
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

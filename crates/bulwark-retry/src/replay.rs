@@ -13,7 +13,7 @@
 //! `max_attempts(1)` the hook is never called.
 //!
 //! ```
-//! use bulwark_retry::replay::{CloneReplay, NoReplay, Replay};
+//! use bulwark::retry::replay::{CloneReplay, NoReplay, Replay};
 //!
 //! assert_eq!(CloneReplay.replay(&"hello"), Some("hello"));
 //! assert_eq!(NoReplay.replay(&"hello"), None);

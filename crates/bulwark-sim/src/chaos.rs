@@ -19,7 +19,7 @@
 //! sent to listeners ([`ChaosConfig`] is serde, for configuration files).
 //!
 //! ```
-//! use bulwark_sim::chaos::{Chaos, ChaosConfig, ChaosError};
+//! use bulwark::sim::chaos::{Chaos, ChaosConfig, ChaosError};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -386,7 +386,7 @@ impl<R> ChaosLayer<R> {
     /// `respond` instead of errors.
     ///
     /// ```
-    /// use bulwark_sim::chaos::{Chaos, ChaosConfig, Fault};
+    /// use bulwark::sim::chaos::{Chaos, ChaosConfig, Fault};
     ///
     /// let chaos = Chaos::new(ChaosConfig::default()).unwrap();
     /// let layer = chaos.layer().respond_with(|fault: Fault| match fault {

@@ -11,7 +11,7 @@
 //! stack added to the upstream, and how fast it noticed and recovered.
 //!
 //! ```
-//! use bulwark_sim::{stacks, Scenario, Simulation};
+//! use bulwark::sim::{stacks, Scenario, Simulation};
 //! use std::time::Duration;
 //!
 //! let mut outage = Scenario::named("outage").unwrap();

@@ -32,7 +32,7 @@ type Watcher = Box<dyn Fn() -> f64 + Send>;
 /// the load (a clone per request, so any `Clone` tower service works).
 ///
 /// ```
-/// use bulwark_sim::{Simulation, Stack, Scenario};
+/// use bulwark::sim::{Simulation, Stack, Scenario};
 /// use std::time::Duration;
 /// use tower::ServiceBuilder;
 ///

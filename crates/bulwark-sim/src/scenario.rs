@@ -7,7 +7,7 @@
 //! hosts, or for the hosts it names).
 //!
 //! ```
-//! use bulwark_sim::Scenario;
+//! use bulwark::sim::Scenario;
 //!
 //! let scenario: Scenario = toml::from_str(r#"
 //!     name = "payments-brownout"

@@ -189,7 +189,7 @@ pub fn bulwark_http() -> Stack {
     })
 }
 
-/// Bulwark's recommended client stack ([`bulwark_stack::ClientStack`]) with
+/// Bulwark's recommended client stack ([`bulwark::stack::ClientStack`](bulwark_stack::ClientStack)) with
 /// its defaults, told the one thing a user must tell it: the caller's
 /// deadline, as its total timeout. Retries only idempotent requests, keys
 /// its breakers by host, and reads the rate-limited answers' retry-after.

@@ -7,9 +7,9 @@
 //! re-exported here so that callers can name `throttle::error::ThrottledLocally`.
 //!
 //! ```
-//! use bulwark_core::error::find;
-//! use bulwark_core::BoxError;
-//! use bulwark_throttle::error::ThrottledLocally;
+//! use bulwark::error::find;
+//! use bulwark::BoxError;
+//! use bulwark::throttle::error::ThrottledLocally;
 //!
 //! let err: BoxError = Box::new(ThrottledLocally::new(0.4));
 //! assert_eq!(find::<ThrottledLocally>(&*err).unwrap().probability(), 0.4);

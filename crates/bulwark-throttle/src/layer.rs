@@ -15,7 +15,7 @@ const LAYER: &str = "adaptive throttle";
 /// every clone of those) shares one window of counts.
 ///
 /// ```
-/// use bulwark_throttle::AdaptiveThrottleLayer;
+/// use bulwark::throttle::AdaptiveThrottleLayer;
 /// use std::time::Duration;
 ///
 /// // The defaults: K = 2, a 10 s window of 20 buckets, at most 90% shed.
@@ -82,8 +82,8 @@ impl<C> AdaptiveThrottleLayer<C> {
     /// breaker and retry use (see [`AdaptiveThrottle`] for what counts).
     ///
     /// ```
-    /// use bulwark_core::{BoxError, Outcome};
-    /// use bulwark_throttle::AdaptiveThrottleLayer;
+    /// use bulwark::{BoxError, Outcome};
+    /// use bulwark::throttle::AdaptiveThrottleLayer;
     ///
     /// let layer = AdaptiveThrottleLayer::new().classifier(|r: &Result<u16, BoxError>| match r {
     ///     Ok(429) => Outcome::Throttled,
@@ -120,7 +120,7 @@ impl<S, C: Clone> Layer<S> for AdaptiveThrottleLayer<C> {
 /// settings.
 ///
 /// ```
-/// use bulwark_throttle::AdaptiveThrottleLayer;
+/// use bulwark::throttle::AdaptiveThrottleLayer;
 ///
 /// let err = AdaptiveThrottleLayer::builder().k(0.5).build().unwrap_err();
 /// assert_eq!(err.field(), "k");

@@ -24,9 +24,9 @@
 //! degraded.
 //!
 //! ```
-//! use bulwark_core::error::{find, ThrottledLocally};
-//! use bulwark_core::BoxError;
-//! use bulwark_throttle::AdaptiveThrottleLayer;
+//! use bulwark::error::{find, ThrottledLocally};
+//! use bulwark::BoxError;
+//! use bulwark::throttle::AdaptiveThrottleLayer;
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -109,7 +109,7 @@ pub enum ThrottleEvent {
 /// [`AdaptiveThrottleLayer::handle`] or [`AdaptiveThrottle::handle`].
 ///
 /// ```
-/// use bulwark_throttle::AdaptiveThrottleLayer;
+/// use bulwark::throttle::AdaptiveThrottleLayer;
 ///
 /// let handle = AdaptiveThrottleLayer::new().handle();
 /// let now = handle.snapshot();

@@ -1,9 +1,9 @@
 //! Errors returned by the [`Timeout`](crate::Timeout) service.
 //!
 //! ```
-//! use bulwark_timeout::error::{Elapsed, Limit};
-//! use bulwark_core::error::find;
-//! use bulwark_core::BoxError;
+//! use bulwark::timeout::error::{Elapsed, Limit};
+//! use bulwark::error::find;
+//! use bulwark::BoxError;
 //! use std::time::Duration;
 //!
 //! # let err: BoxError = Box::new(Elapsed::new(Limit::Request, Duration::from_secs(2)));

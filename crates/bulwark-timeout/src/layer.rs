@@ -9,7 +9,7 @@ use tower_layer::Layer;
 /// Applies a [`Timeout`] to services.
 ///
 /// ```
-/// use bulwark_timeout::TimeoutLayer;
+/// use bulwark::timeout::TimeoutLayer;
 /// use std::time::Duration;
 ///
 /// // 2 s per request, and at most 100 ms waiting for the inner service to

@@ -7,15 +7,15 @@
 //! [`Limit::Readiness`](error::Limit::Readiness)) and how long it was. Like
 //! every Bulwark layer that adds a way to fail, the service's error type is
 //! [`BoxError`](bulwark_core::BoxError); find the `Elapsed` anywhere in the
-//! `source()` chain with [`bulwark_core::error::find`].
+//! `source()` chain with [`bulwark::error::find`](bulwark_core::error::find).
 //!
 //! The limit is counted from `call`; the timer itself is registered only on
 //! the first poll that finds the response not ready, so a response that is
 //! ready at once (a cache hit, an in-memory service) never pays for a timer.
 //!
 //! ```
-//! use bulwark_timeout::{error::{Elapsed, Limit}, TimeoutLayer};
-//! use bulwark_core::error::find;
+//! use bulwark::timeout::{error::{Elapsed, Limit}, TimeoutLayer};
+//! use bulwark::error::find;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
@@ -73,8 +73,8 @@
 //! inner one firing first:
 //!
 //! ```
-//! use bulwark_timeout::{error::Elapsed, TimeoutLayer};
-//! use bulwark_core::error::find;
+//! use bulwark::timeout::{error::Elapsed, TimeoutLayer};
+//! use bulwark::error::find;
 //! use std::time::Duration;
 //! use tower::{ServiceBuilder, ServiceExt};
 //!

@@ -6,7 +6,7 @@
 //! request extension:
 //!
 //! ```
-//! use bulwark_timeout::TimeoutPolicy;
+//! use bulwark::timeout::TimeoutPolicy;
 //! use std::time::Duration;
 //!
 //! let by_path = |path: &&str| -> Option<Duration> {

@@ -38,6 +38,15 @@
 //! | `fleet`    | `fleet`       | rate limits, breakers and retry budgets shared by every instance through Redis (with `config`: `[fleet]`, `shared = true`) |
 //! | `fleet-cluster` | `fleet`  | `fleet` on a Redis Cluster (`redis+cluster://host:port,host:port`) |
 //!
+//! `bulwark::http` takes the name of the `http` crate, so it carries that
+//! crate's names too: after `use bulwark::http;`, `http::Request`,
+//! `http::StatusCode`, `http::header::CONTENT_TYPE`, `http::request::Parts`
+//! and the rest are the `http` crate's (1.x) types, and Bulwark's are beside
+//! them (`http::ClientStack`). Write either `use bulwark::http;` or
+//! `use bulwark::http::{ClientStack, ServerStack};` with `http` from your
+//! own `Cargo.toml`: both name the same types (see the crate docs of
+//! `bulwark::http`, "Importing").
+//!
 //! `sim`, the virtual-time fault simulator that shows what a stack does while
 //! its upstream fails (and a chaos layer for game days), is a tool rather
 //! than a runtime part, so `full` leaves it out.

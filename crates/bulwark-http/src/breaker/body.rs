@@ -22,9 +22,9 @@
 //! response, body included.
 //!
 //! ```
-//! use bulwark_breaker::{Breaker, State};
-//! use bulwark_http::breaker::body::BodyBreakerLayer;
-//! use bulwark_http::HttpClassifier;
+//! use bulwark::breaker::{Breaker, State};
+//! use bulwark::http::breaker::body::BodyBreakerLayer;
+//! use bulwark::http::HttpClassifier;
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt};
@@ -43,7 +43,7 @@
 //! # }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! # async fn main() -> Result<(), bulwark::BoxError> {
 //! let breakers = Breaker::builder().consecutive_failures(1).keyed().build()?;
 //! let svc = ServiceBuilder::new()
 //!     .layer(BodyBreakerLayer::new(breakers.clone(), HttpClassifier::new()))

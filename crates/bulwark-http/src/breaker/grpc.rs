@@ -28,15 +28,15 @@
 //! classifier is a [`GrpcClassifier`].
 //!
 //! ```
-//! use bulwark_breaker::{Breaker, State};
-//! use bulwark_http::breaker::grpc::GrpcHostBreakerLayer;
-//! use bulwark_http::GrpcClassifier;
+//! use bulwark::breaker::{Breaker, State};
+//! use bulwark::http::breaker::grpc::GrpcHostBreakerLayer;
+//! use bulwark::http::GrpcClassifier;
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! # async fn main() -> Result<(), bulwark::BoxError> {
 //! let breakers = Breaker::builder().consecutive_failures(1).keyed().build()?;
 //! let svc = ServiceBuilder::new()
 //!     .layer(GrpcHostBreakerLayer::new(breakers.clone(), GrpcClassifier::new()))

@@ -15,12 +15,12 @@
 //! one pool. The inner service is polled ready before every hedge.
 //!
 //! ```
-//! use bulwark_retry::hedge::HedgeLayer;
+//! use bulwark::retry::hedge::HedgeLayer;
 //! use std::time::Duration;
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), bulwark_core::BoxError> {
+//! # async fn main() -> Result<(), bulwark::BoxError> {
 //! let hedged = ServiceBuilder::new()
 //!     // Hedge the calls slower than the 95th percentile; 50 ms until 20
 //!     // latencies were seen.
