@@ -814,7 +814,7 @@ where
 /// | part | default | off |
 /// |---|---|---|
 /// | errors → responses | [`ErrorMapping::server`] | always on |
-/// | bulkhead | 512 in flight, fixed ([`adaptive`](Self::adaptive) to move it), the rest shed at once (503 + `Retry-After: 1` + `bulwark-shed: 1`) | [`no_bulkhead`](Self::no_bulkhead) |
+/// | bulkhead | 512 in flight, fixed (an adaptive limit through [`bulkhead`](Self::bulkhead) moves it), the rest shed at once (503 + `Retry-After: 1` + `bulwark-shed: 1`) | [`no_bulkhead`](Self::no_bulkhead) |
 /// | request timeout | 30 s, or the caller's `grpc-timeout` if shorter | [`no_timeout`](Self::no_timeout) |
 ///
 /// ```
