@@ -468,7 +468,7 @@ impl RetryConfig {
         }
         self.layer()
             .validate()
-            .map_err(|e| LoadError::setting(at, e.field(), e))
+            .map_err(|e| LoadError::from_core(at, e))
     }
 
     /// The backoff these settings describe.
@@ -553,7 +553,7 @@ impl RetryBudgetConfig {
     /// As [`validate`](Self::validate), without the path.
     pub fn budget(&self) -> Result<RetryBudget, LoadError> {
         RetryBudget::ratio(self.ratio, self.min_per_sec, self.window)
-            .map_err(|e| LoadError::setting("", e.field(), e))
+            .map_err(|e| LoadError::from_core("", e))
     }
 }
 
