@@ -45,7 +45,7 @@
 //! | `bulwark_keyed_breaker_keys` | gauge | `name` | [`KeyedBreakerMetrics::record`] |
 //! | `bulwark_keyed_breaker_open_keys` | gauge (keys open, half-open or forced open) | `name` | [`KeyedBreakerMetrics::record`] |
 //! | `bulwark_retries_total` | counter (attempts after the first) | `name` | [`RetryMetrics`] |
-//! | `bulwark_retry_gave_up_total` | counter | `name`, `reason` (`attempts_exhausted`, `budget_exhausted`, `deadline`, `pushback`, `not_replayable`) | [`RetryMetrics`] |
+//! | `bulwark_retry_gave_up_total` | counter | `name`, `reason` (`attempts_exhausted`, `budget_exhausted`, `deadline`, `pushback`, `not_replayable`, `rejected`: a retry refused by a breaker or bulkhead below) | [`RetryMetrics`] |
 //! | `bulwark_retry_budget_denied_total` | counter (retries and hedges the budget refused) | `name` | [`RetryMetrics`] |
 //! | `bulwark_hedges_total` | counter | `name` | [`RetryMetrics`] |
 //! | `bulwark_retry_budget_available` | gauge | `name` | [`RetryBudgetMetrics::record`] |
@@ -420,12 +420,13 @@ impl Listener<BreakerEvent> for KeyedBreakerMetrics {
 
 // ----- retry ---------------------------------------------------------------
 
-const GIVE_UP: [(GiveUpReason, &str); 5] = [
+const GIVE_UP: [(GiveUpReason, &str); 6] = [
     (GiveUpReason::AttemptsExhausted, "attempts_exhausted"),
     (GiveUpReason::BudgetExhausted, "budget_exhausted"),
     (GiveUpReason::Deadline, "deadline"),
     (GiveUpReason::Pushback, "pushback"),
     (GiveUpReason::NotReplayable, "not_replayable"),
+    (GiveUpReason::Rejected, "rejected"),
 ];
 
 /// A retry (or hedge) layer's metrics, as a listener for its
@@ -436,7 +437,7 @@ pub struct RetryMetrics(Arc<RetryInner>);
 struct RetryInner {
     name: String,
     retries: Counter,
-    gave_up: [Counter; 5],
+    gave_up: [Counter; 6],
     budget_denied: Counter,
     hedges: Counter,
 }

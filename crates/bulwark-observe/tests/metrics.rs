@@ -309,6 +309,40 @@ async fn retries_give_ups_and_budget_denials() {
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_retry_refused_by_an_open_breaker_is_a_give_up_with_its_reason() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let svc = metrics::with_local_recorder(&recorder, || {
+        // The first failure opens the breaker below, which refuses the retry.
+        let breaker = Breaker::builder().consecutive_failures(1).build().unwrap();
+        ServiceBuilder::new()
+            .layer(
+                RetryLayer::new()
+                    .max_attempts(3)
+                    .backoff(BackoffPolicy::constant(Duration::from_millis(10)))
+                    .budget(RetryBudget::unlimited())
+                    .on_event(RetryMetrics::new("billing")),
+            )
+            .layer(CircuitBreakerLayer::new(breaker))
+            .service_fn(|()| async { Err::<(), BoxError>("boom".into()) })
+    });
+    let err = svc.oneshot(()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("last upstream error: boom"),
+        "{err}"
+    );
+    let m = read(&snapshotter);
+    assert_eq!(counter(&m, "bulwark_retries_total{name=billing}"), 1);
+    assert_eq!(
+        counter(
+            &m,
+            "bulwark_retry_gave_up_total{name=billing,reason=rejected}"
+        ),
+        1
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn timeouts_bulkheads_and_fallbacks() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();

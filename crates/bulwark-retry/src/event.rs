@@ -46,6 +46,12 @@ pub enum GiveUpReason {
     /// The request could not be copied for another attempt (see
     /// [`Replay`](crate::replay::Replay)).
     NotReplayable,
+    /// A retry was sent and a layer below refused it without calling the
+    /// upstream (an open breaker, a full bulkhead): the call ends with the
+    /// previous attempt's response, or a
+    /// [`RetryRejected`](crate::RetryRejected) carrying both errors. The
+    /// event's outcome is [`Outcome::Rejected`](bulwark_core::Outcome::Rejected).
+    Rejected,
 }
 
 impl GiveUpReason {
@@ -57,6 +63,7 @@ impl GiveUpReason {
             GiveUpReason::Deadline => "deadline",
             GiveUpReason::Pushback => "pushback",
             GiveUpReason::NotReplayable => "not replayable",
+            GiveUpReason::Rejected => "rejected",
         }
     }
 }
@@ -92,9 +99,11 @@ pub enum RetryEvent {
         /// How many attempts ran (1 when no retry was needed).
         attempts: u32,
     },
-    /// The call ended with an outcome that is not retried (ignored or
-    /// rejected, by default), or that the layer's
-    /// [`RetryIf`](crate::policy::RetryIf) predicate refused.
+    /// The call ended with an outcome that is not retried (by default:
+    /// ignored, or a first attempt rejected below; a rejected retry is a
+    /// [`GaveUp`](RetryEvent::GaveUp) with [`GiveUpReason::Rejected`]), or
+    /// that the layer's [`RetryIf`](crate::policy::RetryIf) predicate
+    /// refused.
     NotRetried {
         /// How many attempts ran.
         attempts: u32,

@@ -148,7 +148,13 @@ impl<C, P, R, D, I> Shared<C, P, R, D, I> {
     {
         let attempts = call.attempts;
         if !self.config.retry_on.contains(outcome) || !call.retryable {
-            self.not_retried(attempts, outcome);
+            if outcome == Outcome::Rejected && attempts > 1 {
+                // A retry, refused below: the call gives up on the failure
+                // that asked for it.
+                self.gave_up(attempts, outcome, GiveUpReason::Rejected);
+            } else {
+                self.not_retried(attempts, outcome);
+            }
             return None;
         }
         let hint = self.pushback.pushback(result);

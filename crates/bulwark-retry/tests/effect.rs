@@ -386,11 +386,13 @@ async fn a_rejection_after_upstream_errors_carries_the_last_of_them() {
     assert_eq!(rejected.attempts(), 3);
     assert_eq!(rejected.last_error().to_string(), "connection refused");
     assert!(rejected.rejection().is::<CircuitOpen>());
+    // The retry was refused below: the call gave up, and says why.
     assert_eq!(
         events.lock().unwrap().last(),
-        Some(&RetryEvent::NotRetried {
+        Some(&RetryEvent::GaveUp {
             attempts: 3,
-            outcome: Outcome::Rejected
+            outcome: Outcome::Rejected,
+            reason: GiveUpReason::Rejected,
         })
     );
 }
@@ -401,12 +403,36 @@ async fn a_rejection_after_an_upstream_response_returns_that_response() {
         0 => Ok(503),
         _ => Err(Box::new(BulkheadFull::at_capacity())),
     });
+    let (events, listener) = recorder();
     let svc = RetryLayer::new()
         .classifier(by_status)
         .backoff(BackoffPolicy::constant(ms(10)))
+        .on_event(listener)
         .layer(svc);
     assert_eq!(svc.oneshot(1).await.unwrap(), 503);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(matches!(
+        events.lock().unwrap().last(),
+        Some(RetryEvent::GaveUp {
+            reason: GiveUpReason::Rejected,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_first_attempt_rejected_below_is_not_a_give_up() {
+    let (svc, _) = scripted(|_| Err(Box::new(CircuitOpen::new(None))));
+    let (events, listener) = recorder();
+    let svc = RetryLayer::new().on_event(listener).layer(svc);
+    assert!(svc.oneshot(1).await.is_err());
+    assert_eq!(
+        *events.lock().unwrap(),
+        [RetryEvent::NotRetried {
+            attempts: 1,
+            outcome: Outcome::Rejected
+        }]
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
