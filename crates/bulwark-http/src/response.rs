@@ -11,7 +11,7 @@
 //! | [`CircuitOpen`] | 503 + `Retry-After` (next probe) | 503 + `Retry-After` |
 //! | [`RateLimited`] (a local rate limit) | 429 + `Retry-After` (next admission) | same |
 //! | [`BulkheadFull`], [`ThrottledLocally`] (shed) | 503 (or 429) + `Retry-After: 1` + `bulwark-shed: 1` | same |
-//! | [`Elapsed`] (a timeout; also the source of a head's or a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | 504 Gateway Timeout | 503 (or 408) |
+//! | [`Elapsed`] (a timeout; also the source of a head's or a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)), or tower's own `tower::timeout::error::Elapsed` | 504 Gateway Timeout | 503 (or 408) |
 //! | anything else | 500 | 500 |
 //!
 //! Which mapping applies depends on where the error comes from: the
@@ -251,7 +251,7 @@ impl ErrorMapping {
             self.rate_limited
         } else if self.is_shed(error) {
             self.bulkhead_full
-        } else if is_caused_by::<Elapsed>(error) {
+        } else if is_timeout(error) {
             self.timeout
         } else {
             self.other
@@ -525,6 +525,13 @@ impl axum::response::IntoResponse for BulwarkError {
     }
 }
 
+/// Whether `error` is a timeout: Bulwark's [`Elapsed`] (also the source of
+/// a [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) or
+/// tower's own, from a `tower::timeout::TimeoutLayer` anywhere below.
+pub(crate) fn is_timeout(error: &(dyn Error + 'static)) -> bool {
+    is_caused_by::<Elapsed>(error) || is_caused_by::<tower::timeout::error::Elapsed>(error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +543,10 @@ mod tests {
         let timeout: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
         assert_eq!(ErrorMapping::client().status(&*timeout), 504);
         assert_eq!(ErrorMapping::server().status(&*timeout), 503);
+        // tower's own timeout maps the same.
+        let tower: BoxError = tower::timeout::error::Elapsed::new().into();
+        assert_eq!(ErrorMapping::client().status(&*tower), 504);
+        assert_eq!(ErrorMapping::server().status(&*tower), 503);
         // A head or a body that ran out of time maps as a timeout.
         for phase in [Phase::Head, Phase::Body, Phase::Idle] {
             let e: BoxError =

@@ -10,7 +10,7 @@
 //! | [`CircuitOpen`] | `UNAVAILABLE`, with `grpc-retry-pushback-ms` when the next probe is known |
 //! | [`RateLimited`] | `RESOURCE_EXHAUSTED` + `grpc-retry-pushback-ms` |
 //! | [`BulkheadFull`] (the server sheds load), `ThrottledLocally` | `RESOURCE_EXHAUSTED` |
-//! | [`Elapsed`] (a timeout; also the source of a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) | `DEADLINE_EXCEEDED` |
+//! | [`Elapsed`] (a timeout; also the source of a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed), or tower's own `tower::timeout::error::Elapsed` | `DEADLINE_EXCEEDED` |
 //! | a transport error (anything else) | `UNAVAILABLE` |
 //!
 //! ```
@@ -30,11 +30,11 @@
 //! [`Elapsed`]: bulwark_timeout::Elapsed
 
 use crate::pushback::GRPC_RETRY_PUSHBACK_MS;
+use crate::response::is_timeout;
 use bulwark_core::error::{
     find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
 };
 use bulwark_core::BoxError;
-use bulwark_timeout::Elapsed;
 use tonic::{Code, Status};
 
 // `http::status::{StatusCode, InvalidStatusCode}`, so that they keep their
@@ -72,7 +72,7 @@ pub fn to_status(error: BoxError) -> Status {
     if is_caused_by::<BulkheadFull>(&*error) || is_caused_by::<ThrottledLocally>(&*error) {
         return Status::new(Code::ResourceExhausted, error.to_string());
     }
-    if is_caused_by::<Elapsed>(&*error) {
+    if is_timeout(&*error) {
         return Status::new(Code::DeadlineExceeded, error.to_string());
     }
     Status::new(Code::Unavailable, error.to_string())
@@ -88,7 +88,7 @@ pub fn to_status(error: BoxError) -> Status {
 /// | [`CircuitOpen`] (this client's breaker for the upstream) | `UNAVAILABLE` |
 /// | [`BulkheadFull`] (this client's own limit of calls in flight) | `UNAVAILABLE` |
 /// | [`ThrottledLocally`] (this client's adaptive throttling) | `RESOURCE_EXHAUSTED` |
-/// | [`Elapsed`], tonic's `TimeoutExpired` (a timeout or deadline) | `DEADLINE_EXCEEDED` |
+/// | [`Elapsed`], tower's `Elapsed`, tonic's `TimeoutExpired` (a timeout or deadline) | `DEADLINE_EXCEEDED` |
 /// | a transport error (anything else) | as tonic maps it (`UNAVAILABLE` for a refused connection), else `UNAVAILABLE` |
 ///
 /// The message is the error's own (`circuit breaker 'grpc/payments:50051' is open; next
@@ -119,7 +119,7 @@ pub fn to_client_status(error: BoxError) -> Status {
     if is_caused_by::<ThrottledLocally>(&*error) {
         return Status::new(Code::ResourceExhausted, error.to_string());
     }
-    if is_caused_by::<Elapsed>(&*error) || is_caused_by::<tonic::TimeoutExpired>(&*error) {
+    if is_timeout(&*error) || is_caused_by::<tonic::TimeoutExpired>(&*error) {
         return Status::new(Code::DeadlineExceeded, error.to_string());
     }
     let text = error.to_string();
@@ -163,6 +163,7 @@ fn generic_message(code: Code) -> &'static str {
 mod tests {
     use super::*;
     use bulwark_timeout::error::Limit;
+    use bulwark_timeout::Elapsed;
     use std::time::Duration;
 
     #[test]
@@ -171,6 +172,11 @@ mod tests {
         assert_eq!(to_status(full).code(), Code::ResourceExhausted);
         let late: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(1)).into();
         assert_eq!(to_status(late).code(), Code::DeadlineExceeded);
+        // tower's own timeout, from a `tower::timeout::TimeoutLayer` below.
+        let late: BoxError = tower::timeout::error::Elapsed::new().into();
+        assert_eq!(to_status(late).code(), Code::DeadlineExceeded);
+        let late: BoxError = tower::timeout::error::Elapsed::new().into();
+        assert_eq!(to_client_status(late).code(), Code::DeadlineExceeded);
         // A body that ran out of time, as the body's error says it.
         use crate::response_timeout::{Phase, ResponseElapsed, Scope};
         let body: BoxError =
