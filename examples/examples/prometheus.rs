@@ -12,7 +12,7 @@
 use axum::routing::get;
 use axum::Router;
 use bulwark::observe::metrics::{self as bulwark_metrics, MetricsLayer};
-use bulwark::observe::router::HealthRouter;
+use bulwark::observe::HealthRouter;
 use bulwark::observe::Registry;
 use bulwark::prelude::*;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};

@@ -12,7 +12,7 @@ use axum::Router;
 use bulwark::breaker::State;
 use bulwark::config::Loader;
 use bulwark::http::classify::HttpClassifier;
-use bulwark::observe::router::HealthRouter;
+use bulwark::observe::HealthRouter;
 use bulwark::observe::Registry;
 use bulwark::BoxError;
 use http_body_util::{BodyExt, Empty};

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use bulwark::http::response::BulwarkError;
 use bulwark::http::{ClientStack, ServerStack, SHED_HEADER};
-use bulwark::observe::router::HealthRouter;
+use bulwark::observe::HealthRouter;
 use bulwark::observe::Registry;
 use bulwark::timeout::{error::Limit, Elapsed};
 use bytes::Bytes;

@@ -86,7 +86,7 @@ fn axum_server_with_health_and_metrics() -> Result<(), BoxError> {
     // README begin
     // Compiled in CI by tests/tests/readme_snippets.rs.
     use bulwark::http::ServerStack;
-    use bulwark::observe::{router::HealthRouter, Registry};
+    use bulwark::observe::{HealthRouter, Registry};
     use metrics_exporter_prometheus::PrometheusBuilder;
 
     // Install the recorder before building the stacks: metric handles made

@@ -7,7 +7,7 @@
 mod support;
 
 use bulwark_fleet::{Fleet, FleetRateLimiter, SharedBreakerLayer, SharedRetryBudget};
-use bulwark_observe::router::HealthRouter;
+use bulwark_observe::HealthRouter;
 use bulwark_observe::Registry;
 use serde_json::Value;
 use std::time::Duration;

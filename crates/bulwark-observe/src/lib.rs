@@ -12,8 +12,8 @@
 //! - [`metrics`] (feature `metrics`): every layer's events and handles
 //!   reported through the [`metrics`](https://docs.rs/metrics) facade under
 //!   stable names, and a per-call [`MetricsLayer`](metrics::MetricsLayer).
-//! - [`router`] (feature `axum`): an axum router serving the health as
-//!   JSON, with optional admin routes.
+//! - [`HealthRouter`] (feature `axum`): an axum router serving the health as
+//!   JSON, with a liveness, a readiness and optional admin routes.
 //!
 //! ```
 //! use bulwark::breaker::{Breaker, CircuitBreakerLayer};
@@ -55,3 +55,6 @@ pub mod router;
 
 pub use health::{Health, Readiness, Status};
 pub use registry::{FleetView, Kind, Registry, RetryListener, TimeoutListener, UnknownInstance};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use router::HealthRouter;

@@ -2,7 +2,7 @@
 //! (feature `axum`).
 //!
 //! ```
-//! use bulwark::observe::router::HealthRouter;
+//! use bulwark::observe::HealthRouter;
 //! use bulwark::observe::Registry;
 //!
 //! let registry = Registry::new();
@@ -77,7 +77,7 @@ impl HealthRouter {
     /// Serves readiness at `path` instead of `/health/ready`.
     ///
     /// ```
-    /// use bulwark::observe::router::HealthRouter;
+    /// use bulwark::observe::HealthRouter;
     /// use bulwark::observe::Registry;
     ///
     /// let app: axum::Router = HealthRouter::new(Registry::new()).ready_path("/readyz").into_router();
@@ -92,7 +92,7 @@ impl HealthRouter {
     /// into the same app).
     ///
     /// ```
-    /// use bulwark::observe::router::HealthRouter;
+    /// use bulwark::observe::HealthRouter;
     /// use bulwark::observe::Registry;
     ///
     /// let registry = Registry::new();

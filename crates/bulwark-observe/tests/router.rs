@@ -2,7 +2,7 @@
 #![cfg(feature = "axum")]
 
 use bulwark_breaker::{Breaker, State};
-use bulwark_observe::router::HealthRouter;
+use bulwark_observe::HealthRouter;
 use bulwark_observe::Registry;
 use http_body_util::BodyExt;
 use std::net::SocketAddr;
