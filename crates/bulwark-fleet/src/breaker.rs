@@ -253,8 +253,8 @@ impl<C> SharedBreakerBuilder<C> {
 /// [`SharedBreakerBuilder`] named as the breaker.
 ///
 /// ```no_run
-/// use bulwark_breaker::{Breaker, CircuitBreakerLayer};
-/// use bulwark_fleet::{Fleet, ShareBreaker};
+/// use bulwark::breaker::{Breaker, CircuitBreakerLayer};
+/// use bulwark::fleet::{Fleet, ShareBreaker};
 /// use tower::ServiceBuilder;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -264,7 +264,7 @@ impl<C> SharedBreakerBuilder<C> {
 /// let svc = ServiceBuilder::new()
 ///     .layer(breaker.shared(&fleet).minimum_calls(50).build().unwrap())
 ///     .layer(CircuitBreakerLayer::new(breaker))
-///     .service_fn(|req: u32| async move { Ok::<_, bulwark_core::BoxError>(req) });
+///     .service_fn(|req: u32| async move { Ok::<_, bulwark::BoxError>(req) });
 /// # drop(svc);
 /// # }
 /// ```

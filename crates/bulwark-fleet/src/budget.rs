@@ -63,8 +63,8 @@ return {requests, retries, members, grant}
 /// Pass [`budget`](Self::budget) to a retry or hedge layer.
 ///
 /// ```no_run
-/// use bulwark_fleet::{Fleet, SharedRetryBudget};
-/// use bulwark_retry::RetryLayer;
+/// use bulwark::fleet::{Fleet, SharedRetryBudget};
+/// use bulwark::retry::RetryLayer;
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")]

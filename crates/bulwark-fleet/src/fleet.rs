@@ -24,8 +24,8 @@ pub enum FleetEvent {
     FellBack {
         /// The layer's key (`ratelimit:NAME`, `breaker:NAME`).
         layer: Arc<str>,
-        /// Why (the error or "timed out").
-        reason: Arc<str>,
+        /// Why: Redis was too slow, or answered with an error.
+        reason: FleetError,
     },
     /// A shared layer reached Redis again and shares its state once more.
     Rejoined {
@@ -56,6 +56,44 @@ pub enum FleetEvent {
         generation: u64,
     },
 }
+
+/// Why a shared layer could not reach the fleet's state in Redis (the
+/// reason of a [`FleetEvent::FellBack`]). It never reaches a caller: the
+/// layer decides locally instead.
+///
+/// ```
+/// use bulwark::fleet::{FleetError, FleetEvent};
+///
+/// fn alert(event: &FleetEvent) {
+///     if let FleetEvent::FellBack { layer, reason } = event {
+///         match reason {
+///             FleetError::TimedOut(after) => eprintln!("{layer}: Redis slower than {after:?}"),
+///             other => eprintln!("{layer}: {other}"),
+///         }
+///     }
+/// }
+/// # alert(&FleetEvent::Rejoined { layer: "breaker:payments".into() });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// Redis did not answer within the operation timeout (`op_timeout`,
+    /// connecting included).
+    TimedOut(Duration),
+    /// Redis, or the connection to it, failed: its message.
+    Redis(Arc<str>),
+}
+
+impl fmt::Display for FleetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FleetError::TimedOut(after) => write!(f, "redis timed out after {after:?}"),
+            FleetError::Redis(message) => write!(f, "redis failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for FleetError {}
 
 /// Builds a [`Fleet`].
 pub struct FleetBuilder {
@@ -98,7 +136,7 @@ impl FleetBuilder {
     /// each; feature `cluster`), the same as a `redis+cluster://` URL.
     ///
     /// ```no_run
-    /// use bulwark_fleet::Fleet;
+    /// use bulwark::fleet::Fleet;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -127,8 +165,8 @@ impl FleetBuilder {
     /// link state and last sync.
     ///
     /// ```no_run
-    /// use bulwark_fleet::{Fleet, SharedBreakerLayer};
-    /// use bulwark_observe::Registry;
+    /// use bulwark::fleet::{Fleet, SharedBreakerLayer};
+    /// use bulwark::observe::Registry;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
@@ -373,7 +411,7 @@ impl redis::aio::ConnectionLike for Conn {
 /// and decides from what it last learned.
 ///
 /// ```no_run
-/// use bulwark_fleet::Fleet;
+/// use bulwark::fleet::Fleet;
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -517,7 +555,7 @@ impl FleetInner {
 
     /// Runs one Redis operation within the operation timeout (connecting
     /// to a cluster included).
-    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, Arc<str>>
+    pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, FleetError>
     where
         F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -525,8 +563,8 @@ impl FleetInner {
         let attempt = async { op(self.conn().await?).await };
         let result = match tokio::time::timeout(self.op_timeout, attempt).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string().into()),
-            Err(_) => Err(format!("timed out after {:?}", self.op_timeout).into()),
+            Ok(Err(e)) => Err(FleetError::Redis(e.to_string().into())),
+            Err(_) => Err(FleetError::TimedOut(self.op_timeout)),
         };
         match &result {
             Ok(_) => self.link.touch_ok(),
@@ -605,7 +643,7 @@ impl Link {
     }
 
     /// Redis failed or was too slow: decide locally (announced once).
-    pub(crate) fn failed(&self, fleet: &FleetInner, fell_back: &mut bool, reason: Arc<str>) {
+    pub(crate) fn failed(&self, fleet: &FleetInner, fell_back: &mut bool, reason: FleetError) {
         self.touch_failed();
         if !std::mem::replace(fell_back, true) {
             tracing::warn!(target: "bulwark::fleet", layer = &*self.layer, %reason, "lost the fleet; deciding locally");

@@ -14,7 +14,7 @@
 //!
 //! - [`FleetRateLimiter`]: GCRA in one atomic Lua script per limiter on
 //!   Redis's clock, with a local lease of tokens (no Redis call per
-//!   request); behind [`bulwark_ratelimit::RateLimitLayer`].
+//!   request); behind [`RateLimitLayer`](bulwark_ratelimit::RateLimitLayer).
 //! - [`SharedBreakerLayer`]: a fleet-wide gate in front of a local breaker:
 //!   the instances publish their window counts in batches, the gate opens
 //!   everywhere when the fleet's failure rate crosses its threshold, and
@@ -23,8 +23,8 @@
 //!   the fleet's requests (one budget, not N).
 //!
 //! ```no_run
-//! use bulwark_fleet::{Fleet, FleetRateLimiter, SharedBreakerLayer};
-//! use bulwark_ratelimit::RateLimitLayer;
+//! use bulwark::fleet::{Fleet, FleetRateLimiter, SharedBreakerLayer};
+//! use bulwark::ratelimit::RateLimitLayer;
 //! use std::time::Duration;
 //! use tower::ServiceBuilder;
 //!
@@ -44,7 +44,7 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(shared)
 //!     .layer(RateLimitLayer::new(limiter))
-//!     .service_fn(|req: u32| async move { Ok::<_, bulwark_core::BoxError>(req) });
+//!     .service_fn(|req: u32| async move { Ok::<_, bulwark::BoxError>(req) });
 //! # drop(svc);
 //! # }
 //! ```
@@ -113,7 +113,7 @@
 //!
 //! **Health and metrics.** With feature `observe`,
 //! [`FleetBuilder::registry`] shows every shared layer of the fleet (and the
-//! connection, as `fleet`) in a `bulwark_observe::Registry`'s health:
+//! connection, as `fleet`) in a `bulwark::observe::Registry`'s health:
 //! `registry.health().fleet`, served as JSON by its health router, gives
 //! per layer the fleet's view as last read (a breaker's state, generation
 //! and window counts; a budget's requests, retries and share; a limiter's
@@ -174,7 +174,7 @@ pub use breaker::{
     SharedBreakerLayer, SharedBreakerSnapshot,
 };
 pub use budget::{SharedRetryBudget, SharedRetryBudgetSnapshot};
-pub use fleet::{Fleet, FleetBuilder, FleetEvent, CLUSTER_SCHEME};
+pub use fleet::{Fleet, FleetBuilder, FleetError, FleetEvent, CLUSTER_SCHEME};
 #[cfg(test)]
 mod tests;
 

@@ -200,8 +200,8 @@ fn local_limiter(name: &Arc<str>, rate: Rate, instances: u32) -> Result<RateLimi
 /// interval and rejoins by itself.
 ///
 /// ```no_run
-/// use bulwark_fleet::{Fleet, FleetRateLimiter};
-/// use bulwark_ratelimit::RateLimitLayer;
+/// use bulwark::fleet::{Fleet, FleetRateLimiter};
+/// use bulwark::ratelimit::RateLimitLayer;
 /// use std::time::Duration;
 /// use tower::ServiceBuilder;
 ///
@@ -215,7 +215,7 @@ fn local_limiter(name: &Arc<str>, rate: Rate, instances: u32) -> Result<RateLimi
 ///     .unwrap();
 /// let svc = ServiceBuilder::new()
 ///     .layer(RateLimitLayer::new(limiter))
-///     .service_fn(|req: u32| async move { Ok::<_, bulwark_core::BoxError>(req) });
+///     .service_fn(|req: u32| async move { Ok::<_, bulwark::BoxError>(req) });
 /// # drop(svc);
 /// # }
 /// ```
