@@ -53,6 +53,15 @@
 //! `grpc-retry-pushback-ms` (a Bulwark client backs off and retries, its
 //! breaker stays closed), a timeout `DEADLINE_EXCEEDED`.
 //!
+//! A call the server's own timeout ended is a failure for a Bulwark client
+//! (`DEADLINE_EXCEEDED`, as [`GrpcClassifier`] counts it): retried within the
+//! client's retry budget and deadline, as its own attempt timeouts are, and
+//! counted by its breaker, since a server that cannot answer in time is
+//! failing. A deadline the *client* sent that ran out on the server is not
+//! (it answers `CANCELLED`, see above). To neither retry nor count a
+//! server's timeouts, give the client
+//! `GrpcClassifier::new().not_failure(GrpcCode::DeadlineExceeded)`.
+//!
 //! ```
 //! use bulwark::http::grpc::GrpcServerStack;
 //! use std::time::Duration;

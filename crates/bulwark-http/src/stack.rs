@@ -273,7 +273,9 @@ impl<C> ClientStack<C> {
     /// listeners), starting from the stack's (see the table above). The
     /// stack gives retry its classifier, the server's pushback
     /// (`Retry-After`, capped by the retry's `max_pushback`), its replay,
-    /// seed and deadline. One attempt means no retry.
+    /// seed and deadline. One attempt means no retry:
+    /// the same as `no_retry()`, with no retry layer and so no retry or
+    /// retry budget in the registry's health and metrics.
     ///
     /// ```
     /// use bulwark::http::ClientStack;

@@ -294,7 +294,9 @@ impl<C, P, R, M> ClientStack<C, P, R, M> {
     /// Edits the retry settings (attempts, backoff, budget, pushback cap,
     /// listeners), starting from the stack's: [`RetryLayer::new`]'s (3
     /// attempts, budget 20%). The stack gives retry its classifier,
-    /// pushback, replay, seed and deadline. One attempt means no retry.
+    /// pushback, replay, seed and deadline. One attempt means no retry:
+    /// the same as `no_retry()`, with no retry layer and so no retry or
+    /// retry budget in the registry's health and metrics.
     ///
     /// ```
     /// use bulwark::backoff::BackoffPolicy;

@@ -64,6 +64,8 @@ pub trait ResilienceBuilderExt<L>: sealed::Sealed {
     /// its timeouts show in health and `bulwark_timeouts_total`).
     ///
     /// ```
+    /// # #[cfg(feature = "observe")] {
+    /// // Features `layers` and `observe`.
     /// use bulwark::observe::Registry;
     /// use bulwark::prelude::*;
     /// use std::time::Duration;
@@ -75,6 +77,7 @@ pub trait ResilienceBuilderExt<L>: sealed::Sealed {
     ///     .bulkhead(registry.bulkhead("payments", BulkheadLayer::builder().max_concurrent(16)))
     ///     .service_fn(|_: ()| async { Ok::<_, BoxError>(()) });
     /// assert_eq!(registry.list().len(), 2);
+    /// # }
     /// ```
     #[cfg(feature = "timeout")]
     fn timeout_after<P>(
