@@ -85,4 +85,4 @@ pub use layers::{
 };
 pub use load::{Defaults, Loader, ResilienceConfig};
 pub use shared::FleetLayer;
-pub use stack::ClientLayer;
+pub use stack::UpstreamLayer;

@@ -319,7 +319,7 @@ impl ResilienceConfig {
 ///
 /// The gate judges outcomes with [`DefaultClassifier`] (an `Err` is a
 /// failure) unless [`classifier`](Self::classifier) says otherwise. Like
-/// [`ClientLayer`](crate::ClientLayer), the service it makes is boxed
+/// [`UpstreamLayer`](crate::UpstreamLayer), the service it makes is boxed
 /// once (`Send + Sync + Clone`).
 pub struct FleetLayer<Req, C = DefaultClassifier> {
     name: String,

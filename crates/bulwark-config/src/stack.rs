@@ -169,9 +169,9 @@ impl ResilienceConfig {
         &self,
         name: &str,
         registry: &Registry,
-    ) -> Result<ClientLayer<Req>, LoadError> {
+    ) -> Result<UpstreamLayer<Req>, LoadError> {
         if !self.enabled() {
-            return Ok(ClientLayer {
+            return Ok(UpstreamLayer {
                 name: name.to_owned(),
                 parts: None,
                 classifier: DefaultClassifier,
@@ -191,7 +191,7 @@ impl ResilienceConfig {
         #[cfg(feature = "metrics")]
         let retry = retry.on_event(bulwark_observe::metrics::RetryMetrics::new(name));
         let timeouts = self.timeout(name);
-        Ok(ClientLayer {
+        Ok(UpstreamLayer {
             name: name.to_owned(),
             parts: Some(Parts {
                 total: timeouts.total,
@@ -272,24 +272,29 @@ struct Parts {
 }
 
 /// The client stack of one upstream, from
-/// [`ResilienceConfig::client_layer`].
+/// [`ResilienceConfig::client_layer`]: its rate limit, timeouts, retry,
+/// fleet's gate, breaker and bulkhead as the configuration says, boxed at
+/// the edge so that its type does not depend on which are on. (Not to be
+/// confused with the `ClientLayer` that `bulwark::stack::ClientStack` and
+/// `bulwark::http::ClientStack` build, whose parts are fixed when it is
+/// written.)
 ///
 /// Outcomes are judged by one classifier shared by retry, the breaker and
 /// the metrics: [`DefaultClassifier`] (an `Err` is a failure) unless
 /// [`classifier`](Self::classifier) says otherwise, e.g. an HTTP status
 /// classifier from `bulwark-http` so that a 503 counts as a failure.
-pub struct ClientLayer<Req, C = DefaultClassifier> {
+pub struct UpstreamLayer<Req, C = DefaultClassifier> {
     name: String,
     parts: Option<Parts>,
     classifier: C,
     _req: PhantomData<fn(Req)>,
 }
 
-impl<Req, C> ClientLayer<Req, C> {
+impl<Req, C> UpstreamLayer<Req, C> {
     /// Judges outcomes with `classifier` in retry, the breaker and the
     /// metrics.
-    pub fn classifier<C2>(self, classifier: C2) -> ClientLayer<Req, C2> {
-        ClientLayer {
+    pub fn classifier<C2>(self, classifier: C2) -> UpstreamLayer<Req, C2> {
+        UpstreamLayer {
             name: self.name,
             parts: self.parts,
             classifier,
@@ -308,18 +313,18 @@ impl<Req, C> ClientLayer<Req, C> {
     }
 }
 
-impl<Req, C> fmt::Debug for ClientLayer<Req, C> {
+impl<Req, C> fmt::Debug for UpstreamLayer<Req, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientLayer")
+        f.debug_struct("UpstreamLayer")
             .field("name", &self.name)
             .field("enabled", &self.parts.is_some())
             .finish()
     }
 }
 
-impl<Req, C: Clone> Clone for ClientLayer<Req, C> {
+impl<Req, C: Clone> Clone for UpstreamLayer<Req, C> {
     fn clone(&self) -> Self {
-        ClientLayer {
+        UpstreamLayer {
             name: self.name.clone(),
             parts: self.parts.as_ref().map(|p| Parts {
                 total: p.total,
@@ -350,7 +355,7 @@ fn timeout_layer(limit: Duration, readiness: Option<Duration>, _label: String) -
     layer
 }
 
-impl<S, Req, C> Layer<S> for ClientLayer<Req, C>
+impl<S, Req, C> Layer<S> for UpstreamLayer<Req, C>
 where
     C: Classify<S::Response> + Clone + Send + Sync + 'static,
     S: Service<Req> + Clone + Send + Sync + 'static,
