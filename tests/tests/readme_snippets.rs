@@ -15,9 +15,6 @@ use bulwark::BoxError;
 #[rustfmt::skip] // kept as in the README
 #[allow(unused_variables, unused_mut)]
 async fn http_clients_and_grpc() -> Result<(), BoxError> {
-    use tonic_health::pb::health_client::HealthClient;
-    let (_reporter, health) = tonic_health::server::health_reporter();
-    let addr: std::net::SocketAddr = "127.0.0.1:0".parse()?;
     // README begin
     // Compiled in CI by tests/tests/readme_snippets.rs, which fails when this
     // block and its compiled copy differ (needs reqwest, reqwest-middleware,
@@ -26,6 +23,7 @@ async fn http_clients_and_grpc() -> Result<(), BoxError> {
     use bulwark::http::middleware::BulwarkMiddleware;
     use bulwark::http::grpc::{GrpcClientStack, GrpcServerStack};
     use bulwark::observe::Registry;
+    use tonic_health::pb::health_client::HealthClient; // a generated client (any will do)
     use tower::{Layer, ServiceExt};
 
     let registry = Registry::new(); // what health and metrics show: see "Operating it"
@@ -50,6 +48,8 @@ async fn http_clients_and_grpc() -> Result<(), BoxError> {
     let mut payments = HealthClient::new(grpc.layer(channel)); // any generated client
 
     // tonic server: shed calls answer RESOURCE_EXHAUSTED with pushback.
+    let (_reporter, health) = tonic_health::server::health_reporter(); // a generated service
+    let addr = "127.0.0.1:50051".parse()?;
     tonic::transport::Server::builder()
         .layer(GrpcServerStack::new().registry(&registry, "grpc").build()?)
         .add_service(health)
