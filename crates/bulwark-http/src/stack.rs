@@ -420,7 +420,7 @@ impl<C> ClientStack<C> {
     ///
     /// | part | registered as | metrics (feature `metrics`) |
     /// |---|---|---|
-    /// | per-host breakers | keyed breakers `NAME` (keys by authority) | `bulwark_breaker_*{name="NAME"}`, `bulwark_keyed_breaker_*` |
+    /// | per-host breakers | keyed breakers `NAME` (keys by authority) | `bulwark_breaker_transitions_total{name="NAME"}`, `bulwark_breaker_rejected_total{name="NAME"}` (all hosts together: no state gauge per host), `bulwark_keyed_breaker_keys`, `bulwark_keyed_breaker_open_keys` |
     /// | retry | retry `NAME`, its budget the retry budget `NAME` | `bulwark_retries_total`, `bulwark_retry_gave_up_total`, `bulwark_retry_budget_available` |
     /// | total, attempt timeout | timeouts `NAME/total`, `NAME/attempt` | `bulwark_timeouts_total` |
     /// | bulkhead | bulkhead `NAME` | `bulwark_bulkhead_*` |
