@@ -235,6 +235,40 @@ pub struct Snapshot {
     pub rejected: u64,
     /// The last transitions, oldest first.
     pub history: Vec<Transition>,
+    /// What trips the breaker, as configured now (after any
+    /// [`reconfigure`](Breaker::reconfigure)).
+    pub thresholds: Thresholds,
+}
+
+/// What trips a breaker, as configured now: in a [`Snapshot`], so that an
+/// operator can see that a reload took effect.
+///
+/// A threshold lowered by [`reconfigure`](Breaker::reconfigure) is judged
+/// at the next recorded call, not at once: a breaker that already counts
+/// more failures in a row than the new threshold trips on its next failure.
+///
+/// ```
+/// use bulwark::breaker::Breaker;
+///
+/// let breaker = Breaker::builder().consecutive_failures(5).build().unwrap();
+/// breaker.reconfigure(&Breaker::builder().consecutive_failures(2)).unwrap();
+/// let t = breaker.snapshot().thresholds;
+/// assert_eq!((t.consecutive_failures, t.failure_rate, t.minimum_calls), (Some(2), Some(0.5), 20));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Thresholds {
+    /// The failure rate that trips it, once the window holds
+    /// `minimum_calls` calls (`None`: not judged).
+    pub failure_rate: Option<f64>,
+    /// The slow-call rate that trips it, with the duration above which a
+    /// call is slow (`None`: not judged).
+    pub slow_call: Option<(Duration, f64)>,
+    /// Failures in a row that trip it, whatever the window holds (`None`:
+    /// not judged).
+    pub consecutive_failures: Option<u32>,
+    /// Calls the window must hold before a rate is judged.
+    pub minimum_calls: u32,
 }
 
 impl Breaker {
@@ -665,6 +699,12 @@ impl Breaker {
                 .iter()
                 .flat_map(|h| h.iter().copied())
                 .collect(),
+            thresholds: Thresholds {
+                failure_rate: inner.config.failure_rate,
+                slow_call: inner.config.slow_call,
+                consecutive_failures: inner.config.consecutive_failures,
+                minimum_calls: inner.config.minimum_calls,
+            },
         }
     }
 

@@ -101,7 +101,7 @@ mod service;
 mod state;
 mod window;
 
-pub use breaker::{Breaker, Permit, Snapshot};
+pub use breaker::{Breaker, Permit, Snapshot, Thresholds};
 pub use config::{BreakerBuilder, WindowKind};
 pub use error::{CallError, CircuitOpen, ConfigError};
 pub use event::{BreakerEvent, BreakerEventKind};

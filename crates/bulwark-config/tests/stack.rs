@@ -144,6 +144,9 @@ async fn reload_applies_thresholds_and_keeps_counts_and_open_breakers() {
     after.apply(&registry).unwrap();
     assert_eq!(breaker.snapshot().consecutive_failures, 3, "counts kept");
     assert_eq!(registry.get_bulkhead("p").unwrap().limit(), 8);
+    // Health shows the new threshold, so an operator can see it applied.
+    let health = registry.health();
+    assert_eq!(health.breakers[0].thresholds.consecutive_failures, Some(4));
     svc.ready().await.unwrap().call(1).await.unwrap_err();
     assert_eq!(breaker.state(), State::Open);
     // It opened with the new open duration.

@@ -34,7 +34,8 @@
 //!     "calls": 20, "failures": 12, "slow_calls": 0,
 //!     "failure_rate": 0.6, "slow_call_rate": null,
 //!     "consecutive_failures": 4, "rejected": 31,
-//!     "time_in_state_ms": 1250, "next_probe_in_ms": 28750
+//!     "time_in_state_ms": 1250, "next_probe_in_ms": 28750,
+//!     "thresholds": { "failure_rate": 0.5, "slow_call_rate": null, "slow_call_ms": null, "consecutive_failures": 10, "minimum_calls": 20 }
 //!   }],
 //!   "keyed_breakers": [{ "name": "hosts", "healthy": true, "keys": 3, "evicted": 0, "unhealthy_keys": [] }],
 //!   "bulkheads": [{ "name": "db", "healthy": true, "in_flight": 3, "queued": 0, "limit": 32, "rejections": 0, "saturated": false, "serving": false }],
@@ -173,6 +174,26 @@ pub struct BreakerHealth {
     pub time_in_state_ms: u64,
     /// For an open breaker: in how many milliseconds it admits a probe.
     pub next_probe_in_ms: Option<u64>,
+    /// What trips it, as configured now: a reload's new thresholds show
+    /// here.
+    pub thresholds: BreakerThresholds,
+}
+
+/// What trips a breaker, in its [`BreakerHealth`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct BreakerThresholds {
+    /// The failure rate that trips it, once the window holds
+    /// `minimum_calls` calls (`None`: not judged).
+    pub failure_rate: Option<f64>,
+    /// The slow-call rate that trips it (`None`: not judged).
+    pub slow_call_rate: Option<f64>,
+    /// The duration above which a call is slow, in milliseconds.
+    pub slow_call_ms: Option<u64>,
+    /// Failures in a row that trip it (`None`: not judged).
+    pub consecutive_failures: Option<u32>,
+    /// Calls the window must hold before a rate is judged.
+    pub minimum_calls: u32,
 }
 
 impl BreakerHealth {
@@ -191,6 +212,13 @@ impl BreakerHealth {
             rejected: s.rejected,
             time_in_state_ms: millis(s.time_in_state),
             next_probe_in_ms: s.next_probe_in.map(millis),
+            thresholds: BreakerThresholds {
+                failure_rate: s.thresholds.failure_rate,
+                slow_call_rate: s.thresholds.slow_call.map(|(_, rate)| rate),
+                slow_call_ms: s.thresholds.slow_call.map(|(slow, _)| millis(slow)),
+                consecutive_failures: s.thresholds.consecutive_failures,
+                minimum_calls: s.thresholds.minimum_calls,
+            },
         }
     }
 }

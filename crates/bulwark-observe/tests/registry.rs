@@ -206,6 +206,14 @@ fn health_serialises_to_the_documented_json() {
     ] {
         assert!(p.get(field).is_some(), "{field} missing");
     }
+    // The breaker's thresholds, as configured now: the defaults here.
+    assert_eq!(
+        p["thresholds"],
+        serde_json::json!({
+            "failure_rate": 0.5, "slow_call_rate": null, "slow_call_ms": null,
+            "consecutive_failures": 10, "minimum_calls": 20,
+        })
+    );
     assert!(json["keyed_breakers"].as_array().unwrap().is_empty());
 }
 
