@@ -345,7 +345,8 @@ impl Reloader {
     /// rename-over counts) and, on Unix, `SIGHUP`. Each change (after the
     /// [`debounce`](Self::debounce)) or signal reloads, and `on_reload`
     /// hears the outcome. Spawn the future it returns; it runs until
-    /// dropped.
+    /// dropped. It takes the reloader: call [`config`](Self::config) and
+    /// [`subscribe`](Self::subscribe) before it, and keep what they return.
     ///
     /// # Errors
     ///
