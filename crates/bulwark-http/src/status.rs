@@ -10,7 +10,7 @@
 //! | [`CircuitOpen`] | `UNAVAILABLE`, with `grpc-retry-pushback-ms` when the next probe is known |
 //! | [`RateLimited`] | `RESOURCE_EXHAUSTED` + `grpc-retry-pushback-ms` |
 //! | [`BulkheadFull`] (the server sheds load), `ThrottledLocally` | `RESOURCE_EXHAUSTED` |
-//! | [`Elapsed`] (a timeout; also the source of a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed), or tower's own `tower::timeout::error::Elapsed` | `DEADLINE_EXCEEDED` |
+//! | [`Elapsed`] (a timeout; also the source of a body's [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)), or tower's own `tower::timeout::error::Elapsed` | `DEADLINE_EXCEEDED` |
 //! | a transport error (anything else) | `UNAVAILABLE` |
 //!
 //! ```
@@ -105,6 +105,7 @@ pub fn to_status(error: BoxError) -> Status {
 /// ```
 ///
 /// [`ThrottledLocally`]: bulwark_core::error::ThrottledLocally
+/// [`Elapsed`]: bulwark_timeout::Elapsed
 pub fn to_client_status(error: BoxError) -> Status {
     let error = match error.downcast::<Status>() {
         Ok(status) => return *status,

@@ -50,7 +50,7 @@ pub enum GiveUpReason {
     /// upstream (an open breaker, a full bulkhead): the call ends with the
     /// previous attempt's response, or a
     /// [`RetryRejected`](crate::RetryRejected) carrying both errors. The
-    /// event's outcome is [`Outcome::Rejected`](bulwark_core::Outcome::Rejected).
+    /// event's outcome is [`Outcome::Rejected`].
     Rejected,
 }
 
