@@ -70,7 +70,7 @@ use bulwark_core::error::{
     find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
 };
 use bulwark_core::BoxError;
-use bulwark_timeout::Elapsed;
+use bulwark_timeout::error::is_timeout;
 use http::{header, HeaderValue, StatusCode};
 use pin_project_lite::pin_project;
 use std::convert::Infallible;
@@ -525,18 +525,12 @@ impl axum::response::IntoResponse for BulwarkError {
     }
 }
 
-/// Whether `error` is a timeout: Bulwark's [`Elapsed`] (also the source of
-/// a [`ResponseElapsed`](crate::response_timeout::ResponseElapsed)) or
-/// tower's own, from a `tower::timeout::TimeoutLayer` anywhere below.
-pub(crate) fn is_timeout(error: &(dyn Error + 'static)) -> bool {
-    is_caused_by::<Elapsed>(error) || is_caused_by::<tower::timeout::error::Elapsed>(error)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::response_timeout::{Phase, ResponseElapsed, Scope};
     use bulwark_timeout::error::Limit;
+    use bulwark_timeout::Elapsed;
 
     #[test]
     fn statuses() {

@@ -30,11 +30,11 @@
 //! [`Elapsed`]: bulwark_timeout::Elapsed
 
 use crate::pushback::GRPC_RETRY_PUSHBACK_MS;
-use crate::response::is_timeout;
 use bulwark_core::error::{
     find, is_caused_by, BulkheadFull, CircuitOpen, RateLimited, ThrottledLocally,
 };
 use bulwark_core::BoxError;
+use bulwark_timeout::error::is_timeout;
 use tonic::{Code, Status};
 
 // `http::status::{StatusCode, InvalidStatusCode}`, so that they keep their

@@ -437,7 +437,7 @@ pub struct RetryMetrics(Arc<RetryInner>);
 struct RetryInner {
     name: String,
     retries: Counter,
-    gave_up: [Counter; 6],
+    gave_up: [Counter; GIVE_UP.len()],
     budget_denied: Counter,
     hedges: Counter,
 }

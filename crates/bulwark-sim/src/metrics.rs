@@ -49,9 +49,7 @@ impl FailureKind {
             FailureKind::CircuitOpen
         } else if is_rejection(e) || find::<tower::load_shed::error::Overloaded>(e).is_some() {
             FailureKind::Rejected
-        } else if find::<bulwark_timeout::Elapsed>(e).is_some()
-            || find::<tower::timeout::error::Elapsed>(e).is_some()
-        {
+        } else if bulwark_timeout::error::is_timeout(e) {
             FailureKind::Timeout
         } else if let Some(u) = find::<UpstreamError>(e) {
             if u.is_rate_limited() {

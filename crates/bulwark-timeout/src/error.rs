@@ -91,6 +91,27 @@ impl fmt::Display for Elapsed {
 
 impl std::error::Error for Elapsed {}
 
+/// Whether `error` is a timeout, anywhere in its `source()` chain:
+/// Bulwark's [`Elapsed`], or tower's own (`tower::timeout::error::Elapsed`,
+/// from a `tower::timeout::TimeoutLayer` anywhere below). Error mappings
+/// and classifications use it, so that a timeout answers as one whichever
+/// layer measured it.
+///
+/// ```
+/// use bulwark::timeout::error::{is_timeout, Elapsed, Limit};
+/// use bulwark::BoxError;
+/// use std::time::Duration;
+///
+/// let ours: BoxError = Elapsed::new(Limit::Request, Duration::from_secs(2)).into();
+/// let towers: BoxError = tower::timeout::error::Elapsed::new().into();
+/// let reset: BoxError = "connection reset".into();
+/// assert!(is_timeout(&*ours) && is_timeout(&*towers) && !is_timeout(&*reset));
+/// ```
+pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    use bulwark_core::error::is_caused_by;
+    is_caused_by::<Elapsed>(error) || is_caused_by::<tower::timeout::error::Elapsed>(error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
